@@ -1,0 +1,33 @@
+"""ale-replay: record RL training on Atari as tiny logs, re-simulate any episode bit-exactly."""
+
+from replay.errors import (
+    CheckpointError,
+    DesyncError,
+    EnvironmentMismatchError,
+    EpisodeIndexError,
+    LogFormatError,
+    RecordingError,
+    ReplayError,
+)
+from replay.reader import EpisodeRecord, ReplayStep, TrajectoryLog
+from replay.recorder import RecordTrajectory, RecordVectorTrajectory
+from replay.verify import VerifyReport, verify
+from replay.writer import TrajectoryWriter
+
+__all__ = [
+    "CheckpointError",
+    "DesyncError",
+    "EnvironmentMismatchError",
+    "EpisodeIndexError",
+    "EpisodeRecord",
+    "LogFormatError",
+    "RecordTrajectory",
+    "RecordVectorTrajectory",
+    "RecordingError",
+    "ReplayError",
+    "ReplayStep",
+    "TrajectoryLog",
+    "TrajectoryWriter",
+    "VerifyReport",
+    "verify",
+]

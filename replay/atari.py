@@ -1,0 +1,157 @@
+"""The Atari environment stack the trainer plays, built only from wrappers that ``env.spec`` can rebuild.
+
+Stack: ``gym.make("ALE/<Game>-v5", frameskip=1, ...)`` → ``AtariPreprocessing`` (no-op starts, frame skip 4,
+84x84 grayscale) → :class:`FireOnLifeLoss` → ``FrameStackObservation(4)``. Every layer records its constructor
+arguments, so the ``EnvSpec`` stored in a trajectory log re-creates the stack with ``gym.make(spec)``.
+Episodes are whole games: losing a life never ends an episode here; the learner handles life loss itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, SupportsFloat
+
+import ale_py
+import gymnasium as gym
+import numpy as np
+from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
+
+gym.register_envs(ale_py)
+
+ObsType = Any
+ActType = Any
+
+
+class FireOnLifeLoss(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.RecordConstructorArgs):
+    """Press FIRE after reset and after each lost life, in games whose action set has FIRE.
+
+    Many games (Breakout, for one) wait for FIRE before serving; an agent that never learned to press it stalls
+    until the frame limit. The FIRE step's reward is kept: a FIRE after a life loss adds its reward to that step,
+    and the FIRE after reset carries its reward into the first step, so an episode's return is the game score.
+    ``info["lives"]`` is the life counter after the whole step. In games without FIRE the wrapper passes
+    everything through unchanged, so one stack fits every game.
+
+    Example:
+        >>> import gymnasium as gym
+        >>> from gymnasium.wrappers import AtariPreprocessing
+        >>> from replay.atari import FireOnLifeLoss
+        >>> env = gym.make("ALE/Breakout-v5", frameskip=1)
+        >>> env = FireOnLifeLoss(AtariPreprocessing(env, frame_skip=4))
+        >>> obs, info = env.reset(seed=0)
+        >>> info["lives"]
+        5
+        >>> [w.entry_point for w in env.spec.additional_wrappers][-1]
+        'replay.atari:FireOnLifeLoss'
+    """
+
+    def __init__(self, env: gym.Env[ObsType, ActType]) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+        unwrapped = env.unwrapped
+        if not hasattr(unwrapped, "get_action_meanings") or not hasattr(unwrapped, "ale"):
+            raise ValueError(f"FireOnLifeLoss needs an ALE environment, got {unwrapped!r}")
+        meanings = unwrapped.get_action_meanings()
+        self.fire_action: int | None = meanings.index("FIRE") if "FIRE" in meanings else None
+        self._lives = 0
+        self._carried_reward = 0.0
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[ObsType, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._carried_reward = 0.0
+        if self.fire_action is not None:
+            obs, reward, terminated, truncated, info = self.env.step(self.fire_action)
+            if terminated or truncated:
+                obs, info = self.env.reset()
+            else:
+                self._carried_reward = float(reward)
+        self._lives = self._lives_in(info)
+        info["lives"] = self._lives
+        return obs, info
+
+    def step(self, action: ActType) -> tuple[ObsType, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        total = float(reward) + self._carried_reward
+        self._carried_reward = 0.0
+        lives = self._lives_in(info)
+        if self.fire_action is not None and lives < self._lives and not (terminated or truncated):
+            obs, reward, terminated, truncated, info = self.env.step(self.fire_action)
+            total += float(reward)
+            lives = self._lives_in(info)
+        self._lives = lives
+        info["lives"] = lives
+        return obs, total, terminated, truncated, info
+
+    def _lives_in(self, info: dict[str, Any]) -> int:
+        return int(info["lives"]) if "lives" in info else int(self.env.unwrapped.ale.lives())
+
+
+@dataclass
+class EnvConfig:
+    """How each environment is built (Hydra group ``env``).
+
+    Attributes:
+        id: Gymnasium id of any ALE v5 game, e.g. ``ALE/Pong-v5``.
+        repeat_action_probability: Sticky actions; 0.0 is the classic deterministic setting, 0.25 the v5 default.
+        noop_max: Up to this many no-ops after reset, drawn from the env's own seeded RNG.
+        frame_skip: Emulator frames per agent step (max-pooled over the last two).
+        screen_size: Side of the square grayscale observation.
+        frame_stack: Observations stacked into one agent input.
+        max_episode_frames: Emulator frames before an episode is truncated (108,000 = 30 minutes, the v5 default).
+        vector: ``sync`` steps all envs in this process (cheap for ALE); ``async`` uses one process per env.
+    """
+
+    id: str = "ALE/Breakout-v5"
+    repeat_action_probability: float = 0.0
+    noop_max: int = 30
+    frame_skip: int = 4
+    screen_size: int = 84
+    frame_stack: int = 4
+    max_episode_frames: int = 108_000
+    vector: str = "sync"
+
+
+def make_env(config: EnvConfig, *, max_episode_frames: int | None = None) -> gym.Env:
+    """One environment with the whole stack; ``max_episode_frames`` overrides the config's cap (evaluation)."""
+    if not config.id.startswith("ALE/"):
+        raise ValueError(f"expected an ALE game id like 'ALE/Pong-v5', got env.id={config.id!r}")
+    frames = config.max_episode_frames if max_episode_frames is None else max_episode_frames
+    if frames <= 0:
+        raise ValueError(f"expected a positive max_episode_frames, got {frames}")
+    env = gym.make(
+        config.id,
+        frameskip=1,
+        repeat_action_probability=config.repeat_action_probability,
+        full_action_space=False,
+        max_num_frames_per_episode=frames,
+    )
+    env = AtariPreprocessing(
+        env,
+        noop_max=config.noop_max,
+        frame_skip=config.frame_skip,
+        screen_size=config.screen_size,
+        terminal_on_life_loss=False,
+        grayscale_obs=True,
+    )
+    env = FireOnLifeLoss(env)
+    return FrameStackObservation(env, config.frame_stack)
+
+
+def make_vector_env(config: EnvConfig, num_envs: int) -> gym.vector.VectorEnv:
+    """``num_envs`` copies of :func:`make_env` in a sync (default) or async vector env."""
+    if num_envs <= 0:
+        raise ValueError(f"expected a positive number of envs, got {num_envs}")
+    kind: Literal["sync", "async"] = config.vector  # type: ignore[assignment]
+    factories = [lambda: make_env(config) for _ in range(num_envs)]
+    if kind == "sync":
+        return gym.vector.SyncVectorEnv(factories)
+    if kind == "async":
+        return gym.vector.AsyncVectorEnv(factories)
+    raise ValueError(f"expected env.vector to be 'sync' or 'async', got {config.vector!r}")
+
+
+def life_lost(previous_lives: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    """Which sub-envs of a vector env lost a life in this step (a reset raises the count, never a loss)."""
+    lives = np.asarray(info["lives"])
+    return lives < previous_lives

@@ -1,0 +1,158 @@
+"""The emulator side: rebuild an env from its recorded spec, capture and restore ALE states, hash them.
+
+Snapshots hold the ALE state with its RNG (``cloneState(include_rng=True)``) and the base env's ``np_random``
+state, zlib-compressed against an earlier snapshot of the same lane as dictionary (~3.5 KB instead of 14 KB).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import ale_py
+import gymnasium as gym
+import numpy as np
+from gymnasium.envs.registration import EnvSpec
+
+from replay.errors import LogFormatError, RecordingError
+
+gym.register_envs(ale_py)
+
+# Entry points a log may name. gym.make imports and calls whatever a spec names, so a log from someone else
+# must not be able to name anything else.
+ALLOWED_ENTRY_POINT_PREFIXES = ("ale_py.env:", "gymnasium.wrappers", "replay.")
+
+
+@dataclass(frozen=True)
+class LaneState:
+    """What a snapshot of one env holds: the serialized ALE state (with RNG) and the env's RNG state."""
+
+    ale_state: bytes
+    np_random_state: str  # JSON of numpy's bit_generator.state
+
+
+def base_env(env: gym.Env) -> gym.Env:
+    base = env.unwrapped
+    if not hasattr(base, "ale") or not hasattr(base, "clone_state"):
+        raise RecordingError(
+            f"expected an env whose base is an ALE env (ale_py.env.AtariEnv), got {type(base).__name__}; "
+            "make it with gym.make('ALE/<Game>-v5', ...)"
+        )
+    return base
+
+
+def state_crc(ale_state: ale_py.ALEState) -> int:
+    """CRC of the emulator state without the sticky-action RNG: cheap, deterministic, compared at replay."""
+    return zlib.crc32(ale_state.serialize())
+
+
+def obs_crc(observation: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(observation).data)
+
+
+def rng_state_json(generator: np.random.Generator) -> str:
+    return json.dumps(generator.bit_generator.state)
+
+
+def generator_from_json(text: str) -> np.random.Generator:
+    state = json.loads(text)
+    name = state.get("bit_generator")
+    if name not in ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64"):
+        raise LogFormatError(f"unknown numpy bit generator {name!r} in a snapshot")
+    bit_generator = getattr(np.random, name)()
+    bit_generator.state = state
+    return np.random.Generator(bit_generator)
+
+
+def encode_snapshot(state: LaneState, reference: LaneState | None) -> bytes:
+    payload = json.dumps({"rng": state.np_random_state}).encode() + b"\n" + state.ale_state
+    if reference is None:
+        return zlib.compress(payload, 6)
+    compressor = zlib.compressobj(6, zdict=_dictionary(reference))
+    return compressor.compress(payload) + compressor.flush()
+
+
+def decode_snapshot(blob: bytes, reference: LaneState | None) -> LaneState:
+    try:
+        if reference is None:
+            payload = zlib.decompress(blob)
+        else:
+            decompressor = zlib.decompressobj(zdict=_dictionary(reference))
+            payload = decompressor.decompress(blob) + decompressor.flush()
+        header, ale_state = payload.split(b"\n", 1)
+        return LaneState(ale_state=ale_state, np_random_state=json.loads(header)["rng"])
+    except (zlib.error, ValueError, KeyError) as error:
+        raise LogFormatError(f"a snapshot is damaged ({error}); the log's other anchors may still work") from None
+
+
+def _dictionary(reference: LaneState) -> bytes:
+    # zlib keeps the last 32 KB of the dictionary; a whole serialized state fits.
+    return reference.ale_state
+
+
+def spec_from_json(spec_json: str, source: str) -> EnvSpec:
+    try:
+        spec = EnvSpec.from_json(spec_json)
+    except Exception as error:  # gymnasium raises several types for a bad spec
+        raise LogFormatError(f"{source}: the recorded env spec cannot be read ({error})") from None
+    entry_points = [str(spec.entry_point)] + [str(w.entry_point) for w in spec.additional_wrappers]
+    for entry_point in entry_points:
+        if not entry_point.startswith(ALLOWED_ENTRY_POINT_PREFIXES):
+            raise LogFormatError(
+                f"{source}: the recorded env names entry point {entry_point!r}, which is not an ALE env or a "
+                f"gymnasium/replay wrapper; refusing to import it (allowed prefixes: "
+                f"{', '.join(ALLOWED_ENTRY_POINT_PREFIXES)})"
+            )
+    return spec
+
+
+def make_env(spec: EnvSpec) -> gym.Env:
+    """Build the recorded wrapper stack. The checker is off: it would step the env and shift its RNG."""
+    return gym.make(spec, disable_env_checker=True)
+
+
+def capture(env: gym.Env) -> LaneState:
+    base = base_env(env)
+    return LaneState(
+        ale_state=base.ale.cloneState(include_rng=True).serialize(),
+        np_random_state=rng_state_json(base.np_random),
+    )
+
+
+def current_state_crc(env: gym.Env) -> int:
+    return state_crc(base_env(env).ale.cloneState(include_rng=False))
+
+
+def restore(env: gym.Env, state: LaneState) -> None:
+    """Restore a snapshot into ``env``. Emulate one frame first: restoring into a just-reset emulator is wrong in
+    some games (Qbert, Tetris, ...; see FIELD-NOTES). The screen stays stale until the next step."""
+    base = base_env(env)
+    base.ale.act(0)
+    base.ale.restoreState(ale_py.ALEState(state.ale_state))
+    base.np_random = generator_from_json(state.np_random_state)
+
+
+def set_elapsed_steps(env: gym.Env, elapsed: int) -> None:
+    """Bring TimeLimit wrappers in line with a restored mid-episode state."""
+    layer = env
+    while isinstance(layer, gym.Wrapper):
+        if isinstance(layer, gym.wrappers.TimeLimit):
+            layer._elapsed_steps = elapsed
+        layer = layer.env
+
+
+def screen(env: gym.Env) -> np.ndarray:
+    """The frame ``env.unwrapped.render()`` shows in rgb_array mode, whatever render_mode the env has."""
+    return base_env(env).ale.getScreenRGB()
+
+
+def rom_md5(game: str) -> str:
+    path = Path(ale_py.roms.get_rom_path(game))
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def game_of(env: gym.Env) -> str:
+    return str(base_env(env)._game)

@@ -1,0 +1,116 @@
+"""The trainer's metric tables: CSV files in the run folder, appended to across resumes.
+
+- ``episodes.csv``: one row per finished episode. ``kind`` is ``train`` or ``eval``; ``global_step`` is the
+  training step count when it ended; ``policy_version`` the update index that played its last step;
+  ``env_index`` the vector sub-env (``-1`` for evaluation).
+- ``updates.csv``: one row per PPO update with its losses, learning rate and steps per second.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EPISODE_FIELDS = (
+    "kind",
+    "global_step",
+    "policy_version",
+    "env_index",
+    "episode_return",
+    "episode_length",
+    "terminated",
+    "truncated",
+    "wall_time",
+)
+UPDATE_FIELDS = (
+    "policy_version",
+    "global_step",
+    "learning_rate",
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "approx_kl",
+    "clipfrac",
+    "explained_variance",
+    "steps_per_second",
+    "wall_time",
+)
+
+
+class CsvTable:
+    """Append rows with fixed columns to a CSV file, writing the header only for a new file; flushes per row."""
+
+    def __init__(self, path: Path, fields: tuple[str, ...]) -> None:
+        self.path = Path(path)
+        self.fields = fields
+        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        self._file = self.path.open("a", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=fields)
+        if fresh:
+            self._writer.writeheader()
+
+    def append(self, row: dict[str, Any]) -> None:
+        self._writer.writerow(row)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> CsvTable:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EpisodeTracker:
+    """Running returns and lengths of the sub-envs of a NEXT_STEP vector env, and a recent-return window."""
+
+    def __init__(self, num_envs: int, window: int = 20) -> None:
+        self.returns = np.zeros(num_envs, dtype=np.float64)
+        self.lengths = np.zeros(num_envs, dtype=np.int64)
+        self.recent: deque[float] = deque(maxlen=window)
+
+    def step(
+        self, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray, stepped: np.ndarray
+    ) -> list[tuple[int, float, int, bool, bool]]:
+        """Account one vector step (``stepped`` is False for autoreset lanes); returns the episodes that ended."""
+        self.returns[stepped] += rewards[stepped]
+        self.lengths[stepped] += 1
+        finished = []
+        for lane in np.flatnonzero((terminated | truncated) & stepped):
+            episode = (int(lane), float(self.returns[lane]), int(self.lengths[lane]), bool(terminated[lane]),
+                       bool(truncated[lane]))
+            finished.append(episode)
+            self.recent.append(episode[1])
+            self.returns[lane] = 0.0
+            self.lengths[lane] = 0
+        return finished
+
+    @property
+    def recent_mean(self) -> float:
+        return float(np.mean(self.recent)) if self.recent else math.nan
+
+
+def episode_row(
+    kind: str, global_step: int, policy_version: int, env_index: int, episode_return: float, length: int,
+    terminated: bool, truncated: bool,
+) -> dict[str, Any]:
+    """A row of ``episodes.csv``."""
+    return {
+        "kind": kind,
+        "global_step": global_step,
+        "policy_version": policy_version,
+        "env_index": env_index,
+        "episode_return": episode_return,
+        "episode_length": length,
+        "terminated": int(terminated),
+        "truncated": int(truncated),
+        "wall_time": round(time.time(), 3),
+    }

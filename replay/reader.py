@@ -1,0 +1,360 @@
+"""Reading a trajectory log: episode listing, lazy bit-exact frames and observations, seeking."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ale_py
+import h5py
+import numpy as np
+
+from replay import emulator
+from replay import log_format as fmt
+from replay.errors import EnvironmentMismatchError, EpisodeIndexError, LogFormatError
+from replay.resim import Lane, resimulate
+
+
+@dataclass(frozen=True)
+class EpisodeRecord:
+    """One recorded episode. ``start_step`` is the position of its reset in its stream."""
+
+    index: int
+    env_index: int
+    stream: int
+    tag: str
+    start_step: int
+    length: int
+    total_reward: float
+    terminated: bool
+    truncated: bool
+    finished: bool
+    policy_versions: tuple[int, ...]
+
+    @property
+    def ended_by(self) -> str:
+        if not self.finished:
+            return "unfinished"
+        return "termination" if self.terminated else "truncation"
+
+
+@dataclass(frozen=True)
+class ReplayStep:
+    """Step ``step`` of an episode as re-simulated; step 0 is the reset (no action, no reward)."""
+
+    step: int
+    frame: np.ndarray | None
+    observation: np.ndarray | None
+    action: int | None
+    reward: float
+    policy_version: int
+    terminated: bool = False
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    index: int
+    env_id: str
+    game: str
+    tag: str
+    n_lanes: int
+    length: int
+    action_meanings: tuple[str, ...]
+    obs_shape: tuple[int, ...]
+    obs_dtype: str
+    rom_md5: str
+    snapshot_interval: int
+    sync_interval: int
+    spec_json: str
+
+
+def check_root(handle: h5py.File, path: Path) -> None:
+    """Refuse a file that is not a trajectory log of a version this code understands."""
+    found = handle.attrs.get(fmt.ATTR_FORMAT)
+    if found != fmt.FORMAT_NAME:
+        raise LogFormatError(
+            f"{path}: not an ale-replay trajectory log (format attribute {found!r}, expected "
+            f"{fmt.FORMAT_NAME!r}); pass a file written by replay.RecordTrajectory"
+        )
+    version = handle.attrs.get(fmt.ATTR_FORMAT_VERSION)
+    if not isinstance(version, (int, np.integer)) or version < 1:
+        raise LogFormatError(f"{path}: invalid format version {version!r}; the file is damaged")
+    if version > fmt.FORMAT_VERSION:
+        raise LogFormatError(
+            f"{path}: format version {int(version)} is newer than this ale-replay reads ({fmt.FORMAT_VERSION}); "
+            "upgrade ale-replay (pip install -U ale-replay)"
+        )
+    for name in (fmt.GROUP_STREAMS, fmt.GROUP_METADATA, fmt.DATASET_EPISODES):
+        if name not in handle:
+            raise LogFormatError(f"{path}: missing {name!r}; the file is damaged or was not finished")
+    if handle[fmt.DATASET_EPISODES].dtype != fmt.EPISODE_DTYPE:
+        raise LogFormatError(f"{path}: the episodes table has an unexpected type; the file is damaged")
+
+
+class TrajectoryLog:
+    """Read-only view of a trajectory log.
+
+    Args:
+        path: the ``.h5`` file written by ``RecordTrajectory`` / ``RecordVectorTrajectory``.
+        check_environment: refuse to re-simulate when the installed ale-py or ROM differs from the recording.
+
+    Example:
+        >>> with TrajectoryLog("run/trajectories.h5") as log:     # doctest: +SKIP
+        ...     best = max(log.episodes, key=lambda e: e.total_reward)
+        ...     for frame in log.frames(best.index):
+        ...         pass
+    """
+
+    def __init__(self, path: str | Path, *, check_environment: bool = True) -> None:
+        self.path = Path(path)
+        self.check_environment = check_environment
+        if not self.path.exists():
+            raise LogFormatError(f"{self.path}: no such file; check the path (a run keeps it in <run>/trajectories.h5)")
+        if not h5py.is_hdf5(self.path):
+            raise LogFormatError(f"{self.path}: not an HDF5 file; pass a trajectory log written by ale-replay")
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError as error:
+            raise LogFormatError(
+                f"{self.path}: cannot be opened ({error}); the file is truncated or damaged"
+            ) from None
+        try:
+            check_root(self._file, self.path)
+            self.streams = [self._stream_info(i) for i in range(len(self._file[fmt.GROUP_STREAMS]))]
+            self.episodes = self._read_episodes()
+        except (KeyError, ValueError, TypeError, OSError) as error:
+            self._file.close()
+            raise LogFormatError(f"{self.path}: damaged log ({error})") from None
+        except Exception:
+            self._file.close()
+            raise
+        self._lanes: dict[tuple[int, int], Lane] = {}
+
+    # -- description -------------------------------------------------------------------------------------------
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return {key: json.loads(value) for key, value in self._file[fmt.GROUP_METADATA].attrs.items()}
+
+    @property
+    def env_id(self) -> str:
+        return self.streams[0].env_id if self.streams else ""
+
+    @property
+    def game(self) -> str:
+        """The game's display name, e.g. ``"Breakout"``."""
+        return self.env_id.split("/")[-1].rsplit("-v", 1)[0] if self.streams else ""
+
+    @property
+    def action_meanings(self) -> list[str]:
+        return list(self.streams[0].action_meanings) if self.streams else []
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {
+            "ale_py": str(self._file.attrs.get(fmt.ATTR_ALE_PY_VERSION)),
+            "gymnasium": str(self._file.attrs.get(fmt.ATTR_GYMNASIUM_VERSION)),
+            "format": str(self._file.attrs.get(fmt.ATTR_FORMAT_VERSION)),
+        }
+
+    def episode(self, index: int) -> EpisodeRecord:
+        if not isinstance(index, (int, np.integer)) or not -len(self.episodes) <= index < len(self.episodes):
+            raise EpisodeIndexError(
+                f"{self.path}: episode {index!r} is out of range; the log has {len(self.episodes)} episodes "
+                f"(0..{len(self.episodes) - 1}); list them with TrajectoryLog(path).episodes"
+            )
+        return self.episodes[index]
+
+    # -- re-simulation -----------------------------------------------------------------------------------------
+
+    def replay(
+        self,
+        index: int,
+        start: int = 0,
+        stop: int | None = None,
+        *,
+        frames: bool = True,
+        observations: bool = True,
+    ) -> Iterator[ReplayStep]:
+        """Re-simulate steps ``start..stop-1`` of episode ``index`` (``length + 1`` steps, the reset first)."""
+        episode = self.episode(index)
+        stop = episode.length + 1 if stop is None else stop
+        if not 0 <= start <= stop <= episode.length + 1:
+            raise EpisodeIndexError(
+                f"{self.path}: steps {start}..{stop} are outside episode {episode.index} (0..{episode.length + 1})"
+            )
+        if start == stop:
+            return iter(())
+        return self._replay(episode, start, stop, frames, observations)
+
+    def frames(self, index: int, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+        """RGB frames (uint8 210x160x3) as ``env.unwrapped.render()`` showed them: reset, then every step."""
+        return (s.frame for s in self.replay(index, start, stop, frames=True, observations=False))
+
+    def observations(self, index: int, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+        """What the agent received from the wrapped env, bit-exact."""
+        return (s.observation for s in self.replay(index, start, stop, frames=False, observations=True))
+
+    def _replay(
+        self, episode: EpisodeRecord, start: int, stop: int, frames: bool, observations: bool
+    ) -> Iterator[ReplayStep]:
+        lane = self.lane(episode.stream, episode.env_index)
+        origin = episode.start_step
+        version_positions, version_values = self._versions(episode.stream)
+        for item in resimulate(
+            lane, origin + start, origin + stop - 1, frames=frames, observations=observations,
+            episode=episode.index,
+        ):
+            step = item.position - origin
+            at = np.searchsorted(version_positions, item.position, side="right") - 1
+            yield ReplayStep(
+                step=step,
+                frame=item.frame,
+                observation=item.observation,
+                action=None if step == 0 else item.action,
+                reward=item.reward,
+                policy_version=int(version_values[at]) if at >= 0 else 0,
+                terminated=item.terminated,
+                truncated=item.truncated,
+            )
+
+    def lane(self, stream: int, lane: int) -> Lane:
+        key = (stream, lane)
+        if key not in self._lanes:
+            self._check_environment(self.streams[stream])
+            self._lanes[key] = self._load_lane(stream, lane)
+        return self._lanes[key]
+
+    def _check_environment(self, info: StreamInfo) -> None:
+        if not self.check_environment:
+            return
+        recorded = self.versions["ale_py"]
+        if recorded != ale_py.__version__:
+            raise EnvironmentMismatchError(
+                f"{self.path}: recorded with ale-py {recorded}, but {ale_py.__version__} is installed; install "
+                f"ale-py=={recorded} to replay it exactly (or pass check_environment=False to try anyway)"
+            )
+        game = info.spec_json and json.loads(info.spec_json).get("kwargs", {}).get("game", "")
+        try:
+            installed = emulator.rom_md5(game)
+        except Exception:
+            installed = "<missing>"
+        if installed != info.rom_md5:
+            raise EnvironmentMismatchError(
+                f"{self.path}: the {game!r} ROM differs from the recorded one (md5 {info.rom_md5}, installed "
+                f"{installed}); install the ale-py that recorded it ({recorded})"
+            )
+
+    def _load_lane(self, stream: int, lane_index: int) -> Lane:
+        group = self._file[fmt.GROUP_STREAMS][fmt.stream_name(stream)]
+        info = self.streams[stream]
+        resets = group[fmt.DATASET_RESETS][()]
+        sync = group[fmt.DATASET_SYNC][()]
+        snapshots = group[fmt.DATASET_SNAPSHOTS][()]
+        mine = resets["lane"] == lane_index
+        sync_mine = sync["lane"] == lane_index
+        return Lane(
+            source=str(self.path),
+            stream=stream,
+            lane=lane_index,
+            spec=emulator.spec_from_json(info.spec_json, str(self.path)),
+            actions=group[fmt.DATASET_ACTIONS],
+            length=info.length,
+            resets={int(p): int(s) for p, s in zip(resets["position"][mine], resets["seed"][mine])},
+            sync={
+                int(p): (int(a), int(b))
+                for p, a, b in zip(
+                    sync["position"][sync_mine], sync["state_crc"][sync_mine], sync["obs_crc"][sync_mine]
+                )
+            },
+            snapshots=snapshots[snapshots["lane"] == lane_index],
+            snapshot_bytes=group[fmt.DATASET_SNAPSHOT_BYTES],
+            all_snapshots=snapshots,
+        )
+
+    def _versions(self, stream: int) -> tuple[np.ndarray, np.ndarray]:
+        table = self._file[fmt.GROUP_STREAMS][fmt.stream_name(stream)][fmt.DATASET_VERSIONS][()]
+        return table["position"], table["version"]
+
+    # -- reading the file --------------------------------------------------------------------------------------
+
+    def _stream_info(self, index: int) -> StreamInfo:
+        group = self._file[fmt.GROUP_STREAMS][fmt.stream_name(index)]
+        attrs = group.attrs
+        n_lanes = int(attrs[fmt.ATTR_N_LANES])
+        actions = group[fmt.DATASET_ACTIONS]
+        if actions.ndim != 2 or actions.shape[0] != n_lanes:
+            raise LogFormatError(
+                f"{self.path}: stream {index} actions have shape {actions.shape}, expected ({n_lanes}, T)"
+            )
+        return StreamInfo(
+            index=index,
+            env_id=str(attrs[fmt.ATTR_ENV_ID]),
+            game=str(attrs[fmt.ATTR_GAME]),
+            tag=str(attrs[fmt.ATTR_TAG]),
+            n_lanes=n_lanes,
+            length=int(actions.shape[1]),
+            action_meanings=tuple(json.loads(attrs[fmt.ATTR_ACTION_MEANINGS])),
+            obs_shape=tuple(json.loads(attrs[fmt.ATTR_OBS_SHAPE])),
+            obs_dtype=str(attrs[fmt.ATTR_OBS_DTYPE]),
+            rom_md5=str(attrs[fmt.ATTR_ROM_MD5]),
+            snapshot_interval=int(attrs[fmt.ATTR_SNAPSHOT_INTERVAL]),
+            sync_interval=int(attrs[fmt.ATTR_SYNC_INTERVAL]),
+            spec_json=str(attrs[fmt.ATTR_SPEC_JSON]),
+        )
+
+    def _read_episodes(self) -> list[EpisodeRecord]:
+        table = self._file[fmt.DATASET_EPISODES][()]
+        records = []
+        versions = {s.index: self._versions(s.index) for s in self.streams}
+        for index, row in enumerate(table):
+            stream, lane = int(row["stream"]), int(row["lane"])
+            if not 0 <= stream < len(self.streams) or not 0 <= lane < self.streams[stream].n_lanes:
+                raise LogFormatError(f"{self.path}: episode {index} names stream {stream} lane {lane}, which is absent")
+            start, length = int(row["start"]), int(row["length"])
+            if start < 0 or length < 0 or start + length >= self.streams[stream].length + 1:
+                raise LogFormatError(
+                    f"{self.path}: episode {index} spans positions {start}..{start + length}, beyond the "
+                    f"{self.streams[stream].length} recorded; the file is damaged"
+                )
+            positions, values = versions[stream]
+            lo = np.searchsorted(positions, start + min(1, length), side="right") - 1
+            hi = np.searchsorted(positions, start + length, side="right")
+            played = tuple(int(v) for v in values[max(lo, 0) : hi]) or (int(row["version_first"]),)
+            records.append(
+                EpisodeRecord(
+                    index=index,
+                    env_index=lane,
+                    stream=stream,
+                    tag=self.streams[stream].tag,
+                    start_step=start,
+                    length=length,
+                    total_reward=float(row["total_reward"]),
+                    terminated=bool(row["terminated"]),
+                    truncated=bool(row["truncated"]),
+                    finished=bool(row["finished"]),
+                    policy_versions=tuple(dict.fromkeys(played)),
+                )
+            )
+        return records
+
+    # -- lifetime ----------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        for lane in self._lanes.values():
+            lane.close()
+        self._lanes.clear()
+        self._file.close()
+
+    def __enter__(self) -> TrajectoryLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return len(self.episodes)

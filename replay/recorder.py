@@ -1,0 +1,441 @@
+"""Recording wrappers: every call on an ALE env (or a vector of them) becomes a record in a trajectory log.
+
+What goes to disk is what re-creating the game needs and nothing else: the actions, the reset seeds, episode
+boundaries, policy versions, sparse ALE snapshots (with RNG) and cheap sync checks. No observations, no frames.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
+
+from replay import log_format as fmt
+from replay.emulator import LaneState, base_env, obs_crc, rom_md5, state_crc
+from replay.errors import RecordingError
+from replay.writer import StreamWriter, TrajectoryWriter
+
+ACTION_IDLE = 255  # a lane that neither stepped nor reset at a position (partial vector resets)
+_BOOKKEEPING_WRAPPERS = (gym.wrappers.OrderEnforcing, gym.wrappers.PassiveEnvChecker, gym.wrappers.TimeLimit)
+
+
+class _Recording:
+    """The recording logic shared by the single and the vector wrapper: lanes, episodes, cadences."""
+
+    def __init__(
+        self,
+        destination: str | Path | TrajectoryWriter,
+        spec: gym.envs.registration.EnvSpec | None,
+        game: str,
+        n_lanes: int,
+        action_meanings: list[str],
+        observation_space: gym.Space,
+        clone_states: Callable[[bool], Sequence[Any]],
+        rng_states: Callable[[], Sequence[np.random.Generator]],
+        *,
+        snapshot_interval: int,
+        sync_interval: int,
+        flush_seconds: float,
+        tag: str,
+        batched: bool,
+    ) -> None:
+        if snapshot_interval < 1:
+            raise ValueError(f"expected a positive snapshot_interval, got {snapshot_interval!r}")
+        if sync_interval < 1:
+            raise ValueError(f"expected a positive sync_interval, got {sync_interval!r}")
+        if spec is None:
+            raise RecordingError(
+                "the env has no spec, so it could not be rebuilt for replay; create it with gym.make(...)"
+            )
+        if isinstance(destination, TrajectoryWriter):
+            self.writer, self.owns_writer = destination, False
+        else:
+            self.writer, self.owns_writer = TrajectoryWriter(destination, flush_seconds=flush_seconds), True
+        self.stream: StreamWriter = self.writer.add_stream(
+            spec_json=spec.to_json(),
+            env_id=spec.id,
+            game=game,
+            rom_md5=rom_md5(game),
+            tag=tag,
+            n_lanes=n_lanes,
+            snapshot_interval=snapshot_interval,
+            sync_interval=sync_interval,
+            action_meanings=action_meanings,
+            obs_shape=tuple(observation_space.shape or ()),
+            obs_dtype=str(observation_space.dtype),
+        )
+        self.n_lanes = n_lanes
+        self.batched = batched  # observations carry a leading lane axis
+        self.snapshot_interval = snapshot_interval
+        self.sync_interval = sync_interval
+        self._clone_states = clone_states
+        self._rng_states = rng_states
+        self.policy_version = 0
+        self._recorded_version: int | None = None
+        self._seeded = np.zeros(n_lanes, dtype=bool)
+        self._start = np.full(n_lanes, -1, dtype=np.int64)  # position of the open episode's reset
+        self._reward = np.zeros(n_lanes, dtype=np.float64)
+        self._version_first = np.zeros(n_lanes, dtype=np.int64)
+        self._snapshot_due = np.zeros(n_lanes, dtype=bool)
+        self.closed = False
+
+    def seeds_for_reset(self, lanes: np.ndarray, seed: int | Sequence[int | None] | None) -> list[int | None]:
+        """Seeds to pass on: a lane's first reset must be seeded, or it could not be replayed."""
+        if seed is None:
+            seeds: list[int | None] = [None] * self.n_lanes
+        elif isinstance(seed, (int, np.integer)):
+            seeds = [int(seed) + j for j in range(self.n_lanes)]
+        else:
+            seeds = list(seed)
+        unseeded = lanes & ~self._seeded & np.array([s is None for s in seeds])
+        if unseeded.any():
+            drawn = np.random.SeedSequence().generate_state(self.n_lanes, dtype=np.uint32)
+            seeds = [int(drawn[j]) if unseeded[j] else seeds[j] for j in range(self.n_lanes)]
+        return seeds
+
+    def on_reset(self, lanes: np.ndarray, seeds: list[int | None], observations: Any) -> None:
+        self._cut(lanes)
+        actions = np.where(lanes, 0, ACTION_IDLE).astype(fmt.ACTION_DTYPE)
+        position = self.stream.record_position(actions)
+        self._note_version(position)
+        for lane in np.flatnonzero(lanes):
+            self.stream.record_reset(position, int(lane), seeds[lane])
+            self._seeded[lane] = True
+        self._open(lanes, position)
+        self._checks(position, lanes, np.zeros(self.n_lanes, dtype=bool), observations)
+
+    def on_step(
+        self,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        ended: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        resetting: np.ndarray,
+        observations: Any,
+    ) -> None:
+        """One position: lanes in ``resetting`` were auto-reset (their action ignored), the others stepped."""
+        position = self.stream.record_position(actions)
+        self._note_version(position)
+        stepped = ~resetting
+        if resetting.any():
+            for lane in np.flatnonzero(resetting):
+                self.stream.record_reset(position, int(lane), None)
+            self._open(resetting, position)
+        self._reward[stepped] += rewards[stepped]
+        ended = ended & stepped
+        self._checks(position, resetting, ended, observations)
+        for lane in np.flatnonzero(ended):
+            self._close_episode(int(lane), position, bool(terminated[lane]), bool(truncated[lane]), True)
+        self.writer.maybe_flush()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.writer.closed:
+            return
+        self._cut(np.ones(self.n_lanes, dtype=bool))
+        if self.owns_writer:
+            self.writer.close()
+        else:
+            self.writer.flush()
+
+    def _open(self, lanes: np.ndarray, position: int) -> None:
+        self._start[lanes] = position
+        self._reward[lanes] = 0.0
+        self._version_first[lanes] = self.policy_version
+
+    def _cut(self, lanes: np.ndarray) -> None:
+        """Keep episodes cut short (by reset or close) as unfinished: nothing the env did is lost."""
+        for lane in np.flatnonzero(lanes & (self._start >= 0)):
+            self._close_episode(int(lane), self.stream.position - 1, False, False, False)
+
+    def _close_episode(self, lane: int, last: int, terminated: bool, truncated: bool, finished: bool) -> None:
+        start = int(self._start[lane])
+        self.writer.add_episode(
+            (
+                self.stream.index,
+                lane,
+                start,
+                last - start,
+                float(self._reward[lane]),
+                terminated,
+                truncated,
+                finished,
+                int(self._version_first[lane]),
+                int(self.policy_version),
+            )
+        )
+        self._start[lane] = -1
+
+    def _note_version(self, position: int) -> None:
+        version = int(self.policy_version)
+        if version != self._recorded_version:
+            self.stream.record_version(position, version)
+            self._recorded_version = version
+
+    def _checks(self, position: int, resetting: np.ndarray, ended: np.ndarray, observations: Any) -> None:
+        on_grid = position % self.sync_interval == 0 and position > 0
+        if position % self.snapshot_interval == 0 and position > 0:
+            self._snapshot_due[:] = True
+        # A snapshot taken just after a reset does not replay exactly in some games: wait one step.
+        snapshot_lanes = self._snapshot_due & ~resetting & (self._start >= 0)
+        sync_lanes = ended.copy()
+        if on_grid:
+            sync_lanes[:] = True
+        if not (sync_lanes.any() or snapshot_lanes.any()):
+            return
+        crcs = [state_crc(s) for s in self._clone_states(False)]
+        observations = np.asarray(observations)
+        if self.batched:
+            obs_crcs = [obs_crc(observations[j]) for j in range(self.n_lanes)]
+        else:
+            obs_crcs = [obs_crc(observations)]
+        for lane in np.flatnonzero(sync_lanes):
+            self.stream.record_sync(position, int(lane), crcs[lane], obs_crcs[lane])
+        if snapshot_lanes.any():
+            full_states = self._clone_states(True)
+            generators = self._rng_states()
+            for lane in np.flatnonzero(snapshot_lanes):
+                state = LaneState(
+                    ale_state=full_states[lane].serialize(),
+                    np_random_state=json.dumps(generators[lane].bit_generator.state),
+                )
+                self.stream.record_snapshot(position, int(lane), state, crcs[lane], obs_crcs[lane])
+            self._snapshot_due[snapshot_lanes] = False
+
+
+def _check_stack_is_rebuildable(env: gym.Env) -> None:
+    spec = env.spec
+    recorded = {w.name for w in (spec.additional_wrappers if spec else ())}
+    layer = env
+    while isinstance(layer, gym.Wrapper):
+        if not isinstance(layer, _BOOKKEEPING_WRAPPERS) and type(layer).__name__ not in recorded:
+            raise RecordingError(
+                f"wrapper {type(layer).__name__} is not in the env spec (it does not record its constructor "
+                "arguments), so replay could not rebuild it; subclass gymnasium.utils.RecordConstructorArgs "
+                "or apply it outside RecordTrajectory"
+            )
+        layer = layer.env
+
+
+class RecordTrajectory(gym.Wrapper):
+    """Record every episode of an ALE env to a trajectory log for exact replay later.
+
+    Args:
+        env: an env whose base is an ALE env (``gym.make("ALE/<Game>-v5", ...)``), optionally under
+            gymnasium wrappers such as ``AtariPreprocessing`` and ``FrameStackObservation``.
+        path: the log file (created, or appended to as a new stream), or an open ``TrajectoryWriter``
+            shared with other recorders (e.g. ``vector_recorder.writer``).
+        snapshot_interval: positions between ALE snapshots; bounds seek time (bytes vs latency).
+        sync_interval: positions between sync checks (emulator and observation CRCs).
+        flush_seconds: at most this much work is lost if the process is killed.
+        tag: what these episodes are, e.g. ``"train"`` or ``"eval"``.
+
+    Example:
+        >>> import gymnasium as gym, ale_py
+        >>> gym.register_envs(ale_py)
+        >>> env = RecordTrajectory(gym.make("ALE/Breakout-v5"), "breakout.h5")   # doctest: +SKIP
+        >>> obs, info = env.reset(seed=0)                                        # doctest: +SKIP
+        >>> env.policy_version = 3                                               # doctest: +SKIP
+        >>> obs, reward, terminated, truncated, info = env.step(1)              # doctest: +SKIP
+        >>> env.close()                                                          # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        path: str | Path | TrajectoryWriter,
+        *,
+        snapshot_interval: int = 4096,
+        sync_interval: int = 64,
+        flush_seconds: float = 10.0,
+        tag: str = "train",
+    ) -> None:
+        super().__init__(env)
+        base = base_env(env)
+        if not isinstance(env.action_space, gym.spaces.Discrete):
+            raise RecordingError(f"expected a Discrete action space, got {env.action_space}")
+        _check_stack_is_rebuildable(env)
+        self._recording = _Recording(
+            path,
+            env.spec,
+            str(base._game),
+            1,
+            list(base.get_action_meanings()),
+            env.observation_space,
+            lambda rng: [base.ale.cloneState(include_rng=rng)],
+            lambda: [base.np_random],
+            snapshot_interval=snapshot_interval,
+            sync_interval=sync_interval,
+            flush_seconds=flush_seconds,
+            tag=tag,
+            batched=False,
+        )
+        self._episode_over = True
+        self._one = np.ones(1, dtype=bool)
+        self._none = np.zeros(1, dtype=bool)
+
+    @property
+    def writer(self) -> TrajectoryWriter:
+        return self._recording.writer
+
+    @property
+    def policy_version(self) -> int:
+        return self._recording.policy_version
+
+    @policy_version.setter
+    def policy_version(self, version: int) -> None:
+        self._recording.policy_version = int(version)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        if options:
+            raise RecordingError(f"reset options cannot be replayed yet, got {options!r}; reset without them")
+        seeds = self._recording.seeds_for_reset(self._one, seed)
+        observation, info = self.env.reset(seed=seeds[0])
+        self._recording.on_reset(self._one, seeds, observation)
+        self._episode_over = False
+        return observation, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict]:
+        if self._episode_over:
+            raise RecordingError("call reset() before step(): the episode is over (or never began)")
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        ended = bool(terminated or truncated)
+        self._recording.on_step(
+            np.array([action], dtype=fmt.ACTION_DTYPE),
+            np.array([reward], dtype=np.float64),
+            np.array([ended]),
+            np.array([terminated]),
+            np.array([truncated]),
+            self._none,
+            observation,
+        )
+        self._episode_over = ended
+        return observation, reward, terminated, truncated, info
+
+    def close(self) -> None:
+        self._recording.close()
+        super().close()
+
+
+class RecordVectorTrajectory(VectorWrapper):
+    """Record every episode of every sub-env of a ``SyncVectorEnv`` or ``AsyncVectorEnv`` (NEXT_STEP autoreset).
+
+    One writer in the main process; sub-env states are fetched with ``vector_env.call`` only at snapshot and sync
+    positions. Arguments as for :class:`RecordTrajectory`.
+
+    Example:
+        >>> envs = gym.vector.SyncVectorEnv([lambda: gym.make("ALE/Pong-v5")] * 4)    # doctest: +SKIP
+        >>> envs = RecordVectorTrajectory(envs, "pong.h5")                            # doctest: +SKIP
+        >>> obs, info = envs.reset(seed=1)                                             # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        env: VectorEnv,
+        path: str | Path | TrajectoryWriter,
+        *,
+        snapshot_interval: int = 4096,
+        sync_interval: int = 64,
+        flush_seconds: float = 10.0,
+        tag: str = "train",
+    ) -> None:
+        super().__init__(env)
+        mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED):
+            raise RecordingError(
+                f"expected a vector env with autoreset_mode NEXT_STEP or DISABLED, got {mode}; "
+                "create it with autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP (the default)"
+            )
+        if not isinstance(env.single_action_space, gym.spaces.Discrete):
+            raise RecordingError(f"expected a Discrete action space, got {env.single_action_space}")
+        specs = env.call("spec")
+        games = env.call("_game")
+        if len(set(games)) != 1 or len({s.to_json() for s in specs}) != 1:
+            raise RecordingError(f"expected identical sub-envs, got games {sorted(set(games))}")
+        if isinstance(env, gym.vector.SyncVectorEnv):
+            for sub_env in env.envs:
+                _check_stack_is_rebuildable(sub_env)
+        self._recording = _Recording(
+            path,
+            specs[0],
+            str(games[0]),
+            env.num_envs,
+            list(env.call("get_action_meanings")[0]),
+            env.single_observation_space,
+            lambda rng: env.call("clone_state", include_rng=rng),
+            lambda: env.call("np_random"),
+            snapshot_interval=snapshot_interval,
+            sync_interval=sync_interval,
+            flush_seconds=flush_seconds,
+            tag=tag,
+            batched=True,
+        )
+        self._autoreset = np.zeros(env.num_envs, dtype=bool)
+        self._all = np.ones(env.num_envs, dtype=bool)
+        self._needs_reset = np.ones(env.num_envs, dtype=bool)
+
+    @property
+    def writer(self) -> TrajectoryWriter:
+        return self._recording.writer
+
+    @property
+    def policy_version(self) -> int:
+        return self._recording.policy_version
+
+    @policy_version.setter
+    def policy_version(self, version: int) -> None:
+        self._recording.policy_version = int(version)
+
+    def reset(
+        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict]:
+        options = dict(options or {})
+        mask = options.pop("reset_mask", None)
+        if options:
+            raise RecordingError(f"reset options cannot be replayed yet, got {options!r}; reset without them")
+        lanes = self._all.copy() if mask is None else np.asarray(mask, dtype=bool)
+        seeds = self._recording.seeds_for_reset(lanes, seed)
+        call_options = None if mask is None else {"reset_mask": lanes}
+        if mask is None:
+            observations, info = self.env.reset(seed=seeds, options=call_options)
+        else:
+            observations, info = self.env.reset(
+                seed=[s if lanes[j] else None for j, s in enumerate(seeds)], options=call_options
+            )
+        self._recording.on_reset(lanes, seeds, observations)
+        self._autoreset[lanes] = False
+        self._needs_reset[lanes] = False
+        return observations, info
+
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict]:
+        observations, rewards, terminated, truncated, info = self.env.step(actions)
+        actions = np.asarray(actions).astype(fmt.ACTION_DTYPE)
+        resetting = self._autoreset.copy()
+        actions = np.where(resetting, 0, actions).astype(fmt.ACTION_DTYPE)
+        terminated = np.asarray(terminated, dtype=bool)
+        truncated = np.asarray(truncated, dtype=bool)
+        ended = terminated | truncated
+        self._recording.on_step(
+            actions,
+            np.asarray(rewards, dtype=np.float64),
+            ended,
+            terminated,
+            truncated,
+            resetting,
+            observations,
+        )
+        if self.env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP) == AutoresetMode.NEXT_STEP:
+            self._autoreset = ended & ~resetting
+        return observations, rewards, terminated, truncated, info
+
+    def close(self, **kwargs: Any) -> None:
+        self._recording.close()
+        self.env.close(**kwargs)

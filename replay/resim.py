@@ -1,0 +1,243 @@
+"""Re-simulation of one lane of a stream: anchor, fast-forward, emit verified frames and observations.
+
+An anchor is the seeded reset that began a lane, a snapshot, or a live env left at a verified position by an
+earlier replay. Restoring a snapshot is not trusted until a recorded sync check downstream agrees with the
+re-simulated emulator (and, for observations, until the wrapper stack has been refilled: an observation check
+passes or a reset re-initialises the wrappers). Until then outputs are held back; a failed check falls back to an
+earlier anchor. The replayer never emits a frame it has not verified, except from the seeded reset, which is
+exact by construction and still checked at every sync position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import h5py
+import numpy as np
+from gymnasium.envs.registration import EnvSpec
+
+from replay import emulator
+from replay import log_format as fmt
+from replay.errors import DesyncError, LogFormatError
+
+ACTION_IDLE = 255
+_ACTION_BLOCK = 8192
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """One position of a lane as re-simulated."""
+
+    position: int
+    kind: str  # "reset", "step" or "idle"
+    action: int
+    reward: float
+    terminated: bool
+    truncated: bool
+    frame: np.ndarray | None
+    observation: np.ndarray | None
+
+
+@dataclass
+class LiveEnv:
+    """An env left at a verified position, reused when the next request on the lane starts later."""
+
+    env: gym.Env
+    position: int
+
+
+@dataclass
+class Lane:
+    """Everything recorded about one lane of one stream."""
+
+    source: str
+    stream: int
+    lane: int
+    spec: EnvSpec
+    actions: h5py.Dataset  # the stream's (n_lanes, T) dataset
+    length: int  # positions on disk
+    resets: dict[int, int]  # position -> seed (NO_SEED if unseeded)
+    sync: dict[int, tuple[int, int]]  # position -> (state_crc, obs_crc)
+    snapshots: np.ndarray  # rows of SNAPSHOT_DTYPE for this lane, by position
+    snapshot_bytes: h5py.Dataset
+    all_snapshots: np.ndarray  # the stream's whole table (references point into it)
+    live: LiveEnv | None = field(default=None, repr=False)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.env.close()
+            self.live = None
+
+
+class _RestoreFailed(Exception):
+    pass
+
+
+def resimulate(
+    lane: Lane, first: int, last: int, *, frames: bool, observations: bool, episode: int | None = None
+) -> Iterator[Emitted]:
+    """Yield positions ``first..last`` (inclusive) of ``lane``, verified."""
+    if not 0 <= first <= last < lane.length:
+        raise LogFormatError(
+            f"{lane.source}: positions {first}..{last} are outside stream {lane.stream} (0..{lane.length - 1})"
+        )
+    for anchor in _anchors(lane, first, observations):
+        try:
+            yield from _run(lane, anchor, first, last, frames, observations, episode)
+            return
+        except _RestoreFailed:
+            continue
+    raise DesyncError(
+        f"{lane.source}: no anchor reproduces stream {lane.stream} lane {lane.lane} at position {first}; the "
+        "log does not match this emulator (run `python -m replay.verify` for the first divergent step)",
+        episode=episode,
+        step=None,
+    )
+
+
+def _anchors(lane: Lane, first: int, observations: bool) -> Iterator[tuple[str, int, int]]:
+    """Candidate anchors, nearest first: ("live", position, -1), ("snapshot", position, row), ("seed", ...)."""
+    candidates: list[tuple[int, int, str, int]] = []
+    if lane.live is not None and lane.live.position < first:
+        candidates.append((lane.live.position, 2, "live", -1))
+    for row, snapshot in enumerate(lane.snapshots):
+        position = int(snapshot["position"])
+        if position < first and (not observations or _can_trust_observations(lane, position, first)):
+            candidates.append((position, 1, "snapshot", row))
+    for position, seed in lane.resets.items():
+        if seed != fmt.NO_SEED and position <= first:
+            candidates.append((position, 0, "seed", seed))
+    candidates.sort(reverse=True)
+    for position, _, kind, extra in candidates:
+        yield kind, position, extra
+
+
+def _can_trust_observations(lane: Lane, snapshot: int, first: int) -> bool:
+    """Observations after a restore are exact only once a reset or an observation check has refilled the stack."""
+    return any(snapshot < p <= first for p in lane.resets) or any(snapshot < p <= first for p in lane.sync)
+
+
+def _run(
+    lane: Lane,
+    anchor: tuple[str, int, int],
+    first: int,
+    last: int,
+    frames: bool,
+    observations: bool,
+    episode: int | None,
+) -> Iterator[Emitted]:
+    kind, position, extra = anchor
+    if kind == "live":
+        live, lane.live = lane.live, None
+        env = live.env
+        trusted_frames = trusted_obs = True
+    else:
+        if lane.live is not None:
+            lane.close()
+        env = emulator.make_env(lane.spec)
+        if kind == "seed":
+            observation, _ = env.reset(seed=extra)
+            trusted_frames = trusted_obs = True
+        else:
+            first_seed = next((s for s in lane.resets.values() if s != fmt.NO_SEED), 0)
+            env.reset(seed=first_seed)
+            emulator.restore(env, _snapshot_state(lane, extra))
+            start = max((p for p in lane.resets if p <= position), default=0)
+            emulator.set_elapsed_steps(env, position - start)
+            trusted_frames = trusted_obs = False
+    held: list[Emitted] = []
+    emitted_any = False
+    at = position  # the last position the env has emulated
+    finished = False
+    healthy = True
+    try:
+        if kind == "seed" and position == first:
+            yield Emitted(
+                position, "reset", 0, 0.0, False, False,
+                emulator.screen(env) if frames else None, np.array(observation) if observations else None,
+            )
+            emitted_any = True
+        actions = np.empty(0, dtype=np.uint8)
+        action_base = at + 1
+        while not (at >= last and not held) and at + 1 < lane.length:
+            p = at + 1
+            if p - action_base >= len(actions):
+                action_base = p
+                actions = lane.actions[lane.lane, p : min(lane.length, p + _ACTION_BLOCK)]
+            action = int(actions[p - action_base])
+            seed = lane.resets.get(p)
+            reward, terminated, truncated = 0.0, False, False
+            if seed is not None:
+                observation, _ = env.reset(seed=None if seed == fmt.NO_SEED else seed)
+                event = "reset"
+                if trusted_obs is False:
+                    trusted_obs = "pending"  # the wrappers are fresh; exact once the state check agrees
+            elif action == ACTION_IDLE:
+                event = "idle"
+            else:
+                observation, reward, terminated, truncated, _ = env.step(action)
+                event = "step"
+            at = p
+            check = lane.sync.get(p)
+            if check is not None:
+                state_ok = emulator.current_state_crc(env) == check[0]
+                obs_ok = event == "idle" or emulator.obs_crc(observation) == check[1]
+                if not state_ok or (trusted_obs is True and observations and not obs_ok):
+                    if emitted_any or kind != "snapshot":
+                        raise DesyncError(
+                            f"{lane.source}: stream {lane.stream} lane {lane.lane} diverges at position {p} "
+                            f"(episode {episode}: the {'emulator state' if not state_ok else 'observation'} "
+                            "differs from the recording)",
+                            episode=episode,
+                            step=p,
+                        )
+                    raise _RestoreFailed
+                trusted_frames = True
+                if trusted_obs == "pending" or (trusted_obs is False and obs_ok):
+                    trusted_obs = True
+            if first <= p <= last:
+                if observations and trusted_obs is False:
+                    raise _RestoreFailed  # this anchor cannot give exact observations this early
+                held.append(
+                    Emitted(
+                        p, event, action, float(reward), bool(terminated), bool(truncated),
+                        emulator.screen(env) if frames else None,
+                        np.array(observation) if observations and event != "idle" else None,
+                    )
+                )
+            if held and trusted_frames and (not observations or trusted_obs is True):
+                yield from held
+                emitted_any = True
+                held.clear()
+        if held:
+            if kind != "snapshot":
+                yield from held
+            else:
+                raise _RestoreFailed  # nothing downstream verifies this restore
+        finished = True
+    except (DesyncError, _RestoreFailed):
+        healthy = False
+        raise
+    finally:
+        if healthy and (finished or (trusted_frames and trusted_obs is True)):
+            lane.live = LiveEnv(env, at)
+        else:
+            env.close()
+
+
+def _snapshot_state(lane: Lane, row: int) -> emulator.LaneState:
+    snapshot = lane.snapshots[row]
+    reference = None
+    if snapshot["ref"] != fmt.NO_REF:
+        ref_row = lane.all_snapshots[int(snapshot["ref"])]
+        reference = emulator.decode_snapshot(_blob(lane, ref_row), None)
+    return emulator.decode_snapshot(_blob(lane, snapshot), reference)
+
+
+def _blob(lane: Lane, row: np.void) -> bytes:
+    start, size = int(row["offset"]), int(row["nbytes"])
+    if start < 0 or size < 0 or start + size > lane.snapshot_bytes.shape[0]:
+        raise LogFormatError(f"{lane.source}: a snapshot points outside the snapshot data (offset {start})")
+    return lane.snapshot_bytes[start : start + size].tobytes()

@@ -1,0 +1,382 @@
+"""Train PPO on an Atari game and record every episode: ``python -m replay.train env.id=ALE/Pong-v5``.
+
+A run folder (``run_dir``, default ``data/runs/<time>-<game>-s<seed>``) receives:
+
+- ``trajectories.h5``: every training episode of every env (tag ``train``) and every milestone evaluation
+  episode (tag ``eval``), each step stamped with the policy version (= number of updates) that chose it;
+- ``checkpoints/v<version>.pt``: policies at the checkpoint cadence, at version 0, at every 1/``milestones`` of
+  training and at the end (see :mod:`replay.checkpoints`), plus ``resume.pt`` for ``resume=<run_dir>``;
+- ``config.yaml`` (the effective config), ``episodes.csv`` and ``updates.csv`` (see :mod:`replay.metrics`).
+
+Milestone evaluations play with the weights read back from the saved file, seeded from ``(seed, version,
+episode)`` (stored in the log metadata under ``eval_v<version>``), so each is reproducible from the file alone.
+A resumed run restores weights, optimizer, counters and the torch RNG; the emulators restart from fresh
+seeded resets, so it is not bit-identical to an uninterrupted run, and episodes in flight at the kill stay in
+the log as unfinished.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from replay import ppo
+from replay.atari import EnvConfig, life_lost, make_env, make_vector_env
+from replay.checkpoints import (
+    DTYPES,
+    RESUME_FILE,
+    CheckpointRef,
+    load_policy,
+    load_resume_state,
+    save_checkpoint,
+    save_resume_state,
+)
+from replay.errors import CheckpointError
+from replay.metrics import EPISODE_FIELDS, UPDATE_FIELDS, CsvTable, EpisodeTracker, episode_row
+from replay.network import ActorCritic
+from replay.ppo import PPOConfig, Rollout
+
+LOG_FILE = "trajectories.h5"
+CONFIG_FILE = "config.yaml"
+
+
+@dataclass
+class RecordConfig:
+    """Recording of training and evaluation episodes (Hydra group ``record``); see ``RecordVectorTrajectory``.
+
+    Attributes:
+        enabled: Record into ``<run_dir>/trajectories.h5``; off only for benchmarks and debugging.
+        snapshot_interval: Vector positions between emulator snapshots (seek time vs bytes).
+        sync_interval: Positions between sync checks.
+        flush_seconds: At most this much recording is lost when the process is killed.
+    """
+
+    enabled: bool = True
+    snapshot_interval: int = 4096
+    sync_interval: int = 64
+    flush_seconds: float = 10.0
+
+
+@dataclass
+class CheckpointConfig:
+    """When and how policies are saved.
+
+    Attributes:
+        every_updates: Save ``v<version>.pt`` every this many updates (0: only version 0, milestones, final).
+        milestones: Milestone checkpoints (with evaluation) at every ``1/milestones`` of training.
+        dtype: Weight storage, ``float32`` or ``float16``; evaluation uses the weights as stored.
+        resume_every_updates: Overwrite ``resume.pt`` every this many updates (1: lose at most one rollout).
+    """
+
+    every_updates: int = 0
+    milestones: int = 10
+    dtype: str = "float32"
+    resume_every_updates: int = 1
+
+
+@dataclass
+class EvalConfig:
+    """Milestone evaluation in a separate single env with the training stack.
+
+    Attributes:
+        episodes: Episodes per milestone (0 disables evaluation).
+        greedy: Argmax actions instead of sampling.
+        max_episode_frames: Emulator-frame cap of an evaluation episode (108,000 = 27,000 agent steps).
+        at_start: Also evaluate the initial policy (version 0).
+    """
+
+    episodes: int = 2
+    greedy: bool = False
+    max_episode_frames: int = 108_000
+    at_start: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """A training run.
+
+    Attributes:
+        total_steps: Agent steps over all envs (rounded up to whole rollouts).
+        seed: The one seed: env resets, torch, evaluation seeds derive from it.
+        run_dir: Run folder; relative paths resolve against the launch directory. None: a new folder under
+            ``data/runs/``.
+        resume: A run folder to continue from its ``resume.pt`` (with ``python -m replay.train``, its
+            ``config.yaml`` is reused and other command-line overrides apply on top).
+        torch_threads: ``torch.set_num_threads``.
+        progress: Show a tqdm progress bar.
+    """
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    total_steps: int = 10_000_000
+    seed: int = 1
+    run_dir: str | None = None
+    resume: str | None = None
+    torch_threads: int = 2
+    progress: bool = True
+
+
+def _validate(config: TrainConfig) -> None:
+    p = config.ppo
+    if config.total_steps <= 0:
+        raise ValueError(f"expected a positive total_steps, got {config.total_steps}")
+    if p.batch_size % p.num_minibatches:
+        raise ValueError(
+            f"expected ppo.num_envs * ppo.num_steps ({p.batch_size}) divisible by ppo.num_minibatches "
+            f"({p.num_minibatches})"
+        )
+    if config.checkpoint.dtype not in DTYPES:
+        raise ValueError(f"expected checkpoint.dtype in {sorted(DTYPES)}, got {config.checkpoint.dtype!r}")
+    if config.checkpoint.milestones < 1:
+        raise ValueError(f"expected at least 1 checkpoint milestone, got {config.checkpoint.milestones}")
+
+
+def milestone_versions(num_updates: int, milestones: int) -> dict[int, float]:
+    """Policy version of each milestone → the largest training fraction it stands for (0 → 0.0)."""
+    schedule = {0: 0.0}
+    for k in range(1, milestones + 1):
+        schedule[math.ceil(k * num_updates / milestones)] = k / milestones
+    return schedule
+
+
+def eval_seeds(seed: int, policy_version: int, episode: int) -> tuple[int, int]:
+    """Env reset seed and action-sampling seed of one evaluation episode."""
+    env_seed, action_seed = np.random.SeedSequence([seed, policy_version, episode, 0xE7A1]).generate_state(2)
+    return int(env_seed), int(action_seed)
+
+
+def evaluate(
+    config: TrainConfig, ref: CheckpointRef, writer: Any | None
+) -> list[tuple[float, int, bool, bool]]:
+    """Play ``config.eval.episodes`` episodes with the policy as loaded from ``ref.path``; record them if a
+    writer is given. Returns ``(return, length, terminated, truncated)`` per episode."""
+    model, _ = load_policy(ref.path, env_id=config.env.id)
+    env = make_env(config.env, max_episode_frames=config.eval.max_episode_frames)
+    if writer is not None:
+        from replay.recorder import RecordTrajectory
+
+        env = RecordTrajectory(env, writer, tag="eval")
+        env.policy_version = ref.policy_version
+    seeds = [eval_seeds(config.seed, ref.policy_version, e) for e in range(config.eval.episodes)]
+    results = []
+    try:
+        for env_seed, action_seed in seeds:
+            generator = torch.Generator().manual_seed(action_seed)
+            obs, _ = env.reset(seed=env_seed)
+            total, length, terminated, truncated = 0.0, 0, False, False
+            while not (terminated or truncated):
+                with torch.no_grad():
+                    action = model.act(torch.from_numpy(obs)[None], greedy=config.eval.greedy, generator=generator)
+                obs, reward, terminated, truncated, _ = env.step(int(action))
+                total += float(reward)
+                length += 1
+            results.append((total, length, bool(terminated), bool(truncated)))
+    finally:
+        env.close()
+    if writer is not None:
+        writer.set_metadata(
+            f"eval_v{ref.policy_version:06d}",
+            {
+                "checkpoint": f"checkpoints/{ref.path.name}",
+                "env_seeds": [s for s, _ in seeds],
+                "action_seeds": [s for _, s in seeds],
+                "greedy": config.eval.greedy,
+                "max_episode_frames": config.eval.max_episode_frames,
+            },
+        )
+    return results
+
+
+def _new_run_dir(config: TrainConfig) -> Path:
+    game = config.env.id.split("/")[-1].split("-")[0].lower()
+    base = Path("data/runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{game}-s{config.seed}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def train(config: TrainConfig) -> Path:
+    """Run (or resume) training as configured; returns the run folder."""
+    _validate(config)
+    p = config.ppo
+    torch.set_num_threads(config.torch_threads)
+    resuming = config.resume is not None
+    run_dir = Path(config.resume if resuming else (config.run_dir or _new_run_dir(config))).absolute()
+    checkpoint_dir = run_dir / "checkpoints"
+    log_path = run_dir / LOG_FILE
+    if resuming and not (checkpoint_dir / RESUME_FILE).is_file():
+        raise CheckpointError(
+            f"cannot resume {run_dir}: {checkpoint_dir / RESUME_FILE} does not exist (the run stopped before "
+            "its first update finished); start a new run with another run_dir"
+        )
+    if not resuming and (log_path.exists() or (checkpoint_dir / RESUME_FILE).exists()):
+        raise FileExistsError(
+            f"run_dir {run_dir} already holds a run; continue it with resume={run_dir} or pick another run_dir"
+        )
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    if config.run_dir is None and not resuming:
+        print(f"run folder: {run_dir}")
+    (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(OmegaConf.structured(config)))
+
+    torch.manual_seed(config.seed)
+    envs = make_vector_env(config.env, p.num_envs)
+    n_actions = int(envs.single_action_space.n)
+    model = ActorCritic(n_actions)
+    optimizer = torch.optim.Adam(model.parameters(), lr=p.learning_rate, eps=1e-5)
+    version, global_step = 0, 0
+    if resuming:
+        version, global_step = load_resume_state(checkpoint_dir, model, optimizer, env_id=config.env.id)
+    num_updates = math.ceil(config.total_steps / p.batch_size)
+    milestones = milestone_versions(num_updates, config.checkpoint.milestones)
+
+    writer = None
+    if config.record.enabled:
+        from replay.recorder import RecordVectorTrajectory
+
+        envs = RecordVectorTrajectory(
+            envs,
+            log_path,
+            snapshot_interval=config.record.snapshot_interval,
+            sync_interval=config.record.sync_interval,
+            flush_seconds=config.record.flush_seconds,
+            tag="train",
+        )
+        writer = envs.writer
+        writer.set_metadata(f"train_config_v{version:06d}", OmegaConf.to_container(OmegaConf.structured(config)))
+
+    episodes = CsvTable(run_dir / "episodes.csv", EPISODE_FIELDS)
+    updates = CsvTable(run_dir / "updates.csv", UPDATE_FIELDS)
+    tracker = EpisodeTracker(p.num_envs)
+    bar = tqdm(total=num_updates * p.batch_size, initial=global_step, unit="step", disable=not config.progress)
+
+    def checkpoint(milestone: float | None) -> None:
+        ref = save_checkpoint(
+            checkpoint_dir, model, policy_version=version, global_step=global_step, env_id=config.env.id,
+            dtype=config.checkpoint.dtype, milestone=milestone,
+        )
+        if milestone is None or config.eval.episodes == 0 or (version == 0 and not config.eval.at_start):
+            return
+        for total, length, terminated, truncated in evaluate(config, ref, writer):
+            episodes.append(episode_row("eval", global_step, version, -1, total, length, terminated, truncated))
+            bar.write(f"eval v{version}: return {total:g} in {length} steps")
+
+    try:
+        if not resuming:
+            checkpoint(milestones[0])
+            save_resume_state(checkpoint_dir, model, optimizer, policy_version=0, global_step=0, env_id=config.env.id)
+        # A resumed run must not replay the starts of the first launch: derive its reset seed from the version.
+        reset_seed = config.seed if version == 0 else int(np.random.SeedSequence([config.seed, version]).generate_state(1)[0])
+        obs, info = envs.reset(seed=reset_seed)
+        next_obs = torch.from_numpy(obs)
+        lives = np.asarray(info["lives"])
+        next_done = torch.zeros(p.num_envs)
+        autoreset = np.zeros(p.num_envs, dtype=bool)
+        rollout = Rollout(p.num_steps, p.num_envs, tuple(envs.single_observation_space.shape))
+
+        while version < num_updates:
+            started = time.perf_counter()
+            lr = p.learning_rate * (1.0 - version / num_updates if p.anneal_lr else 1.0)
+            optimizer.param_groups[0]["lr"] = lr
+            if writer is not None:
+                envs.policy_version = version
+            for t in range(p.num_steps):
+                rollout.obs[t] = next_obs
+                rollout.dones[t] = next_done
+                rollout.valid[t] = torch.from_numpy(~autoreset)
+                with torch.no_grad():
+                    logits, value = model(next_obs)
+                    logp_all = torch.log_softmax(logits, dim=-1)
+                    action = torch.multinomial(logp_all.exp(), 1)
+                rollout.actions[t] = action.squeeze(1)
+                rollout.logprobs[t] = logp_all.gather(1, action).squeeze(1)
+                rollout.values[t] = value
+                obs, reward, terminated, truncated, info = envs.step(action.squeeze(1).numpy())
+                stepped = ~autoreset
+                ended = np.logical_or(terminated, truncated)
+                lost = life_lost(lives, info) & stepped
+                lives = np.asarray(info["lives"])
+                rollout.rewards[t] = torch.from_numpy(np.sign(reward) if p.clip_reward else reward)
+                next_obs = torch.from_numpy(obs)
+                next_done = torch.from_numpy((ended | lost).astype(np.float32))
+                autoreset = ended
+                global_step += p.num_envs
+                for lane, total, length, term, trunc in tracker.step(reward, terminated, truncated, stepped):
+                    episodes.append(episode_row("train", global_step, version, lane, total, length, term, trunc))
+
+            with torch.no_grad():
+                _, next_value = model(next_obs)
+            adv, returns = ppo.advantages(rollout, next_value, next_done, p.gamma, p.gae_lambda)
+            stats = ppo.update(model, optimizer, rollout, adv, returns, p)
+            version += 1
+            steps_per_second = p.batch_size / (time.perf_counter() - started)
+            updates.append(
+                {"policy_version": version, "global_step": global_step, "learning_rate": lr, **stats,
+                 "steps_per_second": round(steps_per_second, 1), "wall_time": round(time.time(), 3)}
+            )
+            if version % config.checkpoint.resume_every_updates == 0 or version == num_updates:
+                save_resume_state(
+                    checkpoint_dir, model, optimizer, policy_version=version, global_step=global_step,
+                    env_id=config.env.id,
+                )
+            every = config.checkpoint.every_updates
+            if version in milestones or (every > 0 and version % every == 0):
+                checkpoint(milestones.get(version))
+            bar.update(p.batch_size)
+            bar.set_postfix(sps=f"{steps_per_second:.0f}", ret=f"{tracker.recent_mean:.1f}", v=version)
+    finally:
+        bar.close()
+        envs.close()
+        episodes.close()
+        updates.close()
+    return run_dir
+
+
+def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
+    """The stored config of a run with ``key=value`` overrides applied and ``resume`` set to the run."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"cannot resume {run_dir}: {path} does not exist; pass a run folder made by replay.train")
+    merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides)))
+    merged.resume = str(run_dir)
+    merged.run_dir = None
+    return OmegaConf.to_object(merged)
+
+
+def _hydra_dir(run_dir: str | None, resume: str | None, stamp: str) -> str:
+    folder = resume or run_dir
+    return f"{folder}/hydra/{stamp}" if folder else f"outputs/train/{stamp}"
+
+
+ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+OmegaConf.register_new_resolver("replay_hydra_dir", _hydra_dir, replace=True)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    if cfg.resume is not None:
+        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
+        config = resume_config(cfg.resume, overrides)
+    else:
+        config = OmegaConf.to_object(cfg)
+    train(config)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,287 @@
+"""Storage side of recording: appends buffered records to the HDF5 log and flushes at a bounded interval.
+
+Recorders (``replay.recorder``) turn env calls into records; this module owns the file. Everything is buffered
+in memory and written at most ``flush_seconds`` apart, then ``h5py.File.flush()``: a process killed at any
+moment leaves a file that opens with everything up to the last flush.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import ale_py
+import gymnasium
+import h5py
+import numpy as np
+
+from replay import log_format as fmt
+from replay.emulator import LaneState, encode_snapshot
+from replay.errors import LogFormatError, RecordingError
+
+
+class TrajectoryWriter:
+    """An open trajectory log. Creates ``path`` or appends new streams to an existing log; never rewrites data.
+
+    Example:
+        >>> writer = TrajectoryWriter("run.h5")          # doctest: +SKIP
+        >>> writer.set_metadata("total_steps", 1_000_000)  # doctest: +SKIP
+        >>> writer.close()                                 # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | Path, *, flush_seconds: float = 10.0) -> None:
+        if not flush_seconds > 0:
+            raise ValueError(f"expected a positive flush_seconds, got {flush_seconds!r}")
+        self.path = Path(path)
+        self.flush_seconds = float(flush_seconds)
+        self._file = _open_for_append(self.path)
+        self._streams: list[StreamWriter] = []
+        self._episodes: list[tuple] = []
+        self._last_flush = time.monotonic()
+        self.closed = False
+
+    @property
+    def n_episodes(self) -> int:
+        return len(self._file[fmt.DATASET_EPISODES]) + len(self._episodes)
+
+    def add_stream(
+        self,
+        *,
+        spec_json: str,
+        env_id: str,
+        game: str,
+        rom_md5: str,
+        tag: str,
+        n_lanes: int,
+        snapshot_interval: int,
+        sync_interval: int,
+        action_meanings: list[str],
+        obs_shape: tuple[int, ...],
+        obs_dtype: str,
+    ) -> StreamWriter:
+        self._check_open()
+        streams = self._file[fmt.GROUP_STREAMS]
+        index = len(streams)
+        group = streams.create_group(fmt.stream_name(index))
+        group.attrs.update(
+            {
+                fmt.ATTR_SPEC_JSON: spec_json,
+                fmt.ATTR_ENV_ID: env_id,
+                fmt.ATTR_GAME: game,
+                fmt.ATTR_ROM_MD5: rom_md5,
+                fmt.ATTR_TAG: tag,
+                fmt.ATTR_N_LANES: n_lanes,
+                fmt.ATTR_SNAPSHOT_INTERVAL: snapshot_interval,
+                fmt.ATTR_SYNC_INTERVAL: sync_interval,
+                fmt.ATTR_ACTION_MEANINGS: json.dumps(action_meanings),
+                fmt.ATTR_OBS_SHAPE: json.dumps(list(obs_shape)),
+                fmt.ATTR_OBS_DTYPE: obs_dtype,
+            }
+        )
+        group.create_dataset(
+            fmt.DATASET_ACTIONS,
+            shape=(n_lanes, 0),
+            maxshape=(n_lanes, None),
+            dtype=fmt.ACTION_DTYPE,
+            chunks=(1, fmt.ACTIONS_CHUNK),
+            **fmt.COMPRESSION,
+        )
+        for name, dtype in (
+            (fmt.DATASET_RESETS, fmt.RESET_DTYPE),
+            (fmt.DATASET_VERSIONS, fmt.VERSION_DTYPE),
+            (fmt.DATASET_SYNC, fmt.SYNC_DTYPE),
+            (fmt.DATASET_SNAPSHOTS, fmt.SNAPSHOT_DTYPE),
+        ):
+            _table(group, name, dtype)
+        group.create_dataset(
+            fmt.DATASET_SNAPSHOT_BYTES, shape=(0,), maxshape=(None,), dtype=np.uint8, chunks=(fmt.BLOB_CHUNK,)
+        )
+        stream = StreamWriter(self, index, group, n_lanes)
+        self._streams.append(stream)
+        self._file.flush()
+        return stream
+
+    def set_metadata(self, key: str, value: Any) -> None:
+        """Store a JSON-able run fact (total steps, config...) in the log."""
+        self._check_open()
+        self._file[fmt.GROUP_METADATA].attrs[key] = json.dumps(value)
+
+    def add_episode(self, row: tuple) -> int:
+        self._episodes.append(row)
+        return self.n_episodes - 1
+
+    def maybe_flush(self) -> None:
+        if time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        self._check_open()
+        for stream in self._streams:
+            stream._write()
+        # Episodes last: an episode row never refers to steps that are not on disk yet.
+        if self._episodes:
+            _append(self._file[fmt.DATASET_EPISODES], np.array(self._episodes, dtype=fmt.EPISODE_DTYPE))
+            self._episodes.clear()
+        self._file.flush()
+        self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._file.close()
+            self.closed = True
+
+    def __enter__(self) -> TrajectoryWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "closed", True):
+            warnings.warn(
+                f"TrajectoryWriter for {self.path} was not closed; closing it now. Call close() (or use it as a "
+                "context manager) so the last records are flushed deliberately.",
+                ResourceWarning,
+                stacklevel=2,
+            )
+            try:
+                self.close()
+            except Exception:  # interpreter shutdown: h5py may be half torn down
+                pass
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RecordingError(f"{self.path}: the trajectory writer is closed")
+
+
+class StreamWriter:
+    """Buffers one stream's records; the owning TrajectoryWriter decides when they reach the file."""
+
+    def __init__(self, owner: TrajectoryWriter, index: int, group: h5py.Group, n_lanes: int) -> None:
+        self.owner = owner
+        self.index = index
+        self.n_lanes = n_lanes
+        self._group = group
+        self._actions = np.zeros((n_lanes, fmt.ACTIONS_CHUNK), dtype=fmt.ACTION_DTYPE)
+        self._n_actions = 0
+        self._written_positions = 0
+        self._resets: list[tuple] = []
+        self._versions: list[tuple] = []
+        self._sync: list[tuple] = []
+        self._snapshots: list[tuple] = []
+        self._snapshot_blobs: list[bytes] = []
+        self._blob_size = 0
+        self._n_snapshots = 0
+        self._references: dict[int, tuple[int, LaneState]] = {}
+
+    @property
+    def position(self) -> int:
+        """The next position to be recorded."""
+        return self._written_positions + self._n_actions
+
+    def record_position(self, actions: np.ndarray) -> int:
+        """Record one position (a step or a reset) for every lane; returns its index."""
+        if self._n_actions == self._actions.shape[1]:
+            self._write()
+        self._actions[:, self._n_actions] = actions
+        self._n_actions += 1
+        return self.position - 1
+
+    def record_reset(self, position: int, lane: int, seed: int | None) -> None:
+        self._resets.append((position, lane, fmt.NO_SEED if seed is None else int(seed)))
+
+    def record_version(self, position: int, version: int) -> None:
+        self._versions.append((position, version))
+
+    def record_sync(self, position: int, lane: int, state_crc: int, obs_crc: int) -> None:
+        self._sync.append((position, lane, state_crc, obs_crc))
+
+    def record_snapshot(self, position: int, lane: int, state: LaneState, state_crc: int, obs_crc: int) -> None:
+        reference = self._references.get(lane)
+        if reference is None:
+            blob, ref_row = encode_snapshot(state, None), fmt.NO_REF
+            self._references[lane] = (self._n_snapshots, state)
+        else:
+            ref_row, ref_state = reference
+            blob = encode_snapshot(state, ref_state)
+        self._snapshots.append(
+            (position, lane, self._blob_size, len(blob), ref_row, state_crc, obs_crc)
+        )
+        self._snapshot_blobs.append(blob)
+        self._blob_size += len(blob)
+        self._n_snapshots += 1
+
+    def _write(self) -> None:
+        group = self._group
+        if self._n_actions:
+            actions = group[fmt.DATASET_ACTIONS]
+            actions.resize(self._written_positions + self._n_actions, axis=1)
+            actions[:, self._written_positions :] = self._actions[:, : self._n_actions]
+            self._written_positions += self._n_actions
+            self._n_actions = 0
+        if self._snapshot_blobs:
+            _append(group[fmt.DATASET_SNAPSHOT_BYTES], np.frombuffer(b"".join(self._snapshot_blobs), np.uint8))
+            self._snapshot_blobs.clear()
+        for name, rows, dtype in (
+            (fmt.DATASET_RESETS, self._resets, fmt.RESET_DTYPE),
+            (fmt.DATASET_VERSIONS, self._versions, fmt.VERSION_DTYPE),
+            (fmt.DATASET_SYNC, self._sync, fmt.SYNC_DTYPE),
+            (fmt.DATASET_SNAPSHOTS, self._snapshots, fmt.SNAPSHOT_DTYPE),
+        ):
+            if rows:
+                _append(group[name], np.array(rows, dtype=dtype))
+                rows.clear()
+
+
+def _table(group: h5py.Group, name: str, dtype: np.dtype) -> h5py.Dataset:
+    return group.create_dataset(
+        name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(fmt.TABLE_CHUNK,), **fmt.COMPRESSION
+    )
+
+
+def _append(dataset: h5py.Dataset, rows: np.ndarray) -> None:
+    start = dataset.shape[0]
+    dataset.resize(start + len(rows), axis=0)
+    dataset[start:] = rows
+
+
+def _open_for_append(path: Path) -> h5py.File:
+    if path.exists():
+        from replay.reader import check_root  # the reader owns the checks of a file it did not write
+
+        try:
+            handle = h5py.File(path, "a")
+        except OSError as error:
+            raise LogFormatError(
+                f"{path}: cannot open for appending ({error}); record to a new path instead"
+            ) from None
+        try:
+            check_root(handle, path)
+        except Exception:
+            handle.close()
+            raise
+        return handle
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = h5py.File(path, "w")  # default libver: a killed writer leaves a file that still opens
+    handle.attrs.update(
+        {
+            fmt.ATTR_FORMAT: fmt.FORMAT_NAME,
+            fmt.ATTR_FORMAT_VERSION: fmt.FORMAT_VERSION,
+            fmt.ATTR_ALE_PY_VERSION: ale_py.__version__,
+            fmt.ATTR_GYMNASIUM_VERSION: gymnasium.__version__,
+            fmt.ATTR_CREATED: datetime.now(timezone.utc).isoformat(),
+        }
+    )
+    handle.create_group(fmt.GROUP_METADATA)
+    handle.create_group(fmt.GROUP_STREAMS)
+    _table(handle, fmt.DATASET_EPISODES, fmt.EPISODE_DTYPE)
+    handle.flush()
+    return handle
