@@ -436,6 +436,12 @@ class RecordVectorTrajectory(VectorWrapper):
             self._autoreset = ended & ~resetting
         return observations, rewards, terminated, truncated, info
 
+    def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        return self.env.call(name, *args, **kwargs)
+
+    def get_attr(self, name: str) -> tuple[Any, ...]:
+        return self.env.get_attr(name)
+
     def close(self, **kwargs: Any) -> None:
         self._recording.close()
         self.env.close(**kwargs)

@@ -1,0 +1,128 @@
+"""Fixtures that record tiny real trajectories (real ALE games, real HDF5 files) and digest what they showed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import ale_py
+import gymnasium as gym
+import numpy as np
+import pytest
+
+gym.register_envs(ale_py)
+
+STICKY = "sticky"  # ALE v5 defaults: frameskip 4, repeat_action_probability 0.25
+PREPROCESSED = "preprocessed"  # frameskip 1 + AtariPreprocessing + 4-frame stack
+
+
+def make_env(game: str, setting: str) -> gym.Env:
+    if setting == STICKY:
+        return gym.make(f"ALE/{game}-v5", render_mode="rgb_array")
+    env = gym.make(f"ALE/{game}-v5", frameskip=1, render_mode="rgb_array")
+    env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84)
+    return gym.wrappers.FrameStackObservation(env, 4)
+
+
+class Digest:
+    """Running sha256 of the frames and observations of one episode."""
+
+    def __init__(self) -> None:
+        self.frames: list[str] = []
+        self.observations: list[str] = []
+
+    def add(self, frame: np.ndarray, observation: np.ndarray) -> None:
+        self.frames.append(hashlib.sha256(np.ascontiguousarray(frame).data).hexdigest())
+        self.observations.append(hashlib.sha256(np.ascontiguousarray(observation).data).hexdigest())
+
+
+def record_single(
+    path: Path, game: str, setting: str, steps: int, *, seed: int = 0, **options: object
+) -> dict[tuple[int, int], Digest]:
+    """Random play with RecordTrajectory; returns digests keyed by (lane, start position)."""
+    from replay import RecordTrajectory
+
+    env = RecordTrajectory(make_env(game, setting), path, **options)
+    rng = np.random.default_rng(seed)
+    digests: dict[tuple[int, int], Digest] = {}
+    position = 0
+    observation, _ = env.reset(seed=seed)
+    current = digests.setdefault((0, position), Digest())
+    current.add(env.unwrapped.render(), observation)
+    for _ in range(steps):
+        env.policy_version = position // 50
+        observation, _, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
+        position += 1
+        current.add(env.unwrapped.render(), observation)
+        if terminated or truncated:
+            observation, _ = env.reset()
+            position += 1
+            current = digests.setdefault((0, position), Digest())
+            current.add(env.unwrapped.render(), observation)
+    env.close()
+    return digests
+
+
+def record_vector(
+    path: Path, game: str, setting: str, steps: int, *, n_envs: int = 3, asynchronous: bool = False, seed: int = 0,
+    **options: object,
+) -> dict[tuple[int, int], Digest]:
+    from replay import RecordVectorTrajectory
+
+    factory = [lambda: make_env(game, setting)] * n_envs
+    vector = gym.vector.AsyncVectorEnv(factory) if asynchronous else gym.vector.SyncVectorEnv(factory)
+    env = RecordVectorTrajectory(vector, path, **options)
+    rng = np.random.default_rng(seed)
+    observations, _ = env.reset(seed=seed)
+    digests: dict[tuple[int, int], Digest] = {}
+    current = []
+    for lane, frame in enumerate(env.call("render")):
+        current.append(digests.setdefault((lane, 0), Digest()))
+        current[lane].add(frame, observations[lane])
+    autoreset = np.zeros(n_envs, dtype=bool)
+    for position in range(1, steps + 1):
+        env.policy_version = position // 50
+        observations, _, terminated, truncated, _ = env.step(rng.integers(env.single_action_space.n, size=n_envs))
+        for lane, frame in enumerate(env.call("render")):
+            if autoreset[lane]:
+                current[lane] = digests.setdefault((lane, position), Digest())
+            current[lane].add(frame, observations[lane])
+        autoreset = np.asarray(terminated) | np.asarray(truncated)
+    env.close()
+    return digests
+
+
+REPLAY_SCRIPT = textwrap.dedent(
+    """
+    import hashlib, json, sys
+    from replay import TrajectoryLog
+    out = {}
+    with TrajectoryLog(sys.argv[1]) as log:
+        for e in log.episodes:
+            frames, observations = [], []
+            for step in log.replay(e.index):
+                frames.append(hashlib.sha256(step.frame.data).hexdigest())
+                observations.append(hashlib.sha256(step.observation.data).hexdigest())
+            out[f"{e.stream} {e.env_index} {e.start_step}"] = [frames, observations]
+    json.dump(out, sys.stdout)
+    """
+)
+
+
+def replay_in_fresh_process(path: Path) -> dict[tuple[int, int], tuple[list[str], list[str]]]:
+    """Digests of every episode, re-simulated by a new Python process."""
+    result = subprocess.run(
+        [sys.executable, "-c", REPLAY_SCRIPT, str(path)], capture_output=True, text=True, check=True, timeout=600
+    )
+    decoded = json.loads(result.stdout)
+    return {(int(k.split()[1]), int(k.split()[2])): tuple(v) for k, v in decoded.items()}
+
+
+@pytest.fixture
+def recorder_factory() -> Callable[..., dict[tuple[int, int], Digest]]:
+    return record_single

@@ -1,0 +1,224 @@
+"""The trainer end to end on real emulators: a short run, its log, checkpoints, evaluations and a killed resume."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from replay.atari import EnvConfig, FireOnLifeLoss, make_env
+from replay.checkpoints import CheckpointIndex, load_policy
+from replay.network import LAYER_NAMES, ActorCritic
+from replay.ppo import Rollout, advantages
+from replay.reader import TrajectoryLog
+from replay.train import TrainConfig, milestone_versions, resume_config, train
+from replay.verify import verify
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = [
+    "ppo.num_envs=2",
+    "ppo.num_steps=128",
+    "eval.episodes=1",
+    "eval.max_episode_frames=4000",
+    "checkpoint.dtype=float16",
+    "progress=false",
+    "record.flush_seconds=0.2",
+]
+
+
+def compose_config(overrides: list[str]) -> TrainConfig:
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    return OmegaConf.to_object(cfg)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TrainConfig]:
+    run_dir = tmp_path_factory.mktemp("run") / "breakout"
+    config = compose_config([*FAST, "total_steps=1024", "seed=3", f"run_dir={run_dir}"])
+    assert train(config) == run_dir
+    return run_dir, config
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_folder_holds_log_checkpoints_config_and_metrics(run: tuple[Path, TrainConfig]) -> None:
+    run_dir, config = run
+    for name in ("trajectories.h5", "config.yaml", "episodes.csv", "updates.csv", "checkpoints/resume.pt"):
+        assert (run_dir / name).is_file(), name
+    assert [int(r["policy_version"]) for r in _rows(run_dir / "updates.csv")] == [1, 2, 3, 4]
+    assert resume_config(run_dir).total_steps == config.total_steps
+
+
+def test_log_verifies_and_matches_the_metrics(run: tuple[Path, TrainConfig]) -> None:
+    run_dir, _ = run
+    report = verify(run_dir / "trajectories.h5", progress=False)
+    assert report.ok, str(report)
+    with TrajectoryLog(run_dir / "trajectories.h5") as log:
+        finished = sorted(
+            (e.tag, e.length, e.total_reward) for e in log.episodes if e.finished
+        )
+        train_versions = {v for e in log.episodes if e.tag == "train" for v in e.policy_versions}
+    rows = _rows(run_dir / "episodes.csv")
+    assert finished == sorted(
+        (r["kind"], int(r["episode_length"]), float(r["episode_return"])) for r in rows
+    )
+    assert train_versions == {0, 1, 2, 3}
+
+
+def test_every_train_version_finds_its_checkpoint(run: tuple[Path, TrainConfig]) -> None:
+    run_dir, _ = run
+    index = CheckpointIndex(run_dir / "checkpoints")
+    assert index.versions == [0, 1, 2, 3, 4]
+    ref, lag = index.lookup(3)
+    assert (ref.policy_version, lag, ref.dtype, ref.env_id) == (3, 0, "float16", "ALE/Breakout-v5")
+    assert ref.global_step == 3 * 256
+    assert [m.milestone for m in index.milestones()] == [0.0, 0.2, 0.5, 0.7, 1.0]
+
+
+def test_eval_episodes_replay_from_the_checkpoint_file_alone(run: tuple[Path, TrainConfig]) -> None:
+    """Each eval episode is re-played from its checkpoint file and the seeds in the log, action for action."""
+    run_dir, config = run
+    with TrajectoryLog(run_dir / "trajectories.h5") as log:
+        evals = [e for e in log.episodes if e.tag == "eval"]
+        assert sorted(e.policy_versions for e in evals) == [(v,) for v in range(5)]
+        for episode in evals:
+            version = episode.policy_versions[0]
+            facts = log.metadata[f"eval_v{version:06d}"]
+            logged = [s.action for s in log.replay(episode.index, frames=False, observations=False)][1:]
+            model, ref = load_policy(run_dir / facts["checkpoint"], env_id=config.env.id)
+            assert ref.policy_version == version
+            env = make_env(config.env, max_episode_frames=facts["max_episode_frames"])
+            generator = torch.Generator().manual_seed(facts["action_seeds"][0])
+            obs, _ = env.reset(seed=facts["env_seeds"][0])
+            actions, total, done = [], 0.0, False
+            while not done:
+                with torch.no_grad():
+                    action = int(model.act(torch.from_numpy(obs)[None], generator=generator))
+                actions.append(action)
+                obs, reward, terminated, truncated, _ = env.step(action)
+                total += float(reward)
+                done = terminated or truncated
+            env.close()
+            assert actions == logged
+            assert total == episode.total_reward
+
+
+def test_checkpoint_weights_are_the_stored_float16_values(run: tuple[Path, TrainConfig]) -> None:
+    run_dir, _ = run
+    path = run_dir / "checkpoints" / "v000004.pt"
+    raw = torch.load(path, weights_only=True)
+    model, _ = load_policy(path)
+    for name, tensor in model.state_dict().items():
+        assert raw["state_dict"][name].dtype == torch.float16
+        assert torch.equal(tensor, raw["state_dict"][name].float())
+    obs = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
+    reference = ActorCritic(model.n_actions)
+    reference.load_state_dict({k: v.float() for k, v in raw["state_dict"].items()})
+    assert all(torch.equal(a, b) for a, b in zip(model(obs), reference(obs)))
+    assert [name for name, _ in model.named_children()] == list(LAYER_NAMES)
+
+
+def test_resume_after_sigkill_keeps_the_log_and_completes(tmp_path: Path) -> None:
+    run_dir = tmp_path / "killed"
+    args = [*FAST, "eval.episodes=0", "total_steps=2048", "seed=5", f"run_dir={run_dir}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "replay.train", *args], cwd=tmp_path, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    updates = run_dir / "updates.csv"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and process.poll() is None:
+        if updates.exists() and len(updates.read_text().splitlines()) >= 4:  # header + 3 updates
+            break
+        time.sleep(0.1)
+    assert process.poll() is None, process.stderr.read().decode()
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    with TrajectoryLog(run_dir / "trajectories.h5") as log:
+        before = [(e.stream, e.env_index, e.start_step, e.length, e.finished) for e in log.episodes]
+    assert any(finished for *_, finished in before)
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "replay.train", f"resume={run_dir}"], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    with TrajectoryLog(run_dir / "trajectories.h5") as log:
+        after = [(e.stream, e.env_index, e.start_step, e.length, e.finished) for e in log.episodes]
+        resumed_versions = {v for e in log.episodes if e.stream > 0 for v in e.policy_versions}
+    assert after[: len(before)] == before
+    assert len(after) > len(before)
+    assert min(resumed_versions) >= 3
+    versions = [int(r["policy_version"]) for r in _rows(updates)]
+    assert versions[-1] == 8 and versions == sorted(set(versions))
+    assert CheckpointIndex(run_dir / "checkpoints").versions[-1] == 8
+    assert verify(run_dir / "trajectories.h5", progress=False).ok
+
+
+def test_fire_on_life_loss_is_rebuilt_from_the_spec_and_keeps_playing_after_a_life() -> None:
+    env = make_env(EnvConfig(id="ALE/Breakout-v5"))
+    rebuilt = gym.make(gym.envs.registration.EnvSpec.from_json(env.spec.to_json()))
+    assert "replay.atari:FireOnLifeLoss" in [w.entry_point for w in rebuilt.spec.additional_wrappers]
+    obs_a, info = env.reset(seed=7)
+    obs_b, _ = rebuilt.reset(seed=7)
+    lives = [info["lives"]]
+    rng = np.random.default_rng(0)
+    done = False
+    while not done:
+        action = int(rng.integers(env.action_space.n))
+        obs_a, reward_a, terminated, truncated, info = env.step(action)
+        obs_b, reward_b, *_ = rebuilt.step(action)
+        assert np.array_equal(obs_a, obs_b) and reward_a == reward_b
+        lives.append(info["lives"])
+        done = terminated or truncated
+    assert lives[0] == 5 and lives[-1] == 0 and sorted(set(lives)) == [0, 1, 2, 3, 4, 5]
+
+
+def test_fire_on_life_loss_passes_through_games_without_fire() -> None:
+    env = FireOnLifeLoss(gym.make("ALE/MsPacman-v5"))
+    assert env.fire_action is None
+    with pytest.raises(ValueError, match="ALE environment"):
+        FireOnLifeLoss(gym.make("CartPole-v1"))
+
+
+@pytest.mark.parametrize("game", ["Pong", "SpaceInvaders", "Asteroids", "MsPacman", "Seaquest"])
+def test_games_build_and_step(game: str) -> None:
+    env = make_env(EnvConfig(id=f"ALE/{game}-v5"))
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8 and "lives" in info
+    logits, value = ActorCritic(int(env.action_space.n))(torch.from_numpy(obs)[None])
+    assert logits.shape == (1, env.action_space.n) and value.shape == (1,)
+    env.step(0)
+
+
+def test_gae_cuts_at_terminals_and_life_losses() -> None:
+    rollout = Rollout(3, 1, (1,))
+    rollout.rewards[:, 0] = torch.tensor([1.0, 1.0, 1.0])
+    rollout.values[:, 0] = torch.tensor([0.5, 0.5, 0.5])
+    rollout.dones[:, 0] = torch.tensor([0.0, 1.0, 0.0])  # the observation at t=1 follows a (life) loss
+    adv, returns = advantages(rollout, torch.tensor([2.0]), torch.tensor([0.0]), gamma=0.5, gae_lambda=1.0)
+    assert adv[0, 0].item() == pytest.approx(1.0 - 0.5)
+    assert returns[2, 0].item() == pytest.approx(1.0 + 0.5 * 2.0)
+    assert returns[1, 0].item() == pytest.approx(1.0 + 0.5 * 2.0 * 0.5)
+
+
+def test_milestones_cover_every_tenth_and_the_end() -> None:
+    assert milestone_versions(100, 10) == {0: 0.0, **{10 * k: k / 10 for k in range(1, 11)}}
+    assert max(milestone_versions(7, 10)) == 7
