@@ -11,7 +11,7 @@ from replay.errors import (
 )
 from replay.reader import EpisodeRecord, ReplayStep, TrajectoryLog
 from replay.recorder import RecordTrajectory, RecordVectorTrajectory
-from replay.verify import VerifyReport, verify
+from replay.verification import VerifyReport, verify
 from replay.writer import TrajectoryWriter
 
 __all__ = [
@@ -31,3 +31,4 @@ __all__ = [
     "VerifyReport",
     "verify",
 ]
+
