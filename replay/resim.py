@@ -64,6 +64,7 @@ class Lane:
     snapshot_bytes: h5py.Dataset
     all_snapshots: np.ndarray  # the stream's whole table (references point into it)
     live: LiveEnv | None = field(default=None, repr=False)
+    restore_failures: int = 0  # snapshot restores that did not verify and fell back to an earlier anchor
 
     def close(self) -> None:
         if self.live is not None:
@@ -88,6 +89,7 @@ def resimulate(
             yield from _run(lane, anchor, first, last, frames, observations, episode)
             return
         except _RestoreFailed:
+            lane.restore_failures += 1
             continue
     raise DesyncError(
         f"{lane.source}: no anchor reproduces stream {lane.stream} lane {lane.lane} at position {first}; the "

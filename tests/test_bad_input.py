@@ -1,0 +1,148 @@
+"""Bad input gives a clear error naming the file, the value and the fix; the file itself is never changed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+
+import h5py
+import pytest
+from conftest import STICKY, record_single
+
+from replay import (
+    EnvironmentMismatchError,
+    EpisodeIndexError,
+    LogFormatError,
+    TrajectoryLog,
+    verify,
+)
+from replay import log_format as fmt
+
+
+@pytest.fixture(scope="module")
+def good_log(tmp_path_factory):
+    path = tmp_path_factory.mktemp("logs") / "good.h5"
+    record_single(path, "Breakout", STICKY, 400, snapshot_interval=64, sync_interval=8)
+    return path
+
+
+def _copy(good_log, tmp_path, name="copy.h5"):
+    target = tmp_path / name
+    shutil.copy(good_log, target)
+    return target
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(LogFormatError, match=r"nope\.h5: no such file"):
+        TrajectoryLog(tmp_path / "nope.h5")
+
+
+def test_not_hdf5(tmp_path):
+    path = tmp_path / "trajectories.h5"
+    path.write_text("hello")
+    with pytest.raises(LogFormatError, match=r"trajectories\.h5: not an HDF5 file"):
+        TrajectoryLog(path)
+
+
+def test_hdf5_but_not_a_log(tmp_path):
+    path = tmp_path / "other.h5"
+    with h5py.File(path, "w") as handle:
+        handle["x"] = [1, 2, 3]
+    with pytest.raises(LogFormatError, match=r"other\.h5: not an ale-replay trajectory log.*RecordTrajectory"):
+        TrajectoryLog(path)
+
+
+def test_newer_format_version(good_log, tmp_path):
+    path = _copy(good_log, tmp_path)
+    with h5py.File(path, "a") as handle:
+        handle.attrs[fmt.ATTR_FORMAT_VERSION] = fmt.FORMAT_VERSION + 1
+    before = _digest(path)
+    with pytest.raises(LogFormatError, match=rf"format version {fmt.FORMAT_VERSION + 1} is newer.*upgrade"):
+        TrajectoryLog(path)
+    assert _digest(path) == before
+
+
+def test_other_ale_py_version(good_log, tmp_path):
+    path = _copy(good_log, tmp_path)
+    with h5py.File(path, "a") as handle:
+        handle.attrs[fmt.ATTR_ALE_PY_VERSION] = "0.7.0"
+    with TrajectoryLog(path) as log:
+        assert len(log.episodes) >= 1  # listing still works
+        with pytest.raises(EnvironmentMismatchError, match=r"recorded with ale-py 0\.7\.0.*install ale-py==0\.7\.0"):
+            next(log.frames(0))
+    with TrajectoryLog(path, check_environment=False) as log:
+        assert next(log.frames(0)).shape == (210, 160, 3)
+
+
+def test_other_rom(good_log, tmp_path):
+    path = _copy(good_log, tmp_path)
+    with h5py.File(path, "a") as handle:
+        handle[fmt.GROUP_STREAMS][fmt.stream_name(0)].attrs[fmt.ATTR_ROM_MD5] = "0" * 32
+    with TrajectoryLog(path) as log, pytest.raises(EnvironmentMismatchError, match="ROM differs"):
+        next(log.frames(0))
+
+
+def test_truncated_file(good_log, tmp_path):
+    path = tmp_path / "cut.h5"
+    data = good_log.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(LogFormatError, match=r"cut\.h5: .*(truncated|damaged)"):
+        with TrajectoryLog(path) as log:
+            for episode in log.episodes:
+                list(log.frames(episode.index))
+
+
+def test_episode_index_out_of_range(good_log):
+    with TrajectoryLog(good_log) as log:
+        n = len(log.episodes)
+        with pytest.raises(EpisodeIndexError, match=rf"episode {n} is out of range; the log has {n} episodes"):
+            log.frames(n)
+        with pytest.raises(EpisodeIndexError, match="outside episode"):
+            log.replay(0, start=0, stop=10**9)
+
+
+def test_hostile_entry_point_is_refused(good_log, tmp_path):
+    path = _copy(good_log, tmp_path)
+    with h5py.File(path, "a") as handle:
+        attrs = handle[fmt.GROUP_STREAMS][fmt.stream_name(0)].attrs
+        spec = json.loads(attrs[fmt.ATTR_SPEC_JSON])
+        spec["entry_point"] = "os:system"
+        attrs[fmt.ATTR_SPEC_JSON] = json.dumps(spec)
+    with TrajectoryLog(path) as log, pytest.raises(LogFormatError, match=r"'os:system'.*refusing"):
+        next(log.frames(0))
+
+
+def test_tampered_action_is_reported_with_episode_and_step(good_log, tmp_path):
+    path = _copy(good_log, tmp_path)
+    with TrajectoryLog(path) as log:
+        episode = max(log.episodes, key=lambda e: e.length)
+    tampered = episode.start_step + episode.length // 2
+    with h5py.File(path, "a") as handle:
+        actions = handle[fmt.GROUP_STREAMS][fmt.stream_name(0)][fmt.DATASET_ACTIONS]
+        original = int(actions[0, tampered])
+        actions[0, tampered] = 3 if original != 3 else 2  # LEFT/RIGHT move the paddle: the RAM changes
+    report = verify(path, progress=False)
+    assert not report.ok
+    (problem,) = [p for p in report.problems if p.episode == episode.index]
+    assert problem.step is not None and tampered - episode.start_step <= problem.step
+    result = subprocess.run(
+        [sys.executable, "-m", "replay.verify", "--quiet", str(path)], capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert f"episode {episode.index}: diverges at step {problem.step}" in result.stdout
+
+
+def test_verify_cli_exit_codes(good_log, tmp_path):
+    ok = subprocess.run([sys.executable, "-m", "replay.verify", "--quiet", str(good_log)], capture_output=True)
+    assert ok.returncode == 0
+    missing = subprocess.run(
+        [sys.executable, "-m", "replay.verify", str(tmp_path / "missing.h5")], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and "no such file" in missing.stderr

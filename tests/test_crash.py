@@ -1,0 +1,42 @@
+"""A recording process killed with SIGKILL leaves a log whose flushed episodes all replay exactly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from replay import TrajectoryLog, verify
+
+RECORDER = textwrap.dedent(
+    """
+    import sys, numpy as np, gymnasium as gym, ale_py
+    from replay import RecordVectorTrajectory
+    gym.register_envs(ale_py)
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make("ALE/Breakout-v5")] * 2)
+    envs = RecordVectorTrajectory(envs, sys.argv[1], flush_seconds=0.3, snapshot_interval=200)
+    rng = np.random.default_rng(0)
+    envs.reset(seed=3)
+    print("recording", flush=True)
+    while True:
+        envs.step(rng.integers(4, size=2))
+    """
+)
+
+
+def test_sigkill_mid_recording_loses_only_the_unflushed_tail(tmp_path):
+    path = tmp_path / "killed.h5"
+    process = subprocess.Popen([sys.executable, "-c", RECORDER, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "recording"
+        time.sleep(4.0)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    with TrajectoryLog(path) as log:
+        assert len(log.episodes) >= 4, "several episodes should have been flushed in 4 s"
+    report = verify(path, progress=False)
+    assert report.ok, str(report)
