@@ -25,9 +25,10 @@ ActType = Any
 class FireOnLifeLoss(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.RecordConstructorArgs):
     """Press FIRE after reset and after each lost life, in games whose action set has FIRE.
 
-    Many games (Breakout, for one) wait for FIRE before serving; an agent that never learned to press it stalls
-    until the frame limit. The FIRE step's reward is kept: a FIRE after a life loss adds its reward to that step,
-    and the FIRE after reset carries its reward into the first step, so an episode's return is the game score.
+    Many games (Breakout, for one) wait for FIRE before serving; an agent that never learned to press it
+    stalls until the frame limit. The FIRE step's reward is kept: a FIRE after a life loss adds its reward to
+    that step, and the FIRE after reset carries its reward into the first step, so an episode's return is the
+    game score.
     ``info["lives"]`` is the life counter after the whole step. In games without FIRE the wrapper passes
     everything through unchanged, so one stack fits every game.
 
@@ -83,6 +84,11 @@ class FireOnLifeLoss(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.
         info["lives"] = lives
         return obs, total, terminated, truncated, info
 
+    def resync_after_restore(self) -> None:
+        """Called by the replayer after it restores an emulator snapshot: re-read what this wrapper tracks."""
+        self._lives = int(self.env.unwrapped.ale.lives())
+        self._carried_reward = 0.0
+
     def _lives_in(self, info: dict[str, Any]) -> int:
         return int(info["lives"]) if "lives" in info else int(self.env.unwrapped.ale.lives())
 
@@ -93,12 +99,12 @@ class EnvConfig:
 
     Attributes:
         id: Gymnasium id of any ALE v5 game, e.g. ``ALE/Pong-v5``.
-        repeat_action_probability: Sticky actions; 0.0 is the classic deterministic setting, 0.25 the v5 default.
+        repeat_action_probability: Sticky actions; 0.0 is the classic deterministic setting, v5 uses 0.25.
         noop_max: Up to this many no-ops after reset, drawn from the env's own seeded RNG.
         frame_skip: Emulator frames per agent step (max-pooled over the last two).
         screen_size: Side of the square grayscale observation.
         frame_stack: Observations stacked into one agent input.
-        max_episode_frames: Emulator frames before an episode is truncated (108,000 = 30 minutes, the v5 default).
+        max_episode_frames: Emulator frames before an episode is truncated (v5 default 108,000 = 30 min).
         vector: ``sync`` steps all envs in this process (cheap for ALE); ``async`` uses one process per env.
     """
 
@@ -112,8 +118,10 @@ class EnvConfig:
     vector: str = "sync"
 
 
-def make_env(config: EnvConfig, *, max_episode_frames: int | None = None) -> gym.Env:
-    """One environment with the whole stack; ``max_episode_frames`` overrides the config's cap (evaluation)."""
+def make_env(
+    config: EnvConfig, *, max_episode_frames: int | None = None, render_mode: str | None = None
+) -> gym.Env:
+    """One environment with the whole stack; ``max_episode_frames`` overrides the config's frame cap."""
     if not config.id.startswith("ALE/"):
         raise ValueError(f"expected an ALE game id like 'ALE/Pong-v5', got env.id={config.id!r}")
     frames = config.max_episode_frames if max_episode_frames is None else max_episode_frames
@@ -125,6 +133,7 @@ def make_env(config: EnvConfig, *, max_episode_frames: int | None = None) -> gym
         repeat_action_probability=config.repeat_action_probability,
         full_action_space=False,
         max_num_frames_per_episode=frames,
+        render_mode=render_mode,
     )
     env = AtariPreprocessing(
         env,

@@ -64,14 +64,24 @@ def _atomic_save(payload: dict[str, Any], path: Path) -> None:
 def _load(path: Path, expected_format: str) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; check the run directory or the policy version")
+        raise CheckpointError(
+            f"checkpoint {path} does not exist; check the run directory or the policy version"
+        )
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated (not a torch zip archive, {path.stat().st_size} B); "
+            "delete it and use an earlier checkpoint, or re-run training from the last good one"
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        reasons = [
+            line.strip() for line in str(error).splitlines() if "GLOBAL" in line or "Unsupported" in line
+        ]
         raise CheckpointError(
             f"checkpoint {path} was refused by torch.load(weights_only=True): it holds objects other than "
-            f"tensors and plain values ({str(error).splitlines()[0]}); only load checkpoints written by "
-            "replay.checkpoints, and never unpickle this file"
+            f"tensors and plain values ({reasons[0] if reasons else type(error).__name__}); only load "
+            "checkpoints written by replay.checkpoints, and never unpickle this file"
         ) from error
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
         raise CheckpointError(
@@ -80,7 +90,9 @@ def _load(path: Path, expected_format: str) -> dict[str, Any]:
         ) from error
     found = payload.get("format") if isinstance(payload, dict) else None
     if found != expected_format:
-        raise CheckpointError(f"{path} is not an {expected_format!r} file (format={found!r}); pass another file")
+        raise CheckpointError(
+            f"{path} is not an {expected_format!r} file (format={found!r}); pass another file"
+        )
     if payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {path} has format_version={payload.get('format_version')!r}, this version reads "
@@ -119,7 +131,9 @@ def _restore_weights(path: Path, model: ActorCritic, state: dict[str, torch.Tens
             )
     extra = sorted(set(state) - set(expected))
     if extra:
-        raise CheckpointError(f"checkpoint {path} has tensors {extra} this network lacks; it is another network")
+        raise CheckpointError(
+            f"checkpoint {path} has tensors {extra} this network lacks; it is another network"
+        )
     model.load_state_dict({name: state[name].to(torch.float32) for name in expected})
 
 
@@ -176,7 +190,7 @@ def read_checkpoint_ref(path: Path) -> CheckpointRef:
 def load_policy(
     path: Path, *, env_id: str | None = None, n_actions: int | None = None
 ) -> tuple[ActorCritic, CheckpointRef]:
-    """A float32 :class:`ActorCritic` in eval mode with the checkpoint's weights, and the checkpoint's reference.
+    """A float32 :class:`ActorCritic` (eval mode) with the checkpoint's weights, and its reference.
 
     ``env_id`` / ``n_actions``, when given, must match the checkpoint or :class:`CheckpointError` is raised.
     """
@@ -198,7 +212,9 @@ class CheckpointIndex:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         if not self.directory.is_dir():
-            raise CheckpointError(f"checkpoint directory {self.directory} does not exist; pass <run_dir>/checkpoints")
+            raise CheckpointError(
+                f"checkpoint directory {self.directory} does not exist; pass <run_dir>/checkpoints"
+            )
         found = []
         for path in self.directory.iterdir():
             match = _VERSION_FILE.match(path.name)
@@ -255,7 +271,7 @@ def save_resume_state(
     global_step: int,
     env_id: str,
 ) -> Path:
-    """Overwrite ``resume.pt`` with everything needed to continue training after ``policy_version`` updates."""
+    """Overwrite ``resume.pt`` with all it takes to continue training after ``policy_version`` updates."""
     path = Path(directory) / RESUME_FILE
     payload = {
         "format": RESUME_FORMAT,
@@ -277,7 +293,7 @@ def save_resume_state(
 def load_resume_state(
     directory: Path, model: ActorCritic, optimizer: torch.optim.Optimizer, *, env_id: str
 ) -> tuple[int, int]:
-    """Restore model, optimizer and torch RNG from ``resume.pt``; returns ``(policy_version, global_step)``."""
+    """Restore model, optimizer, torch RNG from ``resume.pt``; returns ``(policy_version, global_step)``."""
     path = Path(directory) / RESUME_FILE
     payload = _load(path, RESUME_FORMAT)
     _check_matches(path, payload, env_id, model.n_actions)
@@ -286,7 +302,7 @@ def load_resume_state(
         optimizer.load_state_dict(payload["optimizer"])
     except (ValueError, KeyError) as error:
         raise CheckpointError(
-            f"optimizer state in {path} does not fit this optimizer ({error}); resume with the same ppo config"
+            f"optimizer state in {path} does not fit this optimizer ({error}); keep the ppo config"
         ) from error
     torch.set_rng_state(payload["torch_rng"])
     return int(payload["policy_version"]), int(payload["global_step"])

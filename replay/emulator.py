@@ -1,7 +1,9 @@
 """The emulator side: rebuild an env from its recorded spec, capture and restore ALE states, hash them.
 
-Snapshots hold the ALE state with its RNG (``cloneState(include_rng=True)``) and the base env's ``np_random``
-state, zlib-compressed against an earlier snapshot of the same lane as dictionary (~3.5 KB instead of 14 KB).
+Snapshots hold the ALE state and the base env's ``np_random`` state, zlib-compressed with the lane's first
+snapshot as dictionary. With sticky actions the state includes the sticky-action RNG
+(``cloneState(include_rng=True)``, ~3.5 KB compressed, the RNG being most of it); without sticky actions nothing
+reads that RNG and a snapshot is ~0.2 KB.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ ALLOWED_ENTRY_POINT_PREFIXES = ("ale_py.env:", "gymnasium.wrappers", "replay.")
 
 @dataclass(frozen=True)
 class LaneState:
-    """What a snapshot of one env holds: the serialized ALE state (with RNG) and the env's RNG state."""
+    """What a snapshot of one env holds: the serialized ALE state (with the sticky-action RNG when the env has
+    sticky actions) and the env's numpy RNG state."""
 
     ale_state: bytes
     np_random_state: str  # JSON of numpy's bit_generator.state
@@ -114,14 +117,6 @@ def make_env(spec: EnvSpec) -> gym.Env:
     return gym.make(spec, disable_env_checker=True)
 
 
-def capture(env: gym.Env) -> LaneState:
-    base = base_env(env)
-    return LaneState(
-        ale_state=base.ale.cloneState(include_rng=True).serialize(),
-        np_random_state=rng_state_json(base.np_random),
-    )
-
-
 def current_state_crc(env: gym.Env) -> int:
     return state_crc(base_env(env).ale.cloneState(include_rng=False))
 
@@ -133,6 +128,24 @@ def restore(env: gym.Env, state: LaneState) -> None:
     base.ale.act(0)
     base.ale.restoreState(ale_py.ALEState(state.ale_state))
     base.np_random = generator_from_json(state.np_random_state)
+    _resync_wrappers(env)
+
+
+def _resync_wrappers(env: gym.Env) -> None:
+    """Wrappers that track emulator facts (lives) must re-read them after a restore, or they act on stale ones.
+
+    A wrapper opts in by defining ``resync_after_restore()``; gymnasium's AtariPreprocessing is handled here.
+    Any other hidden wrapper state is caught by the sync checks, which then fall back to an earlier anchor.
+    """
+    layer = env
+    while isinstance(layer, gym.Wrapper):
+        if isinstance(layer, gym.wrappers.AtariPreprocessing):
+            layer.lives = layer.ale.lives()
+            layer.game_over = False
+        resync = getattr(type(layer), "resync_after_restore", None)
+        if callable(resync):
+            resync(layer)
+        layer = layer.env
 
 
 def set_elapsed_steps(env: gym.Env, elapsed: int) -> None:

@@ -94,7 +94,7 @@ SNAPSHOT_DTYPE = np.dtype(
 ACTION_DTYPE = np.uint8
 ACTIONS_CHUNK = 16384
 TABLE_CHUNK = 1024
-BLOB_CHUNK = 1 << 16
+BLOB_CHUNK = 1 << 14
 COMPRESSION = {"compression": "gzip", "compression_opts": 6, "shuffle": True}
 
 

@@ -44,7 +44,7 @@ UPDATE_FIELDS = (
 
 
 class CsvTable:
-    """Append rows with fixed columns to a CSV file, writing the header only for a new file; flushes per row."""
+    """Append rows with fixed columns to a CSV file (header only for a new file), flushing every row."""
 
     def __init__(self, path: Path, fields: tuple[str, ...]) -> None:
         self.path = Path(path)
@@ -80,13 +80,18 @@ class EpisodeTracker:
     def step(
         self, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray, stepped: np.ndarray
     ) -> list[tuple[int, float, int, bool, bool]]:
-        """Account one vector step (``stepped`` is False for autoreset lanes); returns the episodes that ended."""
+        """Account one vector step (``stepped``: False in autoreset lanes); returns finished episodes."""
         self.returns[stepped] += rewards[stepped]
         self.lengths[stepped] += 1
         finished = []
         for lane in np.flatnonzero((terminated | truncated) & stepped):
-            episode = (int(lane), float(self.returns[lane]), int(self.lengths[lane]), bool(terminated[lane]),
-                       bool(truncated[lane]))
+            episode = (
+                int(lane),
+                float(self.returns[lane]),
+                int(self.lengths[lane]),
+                bool(terminated[lane]),
+                bool(truncated[lane]),
+            )
             finished.append(episode)
             self.recent.append(episode[1])
             self.returns[lane] = 0.0
@@ -99,8 +104,14 @@ class EpisodeTracker:
 
 
 def episode_row(
-    kind: str, global_step: int, policy_version: int, env_index: int, episode_return: float, length: int,
-    terminated: bool, truncated: bool,
+    kind: str,
+    global_step: int,
+    policy_version: int,
+    env_index: int,
+    episode_return: float,
+    length: int,
+    terminated: bool,
+    truncated: bool,
 ) -> dict[str, Any]:
     """A row of ``episodes.csv``."""
     return {

@@ -132,7 +132,9 @@ def update(
             ratio = log_ratio.exp()
             with torch.no_grad():
                 approx_kl = _masked_mean((ratio - 1) - log_ratio, weight)
-                clipfracs.append(_masked_mean(((ratio - 1.0).abs() > config.clip_coef).float(), weight).item())
+                clipfracs.append(
+                    _masked_mean(((ratio - 1.0).abs() > config.clip_coef).float(), weight).item()
+                )
 
             mb_adv = adv[idx]
             if config.norm_adv:

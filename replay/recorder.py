@@ -69,6 +69,8 @@ class _Recording:
             obs_shape=tuple(observation_space.shape or ()),
             obs_dtype=str(observation_space.dtype),
         )
+        # The sticky-action RNG is 3/4 of a snapshot's bytes; without sticky actions nothing ever reads it.
+        self.snapshot_rng = float(spec.kwargs.get("repeat_action_probability", 0.25)) > 0.0
         self.n_lanes = n_lanes
         self.batched = batched  # observations carry a leading lane axis
         self.snapshot_interval = snapshot_interval
@@ -191,7 +193,8 @@ class _Recording:
             sync_lanes[:] = True
         if not (sync_lanes.any() or snapshot_lanes.any()):
             return
-        crcs = [state_crc(s) for s in self._clone_states(False)]
+        states = self._clone_states(False)
+        crcs = [state_crc(s) for s in states]
         observations = np.asarray(observations)
         if self.batched:
             obs_crcs = [obs_crc(observations[j]) for j in range(self.n_lanes)]
@@ -200,7 +203,7 @@ class _Recording:
         for lane in np.flatnonzero(sync_lanes):
             self.stream.record_sync(position, int(lane), crcs[lane], obs_crcs[lane])
         if snapshot_lanes.any():
-            full_states = self._clone_states(True)
+            full_states = self._clone_states(True) if self.snapshot_rng else states
             generators = self._rng_states()
             for lane in np.flatnonzero(snapshot_lanes):
                 state = LaneState(
@@ -253,7 +256,7 @@ class RecordTrajectory(gym.Wrapper):
         env: gym.Env,
         path: str | Path | TrajectoryWriter,
         *,
-        snapshot_interval: int = 4096,
+        snapshot_interval: int = 2048,
         sync_interval: int = 64,
         flush_seconds: float = 10.0,
         tag: str = "train",
@@ -342,7 +345,7 @@ class RecordVectorTrajectory(VectorWrapper):
         env: VectorEnv,
         path: str | Path | TrajectoryWriter,
         *,
-        snapshot_interval: int = 4096,
+        snapshot_interval: int = 2048,
         sync_interval: int = 64,
         flush_seconds: float = 10.0,
         tag: str = "train",

@@ -4,12 +4,14 @@ A run folder (``run_dir``, default ``data/runs/<time>-<game>-s<seed>``) receives
 
 - ``trajectories.h5``: every training episode of every env (tag ``train``) and every milestone evaluation
   episode (tag ``eval``), each step stamped with the policy version (= number of updates) that chose it;
-- ``checkpoints/v<version>.pt``: policies at the checkpoint cadence, at version 0, at every 1/``milestones`` of
-  training and at the end (see :mod:`replay.checkpoints`), plus ``resume.pt`` for ``resume=<run_dir>``;
+- ``checkpoints/v<version>.pt``: policies at the checkpoint cadence, at version 0, at every
+  1/``milestones`` of training and at the end (see :mod:`replay.checkpoints`), plus ``resume.pt`` for
+  ``resume=<run_dir>``;
 - ``config.yaml`` (the effective config), ``episodes.csv`` and ``updates.csv`` (see :mod:`replay.metrics`).
 
 Milestone evaluations play with the weights read back from the saved file, seeded from ``(seed, version,
-episode)`` (stored in the log metadata under ``eval_v<version>``), so each is reproducible from the file alone.
+episode)`` (seeds stored in the log metadata under ``eval_v<version>``), so each is reproducible from the
+file alone.
 A resumed run restores weights, optimizer, counters and the torch RNG; the emulators restart from fresh
 seeded resets, so it is not bit-identical to an uninterrupted run, and episodes in flight at the kill stay in
 the log as unfinished.
@@ -19,11 +21,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import hydra
 import numpy as np
 import torch
@@ -181,7 +184,9 @@ def evaluate(
             total, length, terminated, truncated = 0.0, 0, False, False
             while not (terminated or truncated):
                 with torch.no_grad():
-                    action = model.act(torch.from_numpy(obs)[None], greedy=config.eval.greedy, generator=generator)
+                    action = model.act(
+                        torch.from_numpy(obs)[None], greedy=config.eval.greedy, generator=generator
+                    )
                 obs, reward, terminated, truncated, _ = env.step(int(action))
                 total += float(reward)
                 length += 1
@@ -212,8 +217,13 @@ def _new_run_dir(config: TrainConfig) -> Path:
     return path
 
 
-def train(config: TrainConfig) -> Path:
-    """Run (or resume) training as configured; returns the run folder."""
+def train(
+    config: TrainConfig, *, wrap_envs: Callable[[gym.vector.VectorEnv], gym.vector.VectorEnv] | None = None
+) -> Path:
+    """Run (or resume) training as configured; returns the run folder.
+
+    ``wrap_envs`` wraps the vector env before recording (benchmarks compare other recorders with it).
+    """
     _validate(config)
     p = config.ppo
     torch.set_num_threads(config.torch_threads)
@@ -223,12 +233,12 @@ def train(config: TrainConfig) -> Path:
     log_path = run_dir / LOG_FILE
     if resuming and not (checkpoint_dir / RESUME_FILE).is_file():
         raise CheckpointError(
-            f"cannot resume {run_dir}: {checkpoint_dir / RESUME_FILE} does not exist (the run stopped before "
-            "its first update finished); start a new run with another run_dir"
+            f"cannot resume {run_dir}: {checkpoint_dir / RESUME_FILE} does not exist (the run was killed "
+            "before it began); start a new run with another run_dir"
         )
     if not resuming and (log_path.exists() or (checkpoint_dir / RESUME_FILE).exists()):
         raise FileExistsError(
-            f"run_dir {run_dir} already holds a run; continue it with resume={run_dir} or pick another run_dir"
+            f"run_dir {run_dir} already holds a run; continue it with resume={run_dir} or use a new run_dir"
         )
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     if config.run_dir is None and not resuming:
@@ -237,6 +247,8 @@ def train(config: TrainConfig) -> Path:
 
     torch.manual_seed(config.seed)
     envs = make_vector_env(config.env, p.num_envs)
+    if wrap_envs is not None:
+        envs = wrap_envs(envs)
     n_actions = int(envs.single_action_space.n)
     model = ActorCritic(n_actions)
     optimizer = torch.optim.Adam(model.parameters(), lr=p.learning_rate, eps=1e-5)
@@ -259,30 +271,47 @@ def train(config: TrainConfig) -> Path:
             tag="train",
         )
         writer = envs.writer
-        writer.set_metadata(f"train_config_v{version:06d}", OmegaConf.to_container(OmegaConf.structured(config)))
+        writer.set_metadata(
+            f"train_config_v{version:06d}", OmegaConf.to_container(OmegaConf.structured(config))
+        )
 
     episodes = CsvTable(run_dir / "episodes.csv", EPISODE_FIELDS)
     updates = CsvTable(run_dir / "updates.csv", UPDATE_FIELDS)
     tracker = EpisodeTracker(p.num_envs)
-    bar = tqdm(total=num_updates * p.batch_size, initial=global_step, unit="step", disable=not config.progress)
+    bar = tqdm(
+        total=num_updates * p.batch_size, initial=global_step, unit="step", disable=not config.progress
+    )
 
     def checkpoint(milestone: float | None) -> None:
         ref = save_checkpoint(
-            checkpoint_dir, model, policy_version=version, global_step=global_step, env_id=config.env.id,
-            dtype=config.checkpoint.dtype, milestone=milestone,
+            checkpoint_dir,
+            model,
+            policy_version=version,
+            global_step=global_step,
+            env_id=config.env.id,
+            dtype=config.checkpoint.dtype,
+            milestone=milestone,
         )
         if milestone is None or config.eval.episodes == 0 or (version == 0 and not config.eval.at_start):
             return
         for total, length, terminated, truncated in evaluate(config, ref, writer):
-            episodes.append(episode_row("eval", global_step, version, -1, total, length, terminated, truncated))
+            episodes.append(
+                episode_row("eval", global_step, version, -1, total, length, terminated, truncated)
+            )
             bar.write(f"eval v{version}: return {total:g} in {length} steps")
 
     try:
         if not resuming:
             checkpoint(milestones[0])
-            save_resume_state(checkpoint_dir, model, optimizer, policy_version=0, global_step=0, env_id=config.env.id)
-        # A resumed run must not replay the starts of the first launch: derive its reset seed from the version.
-        reset_seed = config.seed if version == 0 else int(np.random.SeedSequence([config.seed, version]).generate_state(1)[0])
+            save_resume_state(
+                checkpoint_dir, model, optimizer, policy_version=0, global_step=0, env_id=config.env.id
+            )
+        # A resumed run must not replay the first launch's starts: its reset seed derives from the version.
+        reset_seed = (
+            config.seed
+            if version == 0
+            else int(np.random.SeedSequence([config.seed, version]).generate_state(1)[0])
+        )
         obs, info = envs.reset(seed=reset_seed)
         next_obs = torch.from_numpy(obs)
         lives = np.asarray(info["lives"])
@@ -318,7 +347,9 @@ def train(config: TrainConfig) -> Path:
                 autoreset = ended
                 global_step += p.num_envs
                 for lane, total, length, term, trunc in tracker.step(reward, terminated, truncated, stepped):
-                    episodes.append(episode_row("train", global_step, version, lane, total, length, term, trunc))
+                    episodes.append(
+                        episode_row("train", global_step, version, lane, total, length, term, trunc)
+                    )
 
             with torch.no_grad():
                 _, next_value = model(next_obs)
@@ -327,12 +358,22 @@ def train(config: TrainConfig) -> Path:
             version += 1
             steps_per_second = p.batch_size / (time.perf_counter() - started)
             updates.append(
-                {"policy_version": version, "global_step": global_step, "learning_rate": lr, **stats,
-                 "steps_per_second": round(steps_per_second, 1), "wall_time": round(time.time(), 3)}
+                {
+                    "policy_version": version,
+                    "global_step": global_step,
+                    "learning_rate": lr,
+                    **stats,
+                    "steps_per_second": round(steps_per_second, 1),
+                    "wall_time": round(time.time(), 3),
+                }
             )
             if version % config.checkpoint.resume_every_updates == 0 or version == num_updates:
                 save_resume_state(
-                    checkpoint_dir, model, optimizer, policy_version=version, global_step=global_step,
+                    checkpoint_dir,
+                    model,
+                    optimizer,
+                    policy_version=version,
+                    global_step=global_step,
                     env_id=config.env.id,
                 )
             every = config.checkpoint.every_updates
@@ -352,8 +393,12 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> TrainCo
     """The stored config of a run with ``key=value`` overrides applied and ``resume`` set to the run."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
-        raise CheckpointError(f"cannot resume {run_dir}: {path} does not exist; pass a run folder made by replay.train")
-    merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides)))
+        raise CheckpointError(
+            f"cannot resume {run_dir}: {path} does not exist; pass a run folder made by replay.train"
+        )
+    merged = OmegaConf.merge(
+        OmegaConf.structured(TrainConfig), OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides))
+    )
     merged.resume = str(run_dir)
     merged.run_dir = None
     return OmegaConf.to_object(merged)

@@ -21,11 +21,17 @@ def test_the_sweep_covers_every_registered_game():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sticky", [0.25, 0.0], ids=["sticky", "no-sticky"])
 @pytest.mark.parametrize("env_id", ALL_GAMES)
-def test_game_replays_exactly(tmp_path, env_id):
+def test_game_replays_exactly(tmp_path, env_id, sticky):
+    """Sticky snapshots carry the ALE RNG, non-sticky ones do not: both kinds must restore exactly."""
     path = tmp_path / "log.h5"
     env = RecordTrajectory(
-        gym.make(env_id, render_mode="rgb_array"), path, snapshot_interval=40, sync_interval=8, flush_seconds=60
+        gym.make(env_id, render_mode="rgb_array", repeat_action_probability=sticky),
+        path,
+        snapshot_interval=40,
+        sync_interval=8,
+        flush_seconds=60,
     )
     rng = np.random.default_rng(7)
     recorded: list[list[np.ndarray]] = []

@@ -1,0 +1,224 @@
+"""Benchmark of the trajectory log: size, recording overhead, re-simulation speed and seek latency.
+
+Every figure is measured side by side in this process, on the same episodes:
+  * bytes per env step of the log (the whole file) vs gymnasium's RecordVideo MP4 of the same episodes;
+  * bytes/step against worst-case seek latency for several snapshot intervals;
+  * recording overhead on env stepping vs no wrapper and vs RecordVideo;
+  * re-simulation steps/s vs plain stepping of the same env;
+  * worst-case seek latency to an arbitrary step at default settings.
+
+Usage: python tests/bench/bench_log.py [--steps 20000] [--json bench_log.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import ale_py
+import gymnasium as gym
+import numpy as np
+
+from replay import RecordTrajectory, TrajectoryLog
+from replay.atari import FireOnLifeLoss
+
+gym.register_envs(ale_py)
+
+
+def training_stack(game: str) -> gym.Env:
+    """The trainer's env stack (frameskip 1 + AtariPreprocessing + fire on life loss + 4-frame stack)."""
+    env = gym.make(f"ALE/{game}-v5", frameskip=1, repeat_action_probability=0.0, render_mode="rgb_array")
+    env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84)
+    return gym.wrappers.FrameStackObservation(FireOnLifeLoss(env), 4)
+
+
+def v5_stack(game: str) -> gym.Env:
+    return gym.make(f"ALE/{game}-v5", render_mode="rgb_array")
+
+
+SCENARIOS: dict[str, tuple[Callable[[str], gym.Env], str, Callable[[np.random.Generator, int], int]]] = {
+    # Random play: short episodes, the worst case for per-episode costs.
+    "breakout-random": (training_stack, "Breakout", lambda rng, n: int(rng.integers(n))),
+    # Long episodes of the length a trained agent plays (Pong games last thousands of steps).
+    "pong-long": (training_stack, "Pong", lambda rng, n: int(rng.integers(n))),
+    "breakout-v5-sticky": (v5_stack, "Breakout", lambda rng, n: int(rng.integers(n))),
+}
+
+
+def play(env: gym.Env, steps: int, choose: Callable, seed: int = 0) -> int:
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(choose(rng, env.action_space.n))
+        if terminated or truncated:
+            env.reset()
+    return steps
+
+
+def size_vs_mp4(name: str, steps: int, workdir: Path) -> dict:
+    make, game, choose = SCENARIOS[name]
+    log_path = workdir / f"{name}.h5"
+    video_dir = workdir / f"{name}-video"
+    env = gym.wrappers.RecordVideo(
+        RecordTrajectory(make(game), log_path), str(video_dir), episode_trigger=lambda _: True, disable_logger=True
+    )
+    play(env, steps, choose)
+    env.close()
+    mp4_bytes = sum(p.stat().st_size for p in video_dir.glob("*.mp4"))
+    log_bytes = log_path.stat().st_size
+    with TrajectoryLog(log_path) as log:
+        episodes = len(log.episodes)
+    return {
+        "scenario": name,
+        "steps": steps,
+        "episodes": episodes,
+        "log_bytes_per_step": log_bytes / steps,
+        "mp4_bytes_per_step": mp4_bytes / steps,
+        "mp4_over_log": mp4_bytes / log_bytes,
+    }
+
+
+def overhead(name: str, steps: int, workdir: Path, repeats: int = 3) -> dict:
+    """Steps/s of the bare env, with RecordTrajectory, with RecordVideo; interleaved so noise hits all alike."""
+    make, game, choose = SCENARIOS[name]
+    variants = {
+        "bare": lambda: make(game),
+        "record_trajectory": lambda: RecordTrajectory(make(game), workdir / f"overhead-{time.time_ns()}.h5"),
+        "record_video": lambda: gym.wrappers.RecordVideo(
+            make(game), str(workdir / f"ov-video-{time.time_ns()}"), episode_trigger=lambda _: True,
+            disable_logger=True,
+        ),
+    }
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(repeats):
+        for key, build in variants.items():
+            env = build()
+            start = time.perf_counter()
+            play(env, steps, choose)
+            env.close()
+            times[key].append(time.perf_counter() - start)
+    best = {k: min(v) for k, v in times.items()}
+    return {
+        "scenario": name,
+        "steps_per_s": {k: steps / v for k, v in best.items()},
+        "record_trajectory_overhead": best["record_trajectory"] / best["bare"] - 1,
+        "record_video_overhead": best["record_video"] / best["bare"] - 1,
+    }
+
+
+def resim_speed(name: str, steps: int, workdir: Path) -> dict:
+    """Re-simulating the recorded episodes (frames and observations) vs stepping the same env with render."""
+    make, game, choose = SCENARIOS[name]
+    log_path = workdir / f"resim-{name}.h5"
+    env = RecordTrajectory(make(game), log_path)
+    play(env, steps, choose)
+    env.close()
+    with TrajectoryLog(log_path) as log:
+        actions = [[s.action for s in log.replay(e.index, frames=False, observations=False)][1:] for e in log.episodes]
+    plain_env = make(game)
+    start = time.perf_counter()
+    plain_env.reset(seed=0)
+    plain_env.unwrapped.render()
+    for episode_actions in actions:
+        for action in episode_actions:
+            plain_env.step(action)
+            plain_env.unwrapped.render()
+        plain_env.reset()
+        plain_env.unwrapped.render()
+    plain = time.perf_counter() - start
+    start = time.perf_counter()
+    with TrajectoryLog(log_path) as log:
+        for episode in log.episodes:
+            for _ in log.replay(episode.index):
+                pass
+    resim = time.perf_counter() - start
+    return {"scenario": name, "steps": steps, "plain_steps_per_s": steps / plain, "resim_steps_per_s": steps / resim,
+            "ratio": plain / resim}
+
+
+def seek_curve(name: str, steps: int, workdir: Path, intervals: list[int], samples: int = 6) -> list[dict]:
+    """Bytes/step and the worst seek (fresh reader, a step just before the next snapshot) per snapshot interval."""
+    make, game, choose = SCENARIOS[name]
+    rows = []
+    steps = max(steps, 3 * max(intervals))  # every interval gets several snapshots to seek between
+    for interval in intervals:
+        log_path = workdir / f"seek-{name}-{interval}.h5"
+        env = RecordTrajectory(make(game), log_path, snapshot_interval=interval)
+        play(env, steps, choose)
+        env.close()
+        with TrajectoryLog(log_path) as log:
+            episodes = log.episodes
+        # The worst targets sit just before a snapshot position: the most steps to re-simulate.
+        targets = []
+        for position in range(interval - 1, steps, interval):
+            for episode in episodes:
+                if episode.start_step < position <= episode.start_step + episode.length:
+                    targets.append((episode.index, position - episode.start_step))
+        rng = np.random.default_rng(0)
+        picked = [targets[i] for i in rng.choice(len(targets), size=min(samples, len(targets)), replace=False)]
+        latencies = []
+        for index, step in picked:
+            start = time.perf_counter()
+            with TrajectoryLog(log_path) as log:
+                next(log.replay(index, step, step + 1))
+            latencies.append(time.perf_counter() - start)
+        rows.append(
+            {
+                "scenario": name,
+                "snapshot_interval": interval,
+                "bytes_per_step": log_path.stat().st_size / steps,
+                "seek_worst_s": max(latencies),
+                "seek_median_s": statistics.median(latencies),
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--json", type=Path, default=Path("bench_log.json"))
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-log-"))
+    try:
+        results = {
+            "size": [size_vs_mp4(n, args.steps, workdir) for n in ("breakout-random", "pong-long")],
+            "seek_curve": seek_curve("breakout-random", args.steps, workdir, [1024, 2048, 4096, 8192]),
+            "overhead": [overhead(n, max(args.steps // 4, 2000), workdir) for n in ("breakout-random",
+                                                                                    "breakout-v5-sticky")],
+            "resim": [resim_speed(n, args.steps // 2, workdir) for n in ("breakout-random", "breakout-v5-sticky")],
+        }
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print("\nlog size vs RecordVideo MP4 (same episodes)")
+    print(f"{'scenario':<20}{'steps':>8}{'episodes':>9}{'log B/step':>12}{'mp4 B/step':>12}{'mp4/log':>9}")
+    for r in results["size"]:
+        print(f"{r['scenario']:<20}{r['steps']:>8}{r['episodes']:>9}{r['log_bytes_per_step']:>12.2f}"
+              f"{r['mp4_bytes_per_step']:>12.1f}{r['mp4_over_log']:>9.0f}x")
+    print("\nsnapshot interval: bytes/step vs seek latency (fresh reader, worst of sampled worst-case targets)")
+    print(f"{'interval':>8}{'B/step':>9}{'worst s':>9}{'median s':>10}")
+    for r in results["seek_curve"]:
+        print(f"{r['snapshot_interval']:>8}{r['bytes_per_step']:>9.2f}{r['seek_worst_s']:>9.2f}"
+              f"{r['seek_median_s']:>10.2f}")
+    print("\nrecording overhead on env stepping (best of 3, interleaved)")
+    print(f"{'scenario':<20}{'bare/s':>9}{'traj/s':>9}{'video/s':>9}{'traj ovh':>10}{'video ovh':>10}")
+    for r in results["overhead"]:
+        s = r["steps_per_s"]
+        print(f"{r['scenario']:<20}{s['bare']:>9.0f}{s['record_trajectory']:>9.0f}{s['record_video']:>9.0f}"
+              f"{r['record_trajectory_overhead']:>10.1%}{r['record_video_overhead']:>10.1%}")
+    print("\nre-simulation (frames + observations) vs plain stepping with render")
+    print(f"{'scenario':<20}{'plain/s':>9}{'resim/s':>9}{'ratio':>8}")
+    for r in results["resim"]:
+        print(f"{r['scenario']:<20}{r['plain_steps_per_s']:>9.0f}{r['resim_steps_per_s']:>9.0f}{r['ratio']:>8.0%}")
+    args.json.write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
