@@ -84,6 +84,7 @@ class _Recording:
         self._reward = np.zeros(n_lanes, dtype=np.float64)
         self._version_first = np.zeros(n_lanes, dtype=np.int64)
         self._snapshot_due = np.zeros(n_lanes, dtype=bool)
+        self._snapshot_pending = False
         self.closed = False
 
     def seeds_for_reset(self, lanes: np.ndarray, seed: int | Sequence[int | None] | None) -> list[int | None]:
@@ -110,6 +111,21 @@ class _Recording:
             self._seeded[lane] = True
         self._open(lanes, position)
         self._checks(position, lanes, np.zeros(self.n_lanes, dtype=bool), observations)
+
+    def on_quiet_step(self, actions: Any, rewards: Any) -> bool:
+        """The common position where no lane resets or ends and no check is due: a few cheap writes.
+
+        Returns False, recording nothing, when the position needs :meth:`on_step`.
+        """
+        position = self.stream.position
+        if self._snapshot_pending or position % self.sync_interval == 0 or position % self.snapshot_interval == 0:
+            return False
+        self.stream.record_position(actions)
+        if self.policy_version != self._recorded_version:
+            self._note_version(position)
+        self._reward += rewards
+        self.writer.maybe_flush()
+        return True
 
     def on_step(
         self,
@@ -186,6 +202,7 @@ class _Recording:
         on_grid = position % self.sync_interval == 0 and position > 0
         if position % self.snapshot_interval == 0 and position > 0:
             self._snapshot_due[:] = True
+            self._snapshot_pending = True
         # A snapshot taken just after a reset does not replay exactly in some games: wait one step.
         snapshot_lanes = self._snapshot_due & ~resetting & (self._start >= 0)
         sync_lanes = ended.copy()
@@ -212,6 +229,7 @@ class _Recording:
                 )
                 self.stream.record_snapshot(position, int(lane), state, crcs[lane], obs_crcs[lane])
             self._snapshot_due[snapshot_lanes] = False
+        self._snapshot_pending = bool(self._snapshot_due.any())
 
 
 def _check_stack_is_rebuildable(env: gym.Env) -> None:
@@ -311,6 +329,13 @@ class RecordTrajectory(gym.Wrapper):
             raise RecordingError("call reset() before step(): the episode is over (or never began)")
         observation, reward, terminated, truncated, info = self.env.step(action)
         ended = bool(terminated or truncated)
+        if ended or not self._recording.on_quiet_step(action, reward):
+            self._full_step(action, reward, terminated, truncated, observation)
+        self._episode_over = ended
+        return observation, reward, terminated, truncated, info
+
+    def _full_step(self, action: Any, reward: SupportsFloat, terminated: bool, truncated: bool, observation: Any) -> None:
+        ended = bool(terminated or truncated)
         self._recording.on_step(
             np.array([action], dtype=fmt.ACTION_DTYPE),
             np.array([reward], dtype=np.float64),
@@ -320,8 +345,6 @@ class RecordTrajectory(gym.Wrapper):
             self._none,
             observation,
         )
-        self._episode_over = ended
-        return observation, reward, terminated, truncated, info
 
     def close(self) -> None:
         self._recording.close()
@@ -381,6 +404,7 @@ class RecordVectorTrajectory(VectorWrapper):
             tag=tag,
             batched=True,
         )
+        self._next_step_autoreset = mode == AutoresetMode.NEXT_STEP
         self._autoreset = np.zeros(env.num_envs, dtype=bool)
         self._all = np.ones(env.num_envs, dtype=bool)
         self._needs_reset = np.ones(env.num_envs, dtype=bool)
@@ -420,12 +444,23 @@ class RecordVectorTrajectory(VectorWrapper):
 
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict]:
         observations, rewards, terminated, truncated, info = self.env.step(actions)
-        actions = np.asarray(actions).astype(fmt.ACTION_DTYPE)
-        resetting = self._autoreset.copy()
-        actions = np.where(resetting, 0, actions).astype(fmt.ACTION_DTYPE)
         terminated = np.asarray(terminated, dtype=bool)
         truncated = np.asarray(truncated, dtype=bool)
         ended = terminated | truncated
+        resetting = self._autoreset
+        quiet = not (ended.any() or resetting.any())
+        if not (quiet and self._recording.on_quiet_step(actions, rewards)):
+            self._full_step(actions, rewards, terminated, truncated, ended, observations)
+        if self._next_step_autoreset:
+            self._autoreset = ended & ~resetting
+        return observations, rewards, terminated, truncated, info
+
+    def _full_step(
+        self, actions: Any, rewards: Any, terminated: np.ndarray, truncated: np.ndarray, ended: np.ndarray,
+        observations: Any,
+    ) -> None:
+        resetting = self._autoreset
+        actions = np.where(resetting, 0, np.asarray(actions)).astype(fmt.ACTION_DTYPE)
         self._recording.on_step(
             actions,
             np.asarray(rewards, dtype=np.float64),
@@ -435,9 +470,6 @@ class RecordVectorTrajectory(VectorWrapper):
             resetting,
             observations,
         )
-        if self.env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP) == AutoresetMode.NEXT_STEP:
-            self._autoreset = ended & ~resetting
-        return observations, rewards, terminated, truncated, info
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         return self.env.call(name, *args, **kwargs)
