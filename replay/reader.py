@@ -117,7 +117,7 @@ class TrajectoryLog:
         if not h5py.is_hdf5(self.path):
             raise LogFormatError(f"{self.path}: not an HDF5 file; pass a trajectory log written by ale-replay")
         try:
-            self._file = h5py.File(self.path, "r")
+            self._file = h5py.File(self.path, "r", locking=False)
         except OSError as error:
             raise LogFormatError(
                 f"{self.path}: cannot be opened ({error}); the file is truncated or damaged"
@@ -126,9 +126,9 @@ class TrajectoryLog:
             check_root(self._file, self.path)
             self.streams = [self._stream_info(i) for i in range(len(self._file[fmt.GROUP_STREAMS]))]
             self.episodes = self._read_episodes()
-        except (KeyError, ValueError, TypeError, OSError) as error:
+        except (KeyError, ValueError, TypeError, OSError, RuntimeError, AttributeError) as error:
             self._file.close()
-            raise LogFormatError(f"{self.path}: damaged log ({error})") from None
+            raise LogFormatError(f"{self.path}: damaged log ({type(error).__name__}: {error})") from None
         except Exception:
             self._file.close()
             raise
@@ -252,9 +252,12 @@ class TrajectoryLog:
     def _load_lane(self, stream: int, lane_index: int) -> Lane:
         group = self._file[fmt.GROUP_STREAMS][fmt.stream_name(stream)]
         info = self.streams[stream]
-        resets = group[fmt.DATASET_RESETS][()]
-        sync = group[fmt.DATASET_SYNC][()]
-        snapshots = group[fmt.DATASET_SNAPSHOTS][()]
+        try:
+            resets = self._table(group, fmt.DATASET_RESETS, fmt.RESET_DTYPE, info)
+            sync = self._table(group, fmt.DATASET_SYNC, fmt.SYNC_DTYPE, info)
+            snapshots = self._table(group, fmt.DATASET_SNAPSHOTS, fmt.SNAPSHOT_DTYPE, info)
+        except (KeyError, OSError) as error:
+            raise LogFormatError(f"{self.path}: stream {stream} is damaged ({error})") from None
         mine = resets["lane"] == lane_index
         sync_mine = sync["lane"] == lane_index
         return Lane(
@@ -277,8 +280,26 @@ class TrajectoryLog:
         )
 
     def _versions(self, stream: int) -> tuple[np.ndarray, np.ndarray]:
-        table = self._file[fmt.GROUP_STREAMS][fmt.stream_name(stream)][fmt.DATASET_VERSIONS][()]
+        group = self._file[fmt.GROUP_STREAMS][fmt.stream_name(stream)]
+        table = self._table(group, fmt.DATASET_VERSIONS, fmt.VERSION_DTYPE, self.streams[stream])
         return table["position"], table["version"]
+
+    def _table(self, group: h5py.Group, name: str, dtype: np.dtype, info: StreamInfo) -> np.ndarray:
+        """Read a small table whole, after checking its type and that its size is possible for the stream."""
+        dataset = group[name]
+        if dataset.dtype != dtype or dataset.ndim != 1:
+            raise LogFormatError(
+                f"{self.path}: {dataset.name} has type {dataset.dtype} and shape {dataset.shape}, expected a "
+                f"table of {dtype}; the file is damaged"
+            )
+        # At most one row per lane and position: a damaged header cannot make us allocate absurd memory.
+        limit = info.n_lanes * (info.length + 1)
+        if dataset.shape[0] > limit:
+            raise LogFormatError(
+                f"{self.path}: {dataset.name} declares {dataset.shape[0]} rows, more than the {limit} possible "
+                "for its stream; the file is damaged"
+            )
+        return dataset[()]
 
     # -- reading the file --------------------------------------------------------------------------------------
 
@@ -287,7 +308,7 @@ class TrajectoryLog:
         attrs = group.attrs
         n_lanes = int(attrs[fmt.ATTR_N_LANES])
         actions = group[fmt.DATASET_ACTIONS]
-        if actions.ndim != 2 or actions.shape[0] != n_lanes:
+        if actions.ndim != 2 or actions.shape[0] != n_lanes or actions.dtype != fmt.ACTION_DTYPE or n_lanes < 1:
             raise LogFormatError(
                 f"{self.path}: stream {index} actions have shape {actions.shape}, expected ({n_lanes}, T)"
             )
@@ -308,7 +329,14 @@ class TrajectoryLog:
         )
 
     def _read_episodes(self) -> list[EpisodeRecord]:
-        table = self._file[fmt.DATASET_EPISODES][()]
+        dataset = self._file[fmt.DATASET_EPISODES]
+        limit = sum(s.n_lanes * (s.length + 1) for s in self.streams)
+        if dataset.ndim != 1 or dataset.shape[0] > limit:
+            raise LogFormatError(
+                f"{self.path}: the episodes table declares {dataset.shape} rows, more than the {limit} the "
+                "streams can hold; the file is damaged"
+            )
+        table = dataset[()]
         records = []
         versions = {s.index: self._versions(s.index) for s in self.streams}
         for index, row in enumerate(table):

@@ -145,7 +145,12 @@ def _run(
         else:
             first_seed = next((s for s in lane.resets.values() if s != fmt.NO_SEED), 0)
             env.reset(seed=first_seed)
-            emulator.restore(env, _snapshot_state(lane, extra))
+            try:
+                state = _snapshot_state(lane, extra)
+            except LogFormatError:
+                env.close()
+                raise _RestoreFailed from None  # a damaged snapshot: an earlier anchor may still work
+            emulator.restore(env, state)
             start = max((p for p in lane.resets if p <= position), default=0)
             emulator.set_elapsed_steps(env, position - start)
             trusted_frames = trusted_obs = False
@@ -167,7 +172,7 @@ def _run(
             p = at + 1
             if p - action_base >= len(actions):
                 action_base = p
-                actions = lane.actions[lane.lane, p : min(lane.length, p + _ACTION_BLOCK)]
+                actions = _read_actions(lane, p)
             action = int(actions[p - action_base])
             seed = lane.resets.get(p)
             reward, terminated, truncated = 0.0, False, False
@@ -229,6 +234,16 @@ def _run(
             env.close()
 
 
+def _read_actions(lane: Lane, position: int) -> np.ndarray:
+    try:
+        return lane.actions[lane.lane, position : min(lane.length, position + _ACTION_BLOCK)]
+    except OSError as error:  # a damaged compressed chunk
+        raise LogFormatError(
+            f"{lane.source}: the actions of stream {lane.stream} from position {position} cannot be read ({error}); "
+            "the file is damaged there"
+        ) from None
+
+
 def _snapshot_state(lane: Lane, row: int) -> emulator.LaneState:
     snapshot = lane.snapshots[row]
     reference = None
@@ -242,4 +257,7 @@ def _blob(lane: Lane, row: np.void) -> bytes:
     start, size = int(row["offset"]), int(row["nbytes"])
     if start < 0 or size < 0 or start + size > lane.snapshot_bytes.shape[0]:
         raise LogFormatError(f"{lane.source}: a snapshot points outside the snapshot data (offset {start})")
-    return lane.snapshot_bytes[start : start + size].tobytes()
+    try:
+        return lane.snapshot_bytes[start : start + size].tobytes()
+    except OSError as error:
+        raise LogFormatError(f"{lane.source}: a snapshot cannot be read ({error}); the file is damaged") from None

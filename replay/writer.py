@@ -8,6 +8,8 @@ moment leaves a file that opens with everything up to the last flush.
 from __future__ import annotations
 
 import json
+import resource
+import shutil
 import time
 import warnings
 from datetime import datetime, timezone
@@ -22,6 +24,9 @@ import numpy as np
 from replay import log_format as fmt
 from replay.emulator import LaneState, encode_snapshot
 from replay.errors import LogFormatError, RecordingError
+
+
+_SPACE_MARGIN = 1 << 20  # HDF5 metadata and chunk rounding on top of the raw bytes of a flush
 
 
 class TrajectoryWriter:
@@ -120,17 +125,48 @@ class TrajectoryWriter:
 
     def flush(self) -> None:
         self._check_open()
-        for stream in self._streams:
-            stream._write()
-        # Episodes last: an episode row never refers to steps that are not on disk yet.
-        if self._episodes:
-            _append(self._file[fmt.DATASET_EPISODES], np.array(self._episodes, dtype=fmt.EPISODE_DTYPE))
-            self._episodes.clear()
-        self._file.flush()
+        self._ensure_space()
+        try:
+            for stream in self._streams:
+                stream._write()
+            # Episodes last: an episode row never refers to steps that are not on disk yet.
+            if self._episodes:
+                _append(self._file[fmt.DATASET_EPISODES], np.array(self._episodes, dtype=fmt.EPISODE_DTYPE))
+                self._episodes.clear()
+            self._file.flush()
+        except OSError as error:
+            raise RecordingError(
+                f"{self.path}: writing the log failed ({error}); the disk may be full or the file unwritable. "
+                "Episodes flushed before this point stay readable; free space or record to another path"
+            ) from error
         self._last_flush = time.monotonic()
+
+    def _ensure_space(self) -> None:
+        """Refuse to write when the disk (or the process's file-size limit) could not take this flush.
+
+        HDF5 copes badly with a write that fails half way (it can corrupt the file or crash the process), so
+        the check comes first and a refused flush leaves the file exactly as of the last good one.
+        """
+        pending = sum(stream.pending_bytes for stream in self._streams) + len(self._episodes) * 64
+        needed = 2 * pending + _SPACE_MARGIN
+        room = shutil.disk_usage(self.path.parent).free
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY:
+            room = min(room, limit - self.path.stat().st_size)
+        if room < needed:
+            self._refused = True
+            raise RecordingError(
+                f"{self.path}: writing the log failed (only {room} bytes free, {needed} needed); the disk is full "
+                "or the file too large. Episodes flushed before this point stay readable; free space or record "
+                "to another path"
+            )
 
     def close(self) -> None:
         if self.closed:
+            return
+        if getattr(self, "_refused", False):
+            self._file.close()  # nothing new reaches the file after a refused flush
+            self.closed = True
             return
         try:
             self.flush()
@@ -181,6 +217,12 @@ class StreamWriter:
         self._blob_size = 0
         self._n_snapshots = 0
         self._references: dict[int, tuple[int, LaneState]] = {}
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes buffered for the next write (before compression)."""
+        rows = len(self._resets) + len(self._versions) + len(self._sync) + len(self._snapshots)
+        return self.n_lanes * self._n_actions + 40 * rows + sum(len(b) for b in self._snapshot_blobs)
 
     @property
     def position(self) -> int:
@@ -258,7 +300,7 @@ def _open_for_append(path: Path) -> h5py.File:
         from replay.reader import check_root  # the reader owns the checks of a file it did not write
 
         try:
-            handle = h5py.File(path, "a")
+            handle = h5py.File(path, "a", locking=False)
         except OSError as error:
             raise LogFormatError(
                 f"{path}: cannot open for appending ({error}); record to a new path instead"
@@ -269,8 +311,13 @@ def _open_for_append(path: Path) -> h5py.File:
             handle.close()
             raise
         return handle
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = h5py.File(path, "w")  # default libver: a killed writer leaves a file that still opens
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Default libver: a killed writer leaves a file that still opens. No file locking: other processes
+        # may read the log while it is being written (they see it as of the last flush).
+        handle = h5py.File(path, "w", locking=False)
+    except OSError as error:
+        raise RecordingError(f"{path}: cannot create the log ({error}); choose a writable path") from None
     handle.attrs.update(
         {
             fmt.ATTR_FORMAT: fmt.FORMAT_NAME,

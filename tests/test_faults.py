@@ -1,0 +1,214 @@
+"""Fault injection on the log: kills at random moments, concurrent readers, full disks, damaged and hostile files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import h5py
+import numpy as np
+import pytest
+from conftest import STICKY, record_single
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from replay import LogFormatError, RecordingError, ReplayError, TrajectoryLog, verify
+from replay import log_format as fmt
+
+RECORDER = textwrap.dedent(
+    """
+    import sys, numpy as np, gymnasium as gym, ale_py
+    from replay import RecordVectorTrajectory
+    gym.register_envs(ale_py)
+    path, steps, flush = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make("ALE/Breakout-v5")] * 2)
+    envs = RecordVectorTrajectory(envs, path, flush_seconds=flush, snapshot_interval=300)
+    rng = np.random.default_rng(int(sys.argv[4]) if len(sys.argv) > 4 else 0)
+    envs.reset(seed=3)
+    print("recording", flush=True)
+    for step in range(1, steps + 1):
+        envs.step(rng.integers(4, size=2))
+        if step % 100 == 0:
+            print(step, flush=True)
+    envs.close()
+    print("done", flush=True)
+    """
+)
+
+
+def _positions(path):
+    with h5py.File(path, "r", locking=False) as handle:
+        return handle[fmt.GROUP_STREAMS][fmt.stream_name(0)][fmt.DATASET_ACTIONS].shape[1]
+
+
+@pytest.mark.slow
+def test_twenty_kills_at_random_moments_lose_only_the_unflushed_tail(tmp_path):
+    rng = np.random.default_rng(2026)
+    lost = []
+    for trial in range(20):
+        path = tmp_path / f"kill-{trial}.h5"
+        child = subprocess.Popen(
+            [sys.executable, "-c", RECORDER, str(path), "1000000", "0.5", str(trial)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout.readline().strip() == "recording"
+        time.sleep(float(rng.uniform(0.05, 3.0)))
+        os.kill(child.pid, signal.SIGKILL)
+        printed = [line.strip() for line in child.stdout.read().splitlines() if line.strip().isdigit()]
+        child.wait()
+        report = verify(path, progress=False)
+        assert report.ok, f"trial {trial}: {report}"
+        done = int(printed[-1]) if printed else 0
+        lost.append(max(0, done - (_positions(path) - 1)))
+    # Everything before the last flush survives; the flush interval bounds what a kill can take.
+    print(f"steps lost per kill (0.5 s flush interval): max {max(lost)}, mean {np.mean(lost):.0f}")
+
+
+def test_a_log_being_written_can_be_read_by_another_process(tmp_path):
+    path = tmp_path / "live.h5"
+    child = subprocess.Popen(
+        [sys.executable, "-c", RECORDER, str(path), "4000", "0.2"], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout.readline().strip() == "recording"
+    reads = 0
+    deadline = time.monotonic() + 60
+    while child.poll() is None and time.monotonic() < deadline:
+        try:
+            with TrajectoryLog(path) as log:
+                finished = [e for e in log.episodes if e.finished]
+                if finished:
+                    frames = list(log.frames(finished[0].index))
+                    assert len(frames) == finished[0].length + 1
+                    reads += 1
+        except LogFormatError:
+            pass  # caught between two flushes: read again
+        time.sleep(0.2)
+    assert child.wait(timeout=120) == 0, "the writer must not be harmed by readers"
+    assert reads >= 2, "the reader should have seen finished episodes while the writer ran"
+    assert verify(path, progress=False).ok
+
+
+DISK_FULL = textwrap.dedent(
+    """
+    import resource, signal, sys, numpy as np, gymnasium as gym, ale_py
+    from replay import RecordTrajectory, RecordingError
+    gym.register_envs(ale_py)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a full disk: writes fail with an error instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1_300_000, 1_300_000))
+    env = RecordTrajectory(gym.make("ALE/Breakout-v5"), sys.argv[1], flush_seconds=0.05, snapshot_interval=64)
+    rng = np.random.default_rng(0)
+    env.reset(seed=1)
+    try:
+        for _ in range(200_000):
+            _, _, terminated, truncated, _ = env.step(int(rng.integers(4)))
+            if terminated or truncated:
+                env.reset()
+    except RecordingError as error:
+        print(error)
+        sys.exit(3)
+    """
+)
+
+
+def test_disk_full_while_recording_is_a_clear_error_and_earlier_episodes_stay_readable(tmp_path):
+    path = tmp_path / "full.h5"
+    result = subprocess.run([sys.executable, "-c", DISK_FULL, str(path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert "writing the log failed" in result.stdout and "full.h5" in result.stdout
+    with TrajectoryLog(path) as log:
+        assert len(log.episodes) >= 1
+    assert verify(path, progress=False).ok
+
+
+def test_unwritable_output_path_is_a_clear_error(tmp_path):
+    import ale_py  # noqa: F401  (registers the ALE envs)
+    import gymnasium as gym
+
+    from replay import RecordTrajectory
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(RecordingError, match=r"a-file/log\.h5: cannot create the log.*writable path"):
+        RecordTrajectory(gym.make("ALE/Pong-v5"), blocker / "log.h5")
+
+
+@pytest.fixture(scope="module")
+def small_log(tmp_path_factory):
+    path = tmp_path_factory.mktemp("faults") / "small.h5"
+    record_single(path, "Breakout", STICKY, 250, snapshot_interval=64, sync_interval=8)
+    return path
+
+
+@pytest.mark.parametrize(("key", "value"), [("repeat_action_probability", 0.0), ("frameskip", 3)])
+def test_changed_emulator_setting_is_caught_with_episode_and_step(small_log, tmp_path, key, value):
+    path = tmp_path / "changed.h5"
+    shutil.copy(small_log, path)
+    with h5py.File(path, "a") as handle:
+        attrs = handle[fmt.GROUP_STREAMS][fmt.stream_name(0)].attrs
+        spec = json.loads(attrs[fmt.ATTR_SPEC_JSON])
+        spec["kwargs"][key] = value
+        attrs[fmt.ATTR_SPEC_JSON] = json.dumps(spec)
+    report = verify(path, progress=False)
+    assert not report.ok
+    assert report.problems[0].episode == 0 and report.problems[0].step is not None
+
+
+def test_hostile_log_runs_no_code(small_log, tmp_path):
+    marker = tmp_path / "pwned"
+    payload = f"open({str(marker)!r}, 'w').write('x')"
+    for where in ("entry_point", "wrapper"):
+        path = tmp_path / f"hostile-{where}.h5"
+        shutil.copy(small_log, path)
+        with h5py.File(path, "a") as handle:
+            attrs = handle[fmt.GROUP_STREAMS][fmt.stream_name(0)].attrs
+            spec = json.loads(attrs[fmt.ATTR_SPEC_JSON])
+            if where == "entry_point":
+                spec["entry_point"] = "builtins:exec"
+                spec["kwargs"] = {"source": payload}
+            else:
+                spec["additional_wrappers"] = [
+                    {"name": "X", "entry_point": "builtins:exec", "kwargs": {"source": payload}}
+                ]
+            attrs[fmt.ATTR_SPEC_JSON] = json.dumps(spec)
+        with pytest.raises(ReplayError):
+            with TrajectoryLog(path) as log:
+                list(log.frames(0))
+        with pytest.raises(ReplayError):
+            verify(path, progress=False)
+    assert not marker.exists()
+
+
+def test_absurd_declared_sizes_are_refused(small_log, tmp_path):
+    path = tmp_path / "absurd.h5"
+    shutil.copy(small_log, path)
+    with h5py.File(path, "a") as handle:
+        sync = handle[fmt.GROUP_STREAMS][fmt.stream_name(0)][fmt.DATASET_SYNC]
+        sync.resize(10**9, axis=0)  # sparse: costs nothing on disk, would cost GBs to read
+    with TrajectoryLog(path) as log, pytest.raises(LogFormatError, match="declares 1000000000 rows"):
+        list(log.frames(0))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(1, 255)), min_size=1, max_size=8))
+def test_fuzzed_logs_give_replay_errors_or_exact_replays(small_log, tmp_path, flips):
+    """Flipped bytes anywhere: the reader either replays (checked by verify) or raises a ReplayError."""
+    data = bytearray(small_log.read_bytes())
+    for where, mask in flips:
+        data[int(where * len(data))] ^= mask
+    path = tmp_path / "fuzzed.h5"
+    path.write_bytes(bytes(data))
+    before = hashlib.sha256(data).hexdigest()
+    try:
+        report = verify(path, progress=False)
+        assert isinstance(report.ok, bool)
+    except ReplayError:
+        pass
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before, "reading must never modify the file"
