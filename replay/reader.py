@@ -119,9 +119,7 @@ class TrajectoryLog:
         try:
             self._file = h5py.File(self.path, "r", locking=False)
         except OSError as error:
-            raise LogFormatError(
-                f"{self.path}: cannot be opened ({error}); the file is truncated or damaged"
-            ) from None
+            raise LogFormatError(f"{self.path}: cannot be opened ({error}); the file is truncated or damaged") from None
         try:
             check_root(self._file, self.path)
             self.streams = [self._stream_info(i) for i in range(len(self._file[fmt.GROUP_STREAMS]))]
@@ -206,7 +204,11 @@ class TrajectoryLog:
         origin = episode.start_step
         version_positions, version_values = self._versions(episode.stream)
         for item in resimulate(
-            lane, origin + start, origin + stop - 1, frames=frames, observations=observations,
+            lane,
+            origin + start,
+            origin + stop - 1,
+            frames=frames,
+            observations=observations,
             episode=episode.index,
         ):
             step = item.position - origin
@@ -267,11 +269,11 @@ class TrajectoryLog:
             spec=emulator.spec_from_json(info.spec_json, str(self.path)),
             actions=group[fmt.DATASET_ACTIONS],
             length=info.length,
-            resets={int(p): int(s) for p, s in zip(resets["position"][mine], resets["seed"][mine])},
+            resets={int(p): int(s) for p, s in zip(resets["position"][mine], resets["seed"][mine], strict=True)},
             sync={
                 int(p): (int(a), int(b))
                 for p, a, b in zip(
-                    sync["position"][sync_mine], sync["state_crc"][sync_mine], sync["obs_crc"][sync_mine]
+                    sync["position"][sync_mine], sync["state_crc"][sync_mine], sync["obs_crc"][sync_mine], strict=True
                 )
             },
             snapshots=snapshots[snapshots["lane"] == lane_index],

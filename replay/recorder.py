@@ -334,7 +334,9 @@ class RecordTrajectory(gym.Wrapper):
         self._episode_over = ended
         return observation, reward, terminated, truncated, info
 
-    def _full_step(self, action: Any, reward: SupportsFloat, terminated: bool, truncated: bool, observation: Any) -> None:
+    def _full_step(
+        self, action: Any, reward: SupportsFloat, terminated: bool, truncated: bool, observation: Any
+    ) -> None:
         ended = bool(terminated or truncated)
         self._recording.on_step(
             np.array([action], dtype=fmt.ACTION_DTYPE),
@@ -456,7 +458,12 @@ class RecordVectorTrajectory(VectorWrapper):
         return observations, rewards, terminated, truncated, info
 
     def _full_step(
-        self, actions: Any, rewards: Any, terminated: np.ndarray, truncated: np.ndarray, ended: np.ndarray,
+        self,
+        actions: Any,
+        rewards: Any,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        ended: np.ndarray,
         observations: Any,
     ) -> None:
         resetting = self._autoreset

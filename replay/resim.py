@@ -162,8 +162,14 @@ def _run(
     try:
         if kind == "seed" and position == first:
             yield Emitted(
-                position, "reset", 0, 0.0, False, False,
-                emulator.screen(env) if frames else None, np.array(observation) if observations else None,
+                position,
+                "reset",
+                0,
+                0.0,
+                False,
+                False,
+                emulator.screen(env) if frames else None,
+                np.array(observation) if observations else None,
             )
             emitted_any = True
         actions = np.empty(0, dtype=np.uint8)
@@ -209,7 +215,12 @@ def _run(
                     raise _RestoreFailed  # this anchor cannot give exact observations this early
                 held.append(
                     Emitted(
-                        p, event, action, float(reward), bool(terminated), bool(truncated),
+                        p,
+                        event,
+                        action,
+                        float(reward),
+                        bool(terminated),
+                        bool(truncated),
                         emulator.screen(env) if frames else None,
                         np.array(observation) if observations and event != "idle" else None,
                     )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from replay.errors import DesyncError, ReplayError
+from replay.errors import DesyncError
 from replay.reader import EpisodeRecord, TrajectoryLog
 
 
@@ -65,8 +65,10 @@ def _check_episode(log: TrajectoryLog, episode: EpisodeRecord, bar: tqdm) -> Epi
             ended = step.terminated or step.truncated
             if step.step < episode.length and ended:
                 return EpisodeProblem(episode.index, step.step, "the game ended here, earlier than recorded")
-            if step.step == episode.length and episode.finished and (
-                (step.terminated, step.truncated) != (episode.terminated, episode.truncated)
+            if (
+                step.step == episode.length
+                and episode.finished
+                and ((step.terminated, step.truncated) != (episode.terminated, episode.truncated))
             ):
                 return EpisodeProblem(
                     episode.index,

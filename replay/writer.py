@@ -25,7 +25,6 @@ from replay import log_format as fmt
 from replay.emulator import LaneState, encode_snapshot
 from replay.errors import LogFormatError, RecordingError
 
-
 _SPACE_MARGIN = 1 << 20  # HDF5 metadata and chunk rounding on top of the raw bytes of a flush
 
 
@@ -254,9 +253,7 @@ class StreamWriter:
         else:
             ref_row, ref_state = reference
             blob = encode_snapshot(state, ref_state)
-        self._snapshots.append(
-            (position, lane, self._blob_size, len(blob), ref_row, state_crc, obs_crc)
-        )
+        self._snapshots.append((position, lane, self._blob_size, len(blob), ref_row, state_crc, obs_crc))
         self._snapshot_blobs.append(blob)
         self._blob_size += len(blob)
         self._n_snapshots += 1
@@ -302,9 +299,7 @@ def _open_for_append(path: Path) -> h5py.File:
         try:
             handle = h5py.File(path, "a", locking=False)
         except OSError as error:
-            raise LogFormatError(
-                f"{path}: cannot open for appending ({error}); record to a new path instead"
-            ) from None
+            raise LogFormatError(f"{path}: cannot open for appending ({error}); record to a new path instead") from None
         try:
             check_root(handle, path)
         except Exception:

@@ -69,7 +69,14 @@ def record_single(
 
 
 def record_vector(
-    path: Path, game: str, setting: str, steps: int, *, n_envs: int = 3, asynchronous: bool = False, seed: int = 0,
+    path: Path,
+    game: str,
+    setting: str,
+    steps: int,
+    *,
+    n_envs: int = 3,
+    asynchronous: bool = False,
+    seed: int = 0,
     **options: object,
 ) -> dict[tuple[int, int], Digest]:
     from replay import RecordVectorTrajectory
@@ -117,7 +124,11 @@ REPLAY_SCRIPT = textwrap.dedent(
 def replay_in_fresh_process(path: Path) -> dict[tuple[int, int], tuple[list[str], list[str]]]:
     """Digests of every episode, re-simulated by a new Python process."""
     result = subprocess.run(
-        [sys.executable, "-c", REPLAY_SCRIPT, str(path)], capture_output=True, text=True, check=True, timeout=600
+        [sys.executable, "-c", REPLAY_SCRIPT, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
     )
     decoded = json.loads(result.stdout)
     return {(int(k.split()[1]), int(k.split()[2])): tuple(v) for k, v in decoded.items()}

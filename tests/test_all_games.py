@@ -46,10 +46,10 @@ def test_game_replays_exactly(tmp_path, env_id, sticky):
     env.close()
     with TrajectoryLog(path) as log:
         assert len(log.episodes) == len(recorded)
-        for episode, frames in zip(log.episodes, recorded):
+        for episode, frames in zip(log.episodes, recorded, strict=True):
             replayed = list(log.frames(episode.index))
             assert len(replayed) == len(frames)
-            bad = [t for t, (a, b) in enumerate(zip(replayed, frames)) if not np.array_equal(a, b)]
+            bad = [t for t, (a, b) in enumerate(zip(replayed, frames, strict=True)) if not np.array_equal(a, b)]
             assert not bad, f"{env_id}: episode {episode.index} differs from step {bad[0]}"
     longest = max(range(len(recorded)), key=lambda i: len(recorded[i]))
     for start in (len(recorded[longest]) // 2, len(recorded[longest]) - 3):

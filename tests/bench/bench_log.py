@@ -66,7 +66,10 @@ def size_vs_mp4(name: str, steps: int, workdir: Path) -> dict:
     log_path = workdir / f"{name}.h5"
     video_dir = workdir / f"{name}-video"
     env = gym.wrappers.RecordVideo(
-        RecordTrajectory(make(game), log_path), str(video_dir), episode_trigger=lambda _: True, disable_logger=True
+        RecordTrajectory(make(game), log_path),
+        str(video_dir),
+        episode_trigger=lambda _: True,
+        disable_logger=True,
     )
     play(env, steps, choose)
     env.close()
@@ -91,7 +94,9 @@ def overhead(name: str, steps: int, workdir: Path, repeats: int = 3) -> dict:
         "bare": lambda: make(game),
         "record_trajectory": lambda: RecordTrajectory(make(game), workdir / f"overhead-{time.time_ns()}.h5"),
         "record_video": lambda: gym.wrappers.RecordVideo(
-            make(game), str(workdir / f"ov-video-{time.time_ns()}"), episode_trigger=lambda _: True,
+            make(game),
+            str(workdir / f"ov-video-{time.time_ns()}"),
+            episode_trigger=lambda _: True,
             disable_logger=True,
         ),
     }
@@ -138,8 +143,13 @@ def resim_speed(name: str, steps: int, workdir: Path) -> dict:
             for _ in log.replay(episode.index):
                 pass
     resim = time.perf_counter() - start
-    return {"scenario": name, "steps": steps, "plain_steps_per_s": steps / plain, "resim_steps_per_s": steps / resim,
-            "ratio": plain / resim}
+    return {
+        "scenario": name,
+        "steps": steps,
+        "plain_steps_per_s": steps / plain,
+        "resim_steps_per_s": steps / resim,
+        "ratio": plain / resim,
+    }
 
 
 def seek_curve(name: str, steps: int, workdir: Path, intervals: list[int], samples: int = 6) -> list[dict]:
@@ -190,8 +200,9 @@ def main() -> None:
         results = {
             "size": [size_vs_mp4(n, args.steps, workdir) for n in ("breakout-random", "pong-long")],
             "seek_curve": seek_curve("breakout-random", args.steps, workdir, [1024, 2048, 4096, 8192]),
-            "overhead": [overhead(n, max(args.steps // 4, 2000), workdir) for n in ("breakout-random",
-                                                                                    "breakout-v5-sticky")],
+            "overhead": [
+                overhead(n, max(args.steps // 4, 2000), workdir) for n in ("breakout-random", "breakout-v5-sticky")
+            ],
             "resim": [resim_speed(n, args.steps // 2, workdir) for n in ("breakout-random", "breakout-v5-sticky")],
         }
     finally:
@@ -199,19 +210,25 @@ def main() -> None:
     print("\nlog size vs RecordVideo MP4 (same episodes)")
     print(f"{'scenario':<20}{'steps':>8}{'episodes':>9}{'log B/step':>12}{'mp4 B/step':>12}{'mp4/log':>9}")
     for r in results["size"]:
-        print(f"{r['scenario']:<20}{r['steps']:>8}{r['episodes']:>9}{r['log_bytes_per_step']:>12.2f}"
-              f"{r['mp4_bytes_per_step']:>12.1f}{r['mp4_over_log']:>9.0f}x")
+        print(
+            f"{r['scenario']:<20}{r['steps']:>8}{r['episodes']:>9}{r['log_bytes_per_step']:>12.2f}"
+            f"{r['mp4_bytes_per_step']:>12.1f}{r['mp4_over_log']:>9.0f}x"
+        )
     print("\nsnapshot interval: bytes/step vs seek latency (fresh reader, worst of sampled worst-case targets)")
     print(f"{'interval':>8}{'B/step':>9}{'worst s':>9}{'median s':>10}")
     for r in results["seek_curve"]:
-        print(f"{r['snapshot_interval']:>8}{r['bytes_per_step']:>9.2f}{r['seek_worst_s']:>9.2f}"
-              f"{r['seek_median_s']:>10.2f}")
+        print(
+            f"{r['snapshot_interval']:>8}{r['bytes_per_step']:>9.2f}{r['seek_worst_s']:>9.2f}"
+            f"{r['seek_median_s']:>10.2f}"
+        )
     print("\nrecording overhead on env stepping (best of 3, interleaved)")
     print(f"{'scenario':<20}{'bare/s':>9}{'traj/s':>9}{'video/s':>9}{'traj ovh':>10}{'video ovh':>10}")
     for r in results["overhead"]:
         s = r["steps_per_s"]
-        print(f"{r['scenario']:<20}{s['bare']:>9.0f}{s['record_trajectory']:>9.0f}{s['record_video']:>9.0f}"
-              f"{r['record_trajectory_overhead']:>10.1%}{r['record_video_overhead']:>10.1%}")
+        print(
+            f"{r['scenario']:<20}{s['bare']:>9.0f}{s['record_trajectory']:>9.0f}{s['record_video']:>9.0f}"
+            f"{r['record_trajectory_overhead']:>10.1%}{r['record_video_overhead']:>10.1%}"
+        )
     print("\nre-simulation (frames + observations) vs plain stepping with render")
     print(f"{'scenario':<20}{'plain/s':>9}{'resim/s':>9}{'ratio':>8}")
     for r in results["resim"]:
