@@ -69,6 +69,24 @@ class CsvTable:
         self.close()
 
 
+def prune_rows(path: Path, column: str, last: int) -> None:
+    """Rewrite a table without the rows whose integer ``column`` exceeds ``last`` (no-op if absent)."""
+    if not path.exists():
+        return
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames or [], list(reader)
+    kept = [row for row in rows if int(row[column]) <= last]
+    if len(kept) == len(rows):
+        return
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(kept)
+    partial.replace(path)
+
+
 class EpisodeTracker:
     """Running returns and lengths of the sub-envs of a NEXT_STEP vector env, and a recent-return window."""
 

@@ -40,14 +40,16 @@ from replay.atari import EnvConfig, life_lost, make_env, make_vector_env
 from replay.checkpoints import (
     DTYPES,
     RESUME_FILE,
+    CheckpointIndex,
     CheckpointRef,
+    checkpoint_path,
     load_policy,
     load_resume_state,
     save_checkpoint,
     save_resume_state,
 )
 from replay.errors import CheckpointError
-from replay.metrics import EPISODE_FIELDS, UPDATE_FIELDS, CsvTable, EpisodeTracker, episode_row
+from replay.metrics import EPISODE_FIELDS, UPDATE_FIELDS, CsvTable, EpisodeTracker, episode_row, prune_rows
 from replay.network import ActorCritic
 from replay.ppo import PPOConfig, Rollout
 
@@ -217,6 +219,18 @@ def _new_run_dir(config: TrainConfig) -> Path:
     return path
 
 
+def _forget_lost_updates(run_dir: Path, version: int) -> None:
+    """Drop what a killed run wrote after its resume state: those updates are redone with other data.
+
+    Episodes stay (they are in the log too); update rows and checkpoints of versions after ``version`` go.
+    """
+    checkpoints = run_dir / "checkpoints"
+    for stale in CheckpointIndex(checkpoints).versions:
+        if stale > version:
+            checkpoint_path(checkpoints, stale).unlink()
+    prune_rows(run_dir / "updates.csv", "policy_version", version)
+
+
 def train(
     config: TrainConfig, *, wrap_envs: Callable[[gym.vector.VectorEnv], gym.vector.VectorEnv] | None = None
 ) -> Path:
@@ -255,6 +269,7 @@ def train(
     version, global_step = 0, 0
     if resuming:
         version, global_step = load_resume_state(checkpoint_dir, model, optimizer, env_id=config.env.id)
+        _forget_lost_updates(run_dir, version)
     num_updates = math.ceil(config.total_steps / p.batch_size)
     milestones = milestone_versions(num_updates, config.checkpoint.milestones)
 
@@ -357,6 +372,16 @@ def train(
             stats = ppo.update(model, optimizer, rollout, adv, returns, p)
             version += 1
             steps_per_second = p.batch_size / (time.perf_counter() - started)
+            # Resume state first: every row and checkpoint written after it belongs to a resumable version.
+            if version % config.checkpoint.resume_every_updates == 0 or version == num_updates:
+                save_resume_state(
+                    checkpoint_dir,
+                    model,
+                    optimizer,
+                    policy_version=version,
+                    global_step=global_step,
+                    env_id=config.env.id,
+                )
             updates.append(
                 {
                     "policy_version": version,
@@ -367,15 +392,6 @@ def train(
                     "wall_time": round(time.time(), 3),
                 }
             )
-            if version % config.checkpoint.resume_every_updates == 0 or version == num_updates:
-                save_resume_state(
-                    checkpoint_dir,
-                    model,
-                    optimizer,
-                    policy_version=version,
-                    global_step=global_step,
-                    env_id=config.env.id,
-                )
             every = config.checkpoint.every_updates
             if version in milestones or (every > 0 and version % every == 0):
                 checkpoint(milestones.get(version))

@@ -1,4 +1,4 @@
-"""The trainer end to end on real emulators: a short run, its log, checkpoints, evaluations and a killed resume."""
+"""The trainer end to end on real emulators: a short run, its log, checkpoints, evals, a killed resume."""
 
 from __future__ import annotations
 
@@ -29,8 +29,10 @@ FAST = [
     "ppo.num_envs=2",
     "ppo.num_steps=128",
     "eval.episodes=1",
-    "eval.max_episode_frames=4000",
+    "eval.max_episode_frames=2000",
     "checkpoint.dtype=float16",
+    "checkpoint.milestones=2",
+    "torch_threads=1",
     "progress=false",
     "record.flush_seconds=0.2",
 ]
@@ -70,25 +72,22 @@ def test_log_verifies_and_matches_the_metrics(run: tuple[Path, TrainConfig]) -> 
     report = verify(run_dir / "trajectories.h5", progress=False)
     assert report.ok, str(report)
     with TrajectoryLog(run_dir / "trajectories.h5") as log:
-        finished = sorted(
-            (e.tag, e.length, e.total_reward) for e in log.episodes if e.finished
-        )
+        finished = sorted((e.tag, e.length, e.total_reward) for e in log.episodes if e.finished)
         train_versions = {v for e in log.episodes if e.tag == "train" for v in e.policy_versions}
     rows = _rows(run_dir / "episodes.csv")
-    assert finished == sorted(
-        (r["kind"], int(r["episode_length"]), float(r["episode_return"])) for r in rows
-    )
+    assert finished == sorted((r["kind"], int(r["episode_length"]), float(r["episode_return"])) for r in rows)
     assert train_versions == {0, 1, 2, 3}
 
 
 def test_every_train_version_finds_its_checkpoint(run: tuple[Path, TrainConfig]) -> None:
     run_dir, _ = run
     index = CheckpointIndex(run_dir / "checkpoints")
-    assert index.versions == [0, 1, 2, 3, 4]
+    assert index.versions == [0, 2, 4]
     ref, lag = index.lookup(3)
-    assert (ref.policy_version, lag, ref.dtype, ref.env_id) == (3, 0, "float16", "ALE/Breakout-v5")
-    assert ref.global_step == 3 * 256
-    assert [m.milestone for m in index.milestones()] == [0.0, 0.2, 0.5, 0.7, 1.0]
+    assert (ref.policy_version, lag, ref.dtype, ref.env_id) == (2, 1, "float16", "ALE/Breakout-v5")
+    assert ref.global_step == 2 * 256
+    assert index.lookup(4)[1] == 0
+    assert [m.milestone for m in index.milestones()] == [0.0, 0.5, 1.0]
 
 
 def test_eval_episodes_replay_from_the_checkpoint_file_alone(run: tuple[Path, TrainConfig]) -> None:
@@ -96,7 +95,7 @@ def test_eval_episodes_replay_from_the_checkpoint_file_alone(run: tuple[Path, Tr
     run_dir, config = run
     with TrajectoryLog(run_dir / "trajectories.h5") as log:
         evals = [e for e in log.episodes if e.tag == "eval"]
-        assert sorted(e.policy_versions for e in evals) == [(v,) for v in range(5)]
+        assert sorted(e.policy_versions for e in evals) == [(0,), (2,), (4,)]
         for episode in evals:
             version = episode.policy_versions[0]
             facts = log.metadata[f"eval_v{version:06d}"]
@@ -130,22 +129,25 @@ def test_checkpoint_weights_are_the_stored_float16_values(run: tuple[Path, Train
     obs = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
     reference = ActorCritic(model.n_actions)
     reference.load_state_dict({k: v.float() for k, v in raw["state_dict"].items()})
-    assert all(torch.equal(a, b) for a, b in zip(model(obs), reference(obs)))
+    assert all(torch.equal(a, b) for a, b in zip(model(obs), reference(obs), strict=True))
     assert [name for name, _ in model.named_children()] == list(LAYER_NAMES)
 
 
 def test_resume_after_sigkill_keeps_the_log_and_completes(tmp_path: Path) -> None:
     run_dir = tmp_path / "killed"
-    args = [*FAST, "eval.episodes=0", "total_steps=2048", "seed=5", f"run_dir={run_dir}"]
+    args = [*FAST, "eval.episodes=0", "total_steps=1536", "seed=5", f"run_dir={run_dir}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "replay.train", *args], cwd=tmp_path, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "replay.train", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     updates = run_dir / "updates.csv"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and process.poll() is None:
-        if updates.exists() and len(updates.read_text().splitlines()) >= 4:  # header + 3 updates
+        if updates.exists() and len(updates.read_text().splitlines()) >= 3:  # header + 2 updates
             break
         time.sleep(0.1)
     assert process.poll() is None, process.stderr.read().decode()
@@ -156,8 +158,12 @@ def test_resume_after_sigkill_keeps_the_log_and_completes(tmp_path: Path) -> Non
     assert any(finished for *_, finished in before)
 
     resumed = subprocess.run(
-        [sys.executable, "-m", "replay.train", f"resume={run_dir}"], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "replay.train", f"resume={run_dir}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert resumed.returncode == 0, resumed.stderr
     with TrajectoryLog(run_dir / "trajectories.h5") as log:
@@ -165,10 +171,10 @@ def test_resume_after_sigkill_keeps_the_log_and_completes(tmp_path: Path) -> Non
         resumed_versions = {v for e in log.episodes if e.stream > 0 for v in e.policy_versions}
     assert after[: len(before)] == before
     assert len(after) > len(before)
-    assert min(resumed_versions) >= 3
+    assert min(resumed_versions) >= 2
     versions = [int(r["policy_version"]) for r in _rows(updates)]
-    assert versions[-1] == 8 and versions == sorted(set(versions))
-    assert CheckpointIndex(run_dir / "checkpoints").versions[-1] == 8
+    assert versions[-1] == 6 and versions == sorted(set(versions))
+    assert CheckpointIndex(run_dir / "checkpoints").versions[-1] == 6
     assert verify(run_dir / "trajectories.h5", progress=False).ok
 
 
@@ -216,7 +222,7 @@ def test_gae_cuts_at_terminals_and_life_losses() -> None:
     adv, returns = advantages(rollout, torch.tensor([2.0]), torch.tensor([0.0]), gamma=0.5, gae_lambda=1.0)
     assert adv[0, 0].item() == pytest.approx(1.0 - 0.5)
     assert returns[2, 0].item() == pytest.approx(1.0 + 0.5 * 2.0)
-    assert returns[1, 0].item() == pytest.approx(1.0 + 0.5 * 2.0 * 0.5)
+    assert returns[1, 0].item() == pytest.approx(1.0 + 0.5 * returns[2, 0].item())
 
 
 def test_milestones_cover_every_tenth_and_the_end() -> None:
