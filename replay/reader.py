@@ -20,7 +20,11 @@ from replay.resim import Lane, resimulate
 
 @dataclass(frozen=True)
 class EpisodeRecord:
-    """One recorded episode. ``start_step`` is the position of its reset in its stream."""
+    """One recorded episode. ``start_step`` is the position of its reset in its stream.
+
+    An episode whose writer was killed before its row was written is still listed (after the others), unfinished,
+    with ``total_reward`` NaN: its steps are on disk and replay like any other.
+    """
 
     index: int
     env_index: int
@@ -351,26 +355,87 @@ class TrajectoryLog:
                     f"{self.path}: episode {index} spans positions {start}..{start + length}, beyond the "
                     f"{self.streams[stream].length} recorded; the file is damaged"
                 )
-            positions, values = versions[stream]
-            lo = np.searchsorted(positions, start + min(1, length), side="right") - 1
-            hi = np.searchsorted(positions, start + length, side="right")
-            played = tuple(int(v) for v in values[max(lo, 0) : hi]) or (int(row["version_first"]),)
             records.append(
-                EpisodeRecord(
-                    index=index,
-                    env_index=lane,
-                    stream=stream,
-                    tag=self.streams[stream].tag,
-                    start_step=start,
-                    length=length,
-                    total_reward=float(row["total_reward"]),
-                    terminated=bool(row["terminated"]),
-                    truncated=bool(row["truncated"]),
-                    finished=bool(row["finished"]),
-                    policy_versions=tuple(dict.fromkeys(played)),
+                self._record(
+                    index,
+                    stream,
+                    lane,
+                    start,
+                    length,
+                    versions[stream],
+                    float(row["total_reward"]),
+                    bool(row["terminated"]),
+                    bool(row["truncated"]),
+                    bool(row["finished"]),
                 )
             )
+        records.extend(self._recover_unlisted(records, versions))
         return records
+
+    def _record(
+        self,
+        index: int,
+        stream: int,
+        lane: int,
+        start: int,
+        length: int,
+        versions: tuple[np.ndarray, np.ndarray],
+        total_reward: float,
+        terminated: bool,
+        truncated: bool,
+        finished: bool,
+    ) -> EpisodeRecord:
+        positions, values = versions
+        lo = np.searchsorted(positions, start + min(1, length), side="right") - 1
+        hi = np.searchsorted(positions, start + length, side="right")
+        played = tuple(int(v) for v in values[max(lo, 0) : hi]) or (0,)
+        return EpisodeRecord(
+            index=index,
+            env_index=lane,
+            stream=stream,
+            tag=self.streams[stream].tag,
+            start_step=start,
+            length=length,
+            total_reward=total_reward,
+            terminated=terminated,
+            truncated=truncated,
+            finished=finished,
+            policy_versions=tuple(dict.fromkeys(played)),
+        )
+
+    def _recover_unlisted(
+        self, records: list[EpisodeRecord], versions: dict[int, tuple[np.ndarray, np.ndarray]]
+    ) -> list[EpisodeRecord]:
+        """Episodes whose steps reached the file but whose row did not: the writer was killed mid-episode.
+
+        They are listed after the recorded ones, unfinished, with a NaN total reward (replay them to know it).
+        """
+        listed = {(r.stream, r.env_index, r.start_step) for r in records}
+        recovered: list[EpisodeRecord] = []
+        for info in self.streams:
+            group = self._file[fmt.GROUP_STREAMS][fmt.stream_name(info.index)]
+            resets = self._table(group, fmt.DATASET_RESETS, fmt.RESET_DTYPE, info)
+            for lane in range(info.n_lanes):
+                starts = np.sort(resets["position"][resets["lane"] == lane])
+                for k, start in enumerate(starts):
+                    if (info.index, lane, int(start)) in listed or not 0 <= start < info.length:
+                        continue
+                    end = int(starts[k + 1]) - 1 if k + 1 < len(starts) else info.length - 1
+                    recovered.append(
+                        self._record(
+                            len(records) + len(recovered),
+                            info.index,
+                            lane,
+                            int(start),
+                            end - int(start),
+                            versions[info.index],
+                            float("nan"),
+                            False,
+                            False,
+                            False,
+                        )
+                    )
+        return recovered
 
     # -- lifetime ----------------------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def _check_episode(log: TrajectoryLog, episode: EpisodeRecord, bar: tqdm) -> Epi
         bar.update(episode.length + 1 - seen)
         step = None if error.step is None else error.step - episode.start_step
         return EpisodeProblem(episode.index, step, str(error))
-    if total_reward != episode.total_reward:
+    if total_reward != episode.total_reward and not math.isnan(episode.total_reward):
         return EpisodeProblem(
             episode.index,
             None,

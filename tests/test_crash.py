@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -40,3 +41,21 @@ def test_sigkill_mid_recording_loses_only_the_unflushed_tail(tmp_path):
         assert len(log.episodes) >= 4, "several episodes should have been flushed in 4 s"
     report = verify(path, progress=False)
     assert report.ok, str(report)
+
+
+def test_episodes_in_flight_at_the_kill_are_listed_and_replay(tmp_path):
+    path = tmp_path / "killed.h5"
+    process = subprocess.Popen([sys.executable, "-c", RECORDER, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "recording"
+        time.sleep(2.0)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    with TrajectoryLog(path) as log:
+        in_flight = [e for e in log.episodes if math.isnan(e.total_reward)]
+        assert len(in_flight) == 2, "one episode per env was running when the process died"
+        assert all(not e.finished and e.index >= len(log.episodes) - 2 for e in in_flight)
+        for episode in in_flight:
+            assert len(list(log.frames(episode.index))) == episode.length + 1
+    assert verify(path, progress=False).ok
