@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -10,24 +14,33 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from replay import RecordTrajectory, TrajectoryLog
+
+from render.cli import run_product
+from render.compose import upscale_nearest
+from render.config import (
+    EpisodeProductConfig,
+    OverlayConfig,
+    ProgressionProductConfig,
+    TimelapseProductConfig,
+    VideoConfig,
+)
+from render.errors import MissingCheckpointError
+from render.feed import ReplayFeed
+from render.products import RenderSource, render_episode, render_progression, render_timelapse
+from replay import EpisodeIndexError, RecordTrajectory, TrajectoryLog
 from replay.atari import EnvConfig, make_env
 from replay.checkpoints import save_checkpoint
 from replay.network import ActorCritic
 
-from render.__main__ import run_product
-from render.compose import upscale_nearest
-from render.config import EpisodeProductConfig, OverlayConfig, ProgressionProductConfig, VideoConfig
-from render.errors import MissingCheckpointError
-from render.products import RenderSource, render_episode, render_progression, render_timelapse
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
 ENV_ID = "ALE/Breakout-v5"
 TOTAL_STEPS, NUM_STEPS = 1024, 64  # 16 updates of one env
 QUICK = VideoConfig(fps=30, crf=18, preset="ultrafast", scale=2, progress=False)
 
 
 def _play(env, rng: np.random.Generator, *, seed: int, version_every: int | None, start_version: int) -> None:
+    env.policy_version = start_version
     env.reset(seed=seed)
     done, t = False, 0
     while not done:
@@ -39,8 +52,9 @@ def _play(env, rng: np.random.Generator, *, seed: int, version_every: int | None
 
 @pytest.fixture(scope="session")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny real run: 3 training episodes over policy versions 0..~7, milestone checkpoints 0, 4, 8 and one
-    evaluation episode at each, recorded like ``replay.train`` does (short episodes: 400 emulator frames)."""
+    """A tiny real run recorded like ``replay.train`` does: milestone checkpoints v0, v8 and v16 with one
+    evaluation episode each, then 3 training episodes played by versions 0-1, 5-6 and 10-11 (random actions,
+    episodes cut at 400 emulator frames)."""
     run = tmp_path_factory.mktemp("run")
     checkpoints = run / "checkpoints"
     torch.manual_seed(0)
@@ -50,8 +64,10 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     train = RecordTrajectory(make_env(config), run / "trajectories.h5", tag="train", snapshot_interval=64)
     train.writer.set_metadata(
         "train_config_v000000",
-        {"total_steps": TOTAL_STEPS, "ppo": {"num_envs": 1, "num_steps": NUM_STEPS, "learning_rate": 2.5e-4,
-                                              "anneal_lr": True}},
+        {
+            "total_steps": TOTAL_STEPS,
+            "ppo": {"num_envs": 1, "num_steps": NUM_STEPS, "learning_rate": 2.5e-4, "anneal_lr": True},
+        },
     )
     evaluation = RecordTrajectory(make_env(config), train.writer, tag="eval")
     try:
@@ -59,8 +75,14 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             with torch.no_grad():
                 for parameter in model.parameters():
                     parameter.add_(0.05 * torch.randn_like(parameter))
-            save_checkpoint(checkpoints, model, policy_version=version, global_step=version * NUM_STEPS,
-                            env_id=ENV_ID, milestone=milestone)
+            save_checkpoint(
+                checkpoints,
+                model,
+                policy_version=version,
+                global_step=version * NUM_STEPS,
+                env_id=ENV_ID,
+                milestone=milestone,
+            )
             evaluation.policy_version = version
             _play(evaluation, rng, seed=100 + version, version_every=None, start_version=version)
         for episode in range(3):
@@ -69,3 +91,197 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         evaluation.close()
         train.close()
     return run
+
+
+def _decode(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def _compose(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="render", overrides=overrides)
+
+
+def _assert_close(actual: np.ndarray, expected: np.ndarray) -> None:
+    error = np.abs(actual.astype(int) - expected.astype(int))
+    assert error.mean() < 1.5 and np.percentile(error, 99) < 24, (error.mean(), np.percentile(error, 99))
+
+
+def test_cli_contract_raw_episode_is_the_upscaled_replay(run_dir: Path, tmp_path: Path) -> None:
+    """``run=<dir> product=episode episode=<i> overlay=raw output=<file>``: one video frame per recorded
+    frame."""
+    out = tmp_path / "raw.mp4"
+    cfg = _compose(
+        [
+            f"run={run_dir}",
+            "product=episode",
+            "episode=4",
+            "overlay=raw",
+            f"output={out}",
+            "video.progress=false",
+        ]
+    )
+    result = run_product(cfg, tmp_path / "unused")
+    decoded = _decode(out)
+    with TrajectoryLog(run_dir / "trajectories.h5") as log:
+        expected = list(log.frames(4))
+    assert result.frames == len(decoded) == log.episodes[4].length + 1
+    assert decoded[0].shape == (840, 640, 3)
+    for k in (0, 1, len(expected) // 2, len(expected) - 1):
+        _assert_close(decoded[k], upscale_nearest(expected[k], 4))
+    sidecar = json.loads(out.with_name("raw.mp4.json").read_text())
+    assert sidecar["episodes"][0]["index"] == 4 and sidecar["config"]["overlay"]["kind"] == "raw"
+    assert sidecar["log"] == str((run_dir / "trajectories.h5").resolve())
+
+
+def test_full_episode_states_checkpoints_and_lags(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "full.mp4"
+    result = render_episode(RenderSource.resolve(run=run_dir, log=None, checkpoint=None), out, episode=5, video=QUICK)
+    decoded = _decode(out)
+    assert len(decoded) == result.frames and decoded[0].shape == (720, 1280, 3)
+    # episode 5 was played by versions 10 and 11; the nearest saved checkpoint is v8
+    assert result.checkpoints == {"v000008.pt": 3}
+    sidecar = json.loads(out.with_name("full.mp4.json").read_text())
+    assert sidecar["checkpoints"] == {"v000008.pt": 3} and sidecar["overlay"] == "full"
+    with TrajectoryLog(run_dir / "trajectories.h5") as log:
+        first = next(log.frames(5))
+    game = decoded[0][83 : 83 + 630, 16 : 16 + 480]  # where FullOverlay puts the 3x game at 1280x720
+    _assert_close(game, upscale_nearest(first, 3))
+
+
+def test_eval_episode_lag_is_zero(run_dir: Path, tmp_path: Path) -> None:
+    source = RenderSource.resolve(run=run_dir, log=None, checkpoint=None)
+    product = EpisodeProductConfig(tag="eval", frame_stride=8)
+    result = render_episode(source, tmp_path / "eval.mp4", episode="last", product=product, video=QUICK)
+    assert result.episodes == (2,) and result.checkpoints == {"v000016.pt": 0}
+    assert result.frames == len(_decode(tmp_path / "eval.mp4"))
+
+
+def test_log_without_checkpoint_renders_minimal_but_not_full(run_dir: Path, tmp_path: Path) -> None:
+    log = run_dir / "trajectories.h5"
+    source = RenderSource.resolve(run=None, log=log, checkpoint=None)
+    stride = EpisodeProductConfig(frame_stride=10)
+    result = render_episode(
+        source,
+        tmp_path / "min.mp4",
+        episode=0,
+        product=stride,
+        overlay=OverlayConfig(kind="minimal"),
+        video=QUICK,
+    )
+    assert _decode(tmp_path / "min.mp4")[0].shape == (420, 320 + 360, 3) and result.frames == 11
+    with pytest.raises(MissingCheckpointError, match="pass checkpoint=<file.pt>"):
+        render_episode(source, tmp_path / "full.mp4", episode=0, overlay=OverlayConfig(kind="full"), video=QUICK)
+    assert not (tmp_path / "full.mp4").exists()
+    with_checkpoint = RenderSource.resolve(run=None, log=log, checkpoint=run_dir / "checkpoints" / "v000008.pt")
+    result = render_episode(with_checkpoint, tmp_path / "full.mp4", episode=3, product=stride, video=QUICK)
+    assert result.checkpoints == {"v000008.pt": 0}  # versions 0..1 are older than v8: no negative lag
+
+
+def test_timelapse_fits_target_duration_and_shows_progress(run_dir: Path, tmp_path: Path) -> None:
+    cfg = _compose(
+        [
+            f"run={run_dir}",
+            "product=timelapse",
+            "product.target_duration=2",
+            "overlay=raw",
+            "video=preview",
+            "video.progress=false",
+            "selection.count=3",
+        ]
+    )
+    result = run_product(cfg, tmp_path)
+    frames = _decode(tmp_path / "timelapse.mp4")
+    assert result.episodes == (3, 4, 5) and len(frames) == result.frames
+    assert 50 <= len(frames) <= 75  # ~2 s at 30 fps (stride rounding, last frames kept)
+    accent = np.array([96, 200, 255])
+    middle = frames[0].shape[1] // 2
+    first = np.abs(frames[0][-1, middle - 10 : middle].astype(int) - accent).mean()
+    last = np.abs(frames[-1][-1, middle - 10 : middle].astype(int) - accent).mean()
+    assert first > 30 and last < 30  # the progress bar along the bottom edge passes half way (version 10 of 16)
+
+
+def test_progression_shows_a_card_before_each_eval_episode(run_dir: Path, tmp_path: Path) -> None:
+    source = RenderSource.resolve(run=run_dir, log=None, checkpoint=None)
+    product = ProgressionProductConfig(card_seconds=0.5, frame_stride=4)
+    result = render_progression(
+        source, tmp_path / "prog.mp4", product=product, overlay=OverlayConfig(kind="minimal"), video=QUICK
+    )
+    frames = _decode(tmp_path / "prog.mp4")
+    assert result.episodes == (0, 1, 2) and len(frames) == result.frames
+    card = frames[0]
+    assert (
+        card.shape == (420, 680, 3) and card[:60].reshape(-1, 3).std(axis=0).max() < 2
+    )  # a plain card, text only in the middle
+    assert result.checkpoints == {}
+
+
+def test_compose_defaults_and_overrides() -> None:
+    cfg = _compose([])
+    assert cfg.product.kind == "episode" and cfg.overlay.kind == "full" and cfg.video.scale == 4
+    assert cfg.run == "data/sample/breakout" and (cfg.overlay.width, cfg.overlay.height) == (1280, 720)
+    cfg = _compose(["product=timelapse", "overlay=minimal", "video=hq", "selection=range", "selection.start=0.5"])
+    assert cfg.product.target_duration == 60.0 and cfg.video.preset == "medium" and cfg.selection.start == 0.5
+
+
+def test_compose_rejects_unknown_keys() -> None:
+    with pytest.raises(Exception, match="overlay.colour"):
+        _compose(["overlay.colour=red"])
+
+
+def _multirun(run_dir: Path, cwd: Path, *extra: str) -> list[Path]:
+    command = [
+        sys.executable,
+        "-m",
+        "render",
+        "-m",
+        f"run={run_dir}",
+        "episode=3",
+        "overlay=raw,minimal",
+        "video=preview",
+        "product.frame_stride=10",
+        "video.progress=false",
+        *extra,
+    ]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True, timeout=300)
+    return sorted(cwd.glob("multirun/render/*/*/*/episode.mp4"))
+
+
+def test_multirun_writes_one_video_per_job_into_its_own_folder(run_dir: Path, tmp_path: Path) -> None:
+    videos = _multirun(run_dir, tmp_path)
+    assert [v.parent.name for v in videos] == [
+        "0_episode=3,overlay=raw,product.frame_stride=10,video=preview",
+        "1_episode=3,overlay=minimal,product.frame_stride=10,video=preview",
+    ]
+    sizes = [_decode(v)[0].shape for v in videos]
+    assert sizes == [(420, 320, 3), (420, 320 + 360, 3)]
+    assert all(v.with_name("episode.mp4.json").is_file() for v in videos)
+
+
+@pytest.mark.slow
+def test_multirun_with_the_joblib_launcher(run_dir: Path, tmp_path: Path) -> None:
+    videos = _multirun(run_dir, tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    assert len(videos) == 2 and all(len(_decode(v)) == 11 for v in videos)
+
+
+def test_worker_processes_render_the_same_video_as_in_process(run_dir: Path, tmp_path: Path) -> None:
+    source = RenderSource.resolve(run=run_dir, log=None, checkpoint=None)
+    product = TimelapseProductConfig(frame_stride=5)
+    videos = []
+    for workers in (0, 2):
+        out = tmp_path / f"w{workers}.mp4"
+        render_timelapse(source, out, product=product, overlay=OverlayConfig(kind="full"), video=QUICK, workers=workers)
+        videos.append(_decode(out))
+    assert len(videos[0]) == len(videos[1]) > 0
+    for a, b in zip(*videos, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_worker_errors_reach_the_renderer(run_dir: Path) -> None:
+    with TrajectoryLog(run_dir / "trajectories.h5") as log:
+        missing = dataclasses.replace(log.episodes[0], index=999)
+    with ReplayFeed(run_dir / "trajectories.h5", [missing], 1, observations=False, workers=1) as feed:
+        with pytest.raises(EpisodeIndexError, match="episode 999 is out of range"):
+            list(feed.steps(0))

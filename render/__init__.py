@@ -1,0 +1,34 @@
+"""ale-replay's renderer: videos of recorded Atari runs with the network's activity drawn over the game.
+
+Names are imported on first use, so ``import render.feed`` in a re-simulation worker process does not pull in
+torch and the overlays.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "EncoderError": "render.errors",
+    "FullOverlay": "render.overlays",
+    "MinimalOverlay": "render.overlays",
+    "MissingCheckpointError": "render.errors",
+    "RawOverlay": "render.overlays",
+    "RenderConfigError": "render.errors",
+    "RenderError": "render.errors",
+    "RenderResult": "render.products",
+    "RenderSource": "render.products",
+    "SelectionError": "render.errors",
+    "VideoEncoder": "render.encoder",
+    "render_episode": "render.products",
+    "render_progression": "render.products",
+    "render_timelapse": "render.products",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'render' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -1,0 +1,58 @@
+"""The Hydra entry point behind ``python -m render``: it unpacks the config and calls a product function.
+
+Examples:
+    python -m render product=episode episode=best overlay=full output=best.mp4
+    python -m render run=data/runs/<run> product=timelapse product.target_duration=60
+    python -m render log=some.h5 overlay=raw output=raw.mp4
+    python -m render -m overlay=raw,full video=preview,hq            # one video per job
+    python -m render -m overlay=raw,full hydra/launcher=joblib         # jobs in parallel
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+from render.config import register_configs
+from render.products import RenderResult, RenderSource, render_episode, render_progression, render_timelapse
+
+register_configs()
+# Absolute, because the entry point runs as ``render.__main__`` importing this module (Hydra would otherwise
+# look for a Python package named ``conf``).
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def run_product(cfg: DictConfig, output_dir: Path) -> RenderResult:
+    """Render what a composed ``render`` config asks for, into ``output_dir`` when ``output`` is unset."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    settings = OmegaConf.to_object(cfg)
+    torch.set_num_threads(settings.torch_threads)
+    source = RenderSource.resolve(
+        run=None if settings.run is None else to_absolute_path(settings.run),
+        log=None if settings.log is None else to_absolute_path(settings.log),
+        checkpoint=None if settings.checkpoint is None else to_absolute_path(settings.checkpoint),
+    )
+    kind = settings.product.kind
+    output = Path(to_absolute_path(settings.output)) if settings.output else output_dir / f"{kind}.mp4"
+    common = {
+        "overlay": settings.overlay,
+        "video": settings.video,
+        "config": config,
+        "workers": settings.workers,
+    }
+    if kind == "episode":
+        return render_episode(source, output, episode=settings.episode, product=settings.product, **common)
+    if kind == "timelapse":
+        return render_timelapse(source, output, selection=settings.selection, product=settings.product, **common)
+    return render_progression(source, output, product=settings.product, **common)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="render")
+def main(cfg: DictConfig) -> None:
+    result = run_product(cfg, Path(HydraConfig.get().runtime.output_dir))
+    print(f"wrote {result.output} ({result.frames} frames, episodes {list(result.episodes)})")

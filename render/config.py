@@ -1,0 +1,189 @@
+"""Typed settings of ``python -m render``: one dataclass per Hydra group, registered as schemas.
+
+The YAML files in ``conf/`` extend these schemas (``defaults: [<name>_schema]``), so a misspelt key or a wrong
+type fails at compose time. The products take these dataclasses as plain typed arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from render.analytics import ProbeSettings
+from render.errors import RenderConfigError
+from render.style import Palette, Style, Typeface
+
+OVERLAYS = ("raw", "minimal", "full")
+
+
+@dataclass
+class VideoConfig:
+    """Encoding (group ``video``).
+
+    Attributes:
+        fps: Video frames per second; a recorded frame is one agent step (4 emulator frames, 1/15 s of play).
+        crf: x264 constant rate factor, 0 (lossless) .. 51; 18 looks transparent, 28 is small.
+        preset: x264 speed/size trade-off, ``ultrafast`` .. ``veryslow``.
+        scale: Integer nearest-neighbour enlargement of the 160x210 game for ``raw`` and ``minimal``.
+        progress: Show a progress bar on the terminal.
+    """
+
+    fps: int = 30
+    crf: int = 23
+    preset: str = "veryfast"
+    scale: int = 4
+    progress: bool = True
+
+
+@dataclass
+class OverlayConfig:
+    """What is drawn over the game (group ``overlay``).
+
+    Attributes:
+        kind: ``raw`` (game only), ``minimal`` (game and stats) or ``full`` (Neural Activity Viewer).
+        width, height: Canvas of the ``full`` overlay (``raw``/``minimal`` follow ``video.scale``).
+        panel_width: Width of the ``minimal`` overlay's stats panel.
+        font: OpenCV 5 font face (``sans``, ``uni``, ``italic`` or a font file).
+        font_scale: Multiplies every text size.
+        palette: Colour overrides by name (see :class:`render.style.Palette`), e.g. ``{background: [0,0,0]}``.
+        value_history: Frames shown by the value sparkline.
+        batch_size: Observations per forward pass of the network.
+        hidden_sample: Hidden units of the ``fc`` layer shown in the diagram.
+        thumbnails: Feature maps shown per conv layer.
+    """
+
+    kind: str = "full"
+    width: int = 1280
+    height: int = 720
+    panel_width: int = 360
+    font: str = "sans"
+    font_scale: float = 1.0
+    palette: dict[str, list[int]] = field(default_factory=dict)
+    value_history: int = 90
+    batch_size: int = 64
+    hidden_sample: int = 32
+    thumbnails: int = 4
+
+    def style(self) -> Style:
+        names = {f.name for f in dataclasses.fields(Palette)}
+        unknown = sorted(set(self.palette) - names)
+        if unknown:
+            raise RenderConfigError(f"unknown palette colours {unknown}; known: {', '.join(sorted(names))}")
+        colours = {}
+        for name, value in self.palette.items():
+            if len(value) != 3 or not all(0 <= int(c) <= 255 for c in value):
+                raise RenderConfigError(f"palette.{name} must be three 0..255 values [r, g, b], got {list(value)}")
+            colours[name] = tuple(int(c) for c in value)
+        return Style(Palette(**colours), Typeface(self.font, self.font_scale))
+
+    def probe(self) -> ProbeSettings:
+        return ProbeSettings(self.batch_size, self.hidden_sample, self.thumbnails)
+
+
+@dataclass
+class SelectionConfig:
+    """Which episodes a time-lapse shows (group ``selection``).
+
+    Attributes:
+        kind: ``evenly`` (``count`` spread over the run), ``every`` (every ``every``-th) or ``range``
+            (``count`` spread over training progress ``start``..``stop``).
+        tag: ``train``, ``eval`` or ``any``.
+        cheap_seeks: Let each ``evenly``/``range`` pick move up to half its spacing to the episode closest
+            after a snapshot, so re-simulation skips most of the fast-forward to far-off episodes.
+    """
+
+    kind: str = "evenly"
+    tag: str = "train"
+    count: int = 24
+    every: int = 10
+    start: float = 0.0
+    stop: float = 1.0
+    cheap_seeks: bool = True
+
+
+@dataclass
+class EpisodeProductConfig:
+    """One episode (``product=episode``); which one is the top-level ``episode`` (index, best, worst, last).
+
+    Attributes:
+        tag: Where ``best``/``worst``/``last`` look: ``train``, ``eval`` or ``any``.
+        frame_stride: Keep every n-th frame (1: every recorded frame).
+    """
+
+    kind: str = "episode"
+    tag: str = "any"
+    frame_stride: int = 1
+
+
+@dataclass
+class TimelapseProductConfig:
+    """Episodes across the run, sped up (``product=timelapse``).
+
+    Attributes:
+        frame_stride: Keep every n-th frame; ``null`` picks it from ``target_duration``.
+        target_duration: Seconds of video to aim for when ``frame_stride`` is ``null``.
+    """
+
+    kind: str = "timelapse"
+    frame_stride: int | None = None
+    target_duration: float = 60.0
+
+
+@dataclass
+class ProgressionProductConfig:
+    """The milestone evaluation episodes in order, each after a title card (``product=progression``).
+
+    Attributes:
+        card_seconds: How long each title card shows.
+        per_milestone: ``all`` evaluation episodes of a milestone, its ``first`` or its ``best``.
+        frame_stride: Keep every n-th frame.
+    """
+
+    kind: str = "progression"
+    card_seconds: float = 2.0
+    per_milestone: str = "all"
+    frame_stride: int = 1
+
+
+@dataclass
+class RenderConfig:
+    """``python -m render``: what to render from, which product, where to.
+
+    Attributes:
+        run: A run folder (``trajectories.h5`` and ``checkpoints/``), relative to where you launch.
+        log: Any trajectory log; overrides ``run`` (``raw``/``minimal`` need nothing else).
+        checkpoint: One checkpoint file explaining every frame (``full`` with ``log=`` needs it).
+        output: The video file; ``null`` writes ``<product>.mp4`` into the Hydra job's output folder.
+        episode: For ``product=episode``: an index, ``best``, ``worst`` or ``last``.
+        torch_threads: Threads for the network (x264 wants the rest).
+        workers: Processes re-simulating episodes ahead of the renderer (0: in the rendering process; null:
+            none for one episode or consecutive ones, two for episodes spread over the run).
+    """
+
+    product: Any = MISSING
+    overlay: OverlayConfig = MISSING
+    video: VideoConfig = MISSING
+    selection: SelectionConfig = MISSING
+    run: str | None = "data/sample/breakout"
+    log: str | None = None
+    checkpoint: str | None = None
+    output: str | None = None
+    episode: str = "0"
+    torch_threads: int = 1
+    workers: int | None = None
+
+
+def register_configs() -> None:
+    """Register the schemas the YAML files in ``conf/`` extend."""
+    store = ConfigStore.instance()
+    store.store(name="render_schema", node=RenderConfig)
+    store.store(group="video", name="video_schema", node=VideoConfig)
+    store.store(group="overlay", name="overlay_schema", node=OverlayConfig)
+    store.store(group="selection", name="selection_schema", node=SelectionConfig)
+    store.store(group="product", name="episode_schema", node=EpisodeProductConfig)
+    store.store(group="product", name="timelapse_schema", node=TimelapseProductConfig)
+    store.store(group="product", name="progression_schema", node=ProgressionProductConfig)

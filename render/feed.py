@@ -1,0 +1,237 @@
+"""Re-simulation ahead of the renderer, in worker processes: the emulator holds the GIL, so it runs elsewhere.
+
+Every recorded step must be emulated, but only every ``stride``-th frame is drawn. A worker process
+replays whole episodes and sends back only the kept steps, in chunks, through a bounded queue (so it runs
+at most a few chunks ahead). Episodes that follow each other in one env lane form a *run* that one worker
+replays without seeking; runs are dealt to the workers in turn, so a time-lapse of episodes spread over
+training seeks and re-simulates several at once while the main process analyses, composes and encodes.
+``workers=0`` replays in-process, cheapest when there is nothing to overlap (one episode, or one run).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+import queue
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from render.errors import RenderError
+from replay import EpisodeRecord, TrajectoryLog
+from replay import log_format as fmt
+
+_POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class KeptStep:
+    """One drawn step of an episode: ``episode_reward`` counts every step up to this one, drawn or not."""
+
+    step: int
+    frame: np.ndarray
+    observation: np.ndarray | None
+    action: int | None
+    episode_reward: float
+    policy_version: int
+
+
+def kept_steps(log: TrajectoryLog, episode: EpisodeRecord, stride: int, *, observations: bool) -> Iterator[KeptStep]:
+    """Every ``stride``-th step of ``episode`` and its last, reset frame first, re-simulated here."""
+    if stride < 1:
+        raise ValueError(f"expected a positive frame stride, got {stride}")
+    reward = 0.0
+    for step in log.replay(episode.index, frames=True, observations=observations):
+        reward += step.reward
+        if step.step % stride == 0 or step.step == episode.length:
+            yield KeptStep(step.step, step.frame, step.observation, step.action, reward, step.policy_version)
+
+
+def seek_distance(log: TrajectoryLog) -> Callable[[EpisodeRecord], int]:
+    """Steps re-simulation emulates before an episode's first frame: from the nearest earlier snapshot or
+    seeded reset of its lane (the anchors :func:`replay.resim.resimulate` starts from)."""
+    anchors: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def distance(episode: EpisodeRecord) -> int:
+        key = (episode.stream, episode.env_index)
+        if key not in anchors:
+            lane = log.lane(*key)
+            seeded = sorted(p for p, seed in lane.resets.items() if seed != fmt.NO_SEED)
+            anchors[key] = (np.sort(lane.snapshots["position"]), np.array(seeded, dtype=np.int64))
+        snapshots, seeded = anchors[key]
+        start = episode.start_step
+        # a snapshot serves positions after it; a seeded reset serves its own position too
+        below = np.searchsorted(snapshots, start, side="left")
+        upto = np.searchsorted(seeded, start, side="right")
+        nearest = max(int(snapshots[below - 1]) if below else 0, int(seeded[upto - 1]) if upto else 0)
+        return start - nearest
+
+    return distance
+
+
+def runs(episodes: Sequence[EpisodeRecord]) -> list[list[int]]:
+    """Positions in ``episodes`` grouped into runs: each next episode starts where the previous one ended."""
+    grouped: list[list[int]] = []
+    for k, episode in enumerate(episodes):
+        if grouped:
+            previous = episodes[grouped[-1][-1]]
+            same_lane = (previous.stream, previous.env_index) == (episode.stream, episode.env_index)
+            if same_lane and episode.start_step == previous.start_step + previous.length + 1:
+                grouped[-1].append(k)
+                continue
+        grouped.append([k])
+    return grouped
+
+
+def auto_workers(episodes: Sequence[EpisodeRecord], most: int = 2) -> int:
+    """Worker processes worth starting for ``episodes``: none for a single run, else up to ``most``."""
+    count = len(runs(episodes))
+    return 0 if count < 2 else min(most, count)
+
+
+def kept_count(episode: EpisodeRecord, stride: int) -> int:
+    """How many steps :func:`kept_steps` yields for ``episode``."""
+    return episode.length // stride + 1 + (1 if episode.length % stride else 0)
+
+
+class ReplayFeed:
+    """Kept steps of ``episodes`` (in order), re-simulated by ``workers`` processes ahead of the caller.
+
+    Example:
+        >>> feed = ReplayFeed(log_path, episodes, stride=4, observations=True, workers=2)  # doctest: +SKIP
+        >>> with feed:  # doctest: +SKIP
+        ...     for k, episode in enumerate(episodes):
+        ...         for kept in feed.steps(k):
+        ...             ...
+    """
+
+    def __init__(
+        self,
+        log_path: Path,
+        episodes: Sequence[EpisodeRecord],
+        stride: int,
+        *,
+        observations: bool,
+        workers: int = 1,
+        chunk: int = 32,
+        ahead: int = 4,
+    ) -> None:
+        if workers < 0:
+            raise ValueError(f"expected 0 or more re-simulation workers, got {workers}")
+        self.episodes = list(episodes)
+        self.stride, self.observations, self.chunk = stride, observations, chunk
+        self._log: TrajectoryLog | None = None
+        self._processes: list[multiprocessing.process.BaseProcess] = []
+        self._queues: list[multiprocessing.queues.Queue] = []
+        self._worker_of: dict[int, int] = {}
+        if workers == 0:
+            self._log = TrajectoryLog(log_path)
+            return
+        context = multiprocessing.get_context("spawn")
+        grouped = runs(self.episodes)
+        count = min(workers, len(grouped))
+        for r, run in enumerate(grouped):
+            for k in run:
+                self._worker_of[k] = r % count
+        for w in range(count):
+            jobs = [(k, e.index) for k, e in enumerate(self.episodes) if self._worker_of[k] == w]
+            results = context.Queue(maxsize=ahead)
+            process = context.Process(
+                target=_work,
+                args=(str(log_path), jobs, stride, observations, chunk, results),
+                name=f"render-resim-{w}",
+                daemon=True,
+            )
+            process.start()
+            self._processes.append(process)
+            self._queues.append(results)
+
+    def steps(self, order: int) -> Iterator[KeptStep]:
+        """The kept steps of ``episodes[order]``; call in order, each once."""
+        episode = self.episodes[order]
+        if self._log is not None:
+            yield from kept_steps(self._log, episode, self.stride, observations=self.observations)
+            return
+        worker = self._worker_of[order]
+        while True:
+            tag, payload = self._receive(worker, episode)
+            if tag != order:
+                raise RenderError(f"re-simulation worker {worker} sent episode #{tag} where #{order} was due")
+            if payload is None:
+                return
+            yield from payload
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+        for process in self._processes:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+        for results in self._queues:
+            results.close()
+            results.cancel_join_thread()
+        self._processes.clear()
+        self._queues.clear()
+
+    def __enter__(self) -> ReplayFeed:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _receive(self, worker: int, episode: EpisodeRecord) -> tuple[int, list[KeptStep] | None]:
+        process, results = self._processes[worker], self._queues[worker]
+        while True:
+            try:
+                message = results.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                if not process.is_alive():
+                    raise RenderError(
+                        f"the re-simulation worker for episode {episode.index} died (exit code "
+                        f"{process.exitcode}); rerun with workers=0 to see the error in this process"
+                    ) from None
+                continue
+            if message[0] == "error":
+                raise message[1]
+            return message
+
+
+def _work(
+    log_path: str,
+    jobs: list[tuple[int, int]],
+    stride: int,
+    observations: bool,
+    chunk: int,
+    results: multiprocessing.queues.Queue,
+) -> None:
+    """Worker process: replay each job's episode and send its kept steps in chunks, then ``None``."""
+    try:
+        with TrajectoryLog(log_path) as log:
+            for order, index in jobs:
+                batch: list[KeptStep] = []
+                for kept in kept_steps(log, log.episode(index), stride, observations=observations):
+                    batch.append(kept)
+                    if len(batch) == chunk:
+                        results.put((order, batch))
+                        batch = []
+                if batch:
+                    results.put((order, batch))
+                results.put((order, None))
+    except BaseException as error:  # sent to the parent, which raises it
+        results.put(("error", _portable(error)))
+
+
+def _portable(error: BaseException) -> BaseException:
+    """The error itself if it survives pickling, else a RenderError carrying its traceback."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:
+        return RenderError(f"re-simulation failed in a worker process:\n{traceback.format_exc()}")

@@ -1,0 +1,311 @@
+"""The three overlays (``raw``, ``minimal``, ``full``) and the progression title card.
+
+Every overlay is pure numpy: ``render(context)`` takes a :class:`~render.frame.FrameContext` and returns a
+uint8 ``(height, width, 3)`` RGB image. Overlays that keep a template return the same buffer every call,
+redrawn in place: copy it if you keep it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from render.compose import Canvas, Rect, blank, fill, upscale_into, upscale_nearest
+from render.frame import FrameContext
+from render.network_diagram import DiagramLayer, NetworkDiagram
+from render.panels import FeatureMaps, PolicyBars, StatsPanel, ValueChart
+from render.style import Style, TextPainter
+
+GAME_HEIGHT, GAME_WIDTH = 210, 160
+
+
+class Overlay(Protocol):
+    """Turns one frame's context into one video frame of a fixed size."""
+
+    width: int
+    height: int
+
+    def render(self, context: FrameContext) -> np.ndarray: ...
+
+
+def phase_line(context: FrameContext) -> str:
+    """``Training | Progress: 37.5% | lr=2.5e-04``, leaving out what is unknown."""
+    parts = [context.phase]
+    if context.progress is not None:
+        parts.append(f"Progress: {context.progress:.1%}")
+    if context.learning_rate is not None:
+        parts.append(f"lr={context.learning_rate:.1e}")
+    return " | ".join(parts)
+
+
+def checkpoint_line(context: FrameContext) -> str:
+    use = context.checkpoint
+    return "-" if use is None else f"v{use.policy_version} (lag {use.lag})"
+
+
+class _ProgressBar:
+    """A thin bar whose filled share is the training progress."""
+
+    def __init__(self, rect: Rect, style: Style) -> None:
+        self.rect = rect
+        self._style = style
+        self.dirty = (rect,)
+
+    def draw_static(self, template: np.ndarray) -> None:
+        fill(template, self.rect, self._style.palette.bar_track)
+
+    def draw(self, image: np.ndarray, progress: float | None) -> None:
+        if progress is not None:
+            filled = round(float(np.clip(progress, 0.0, 1.0)) * self.rect.w)
+            fill(image, Rect(self.rect.x, self.rect.y, filled, self.rect.h), self._style.palette.accent)
+
+
+class RawOverlay:
+    """The game frame alone, enlarged by an integer ``scale`` with nearest-neighbour sampling.
+
+    With ``progress_bar`` a thin training-progress bar is drawn along the bottom edge (time-lapses use it).
+    """
+
+    def __init__(self, scale: int = 4, *, progress_bar: bool = False, style: Style | None = None) -> None:
+        if scale < 1:
+            raise ValueError(f"expected a positive integer video scale, got {scale}")
+        self.scale = scale
+        self.width, self.height = GAME_WIDTH * scale, GAME_HEIGHT * scale
+        self._bar = None
+        if progress_bar:
+            self._bar = _ProgressBar(Rect(0, self.height - max(3, scale), self.width, max(3, scale)), style or Style())
+
+    def render(self, context: FrameContext) -> np.ndarray:
+        image = upscale_nearest(context.frame, self.scale)
+        if self._bar is not None:
+            self._bar.draw_static(image)
+            self._bar.draw(image, context.progress)
+        return image
+
+
+class MinimalOverlay:
+    """The enlarged game with a small stats panel to its right."""
+
+    rows = ("Game", "Phase", "Progress", "Episode", "Frame", "Reward", "Action")
+
+    def __init__(
+        self,
+        game: str,
+        action_names: Sequence[str],
+        scale: int = 4,
+        *,
+        panel_width: int = 360,
+        style: Style | None = None,
+    ) -> None:
+        if scale < 1:
+            raise ValueError(f"expected a positive integer video scale, got {scale}")
+        style = style or Style()
+        self.game = game
+        self.action_names = tuple(action_names)
+        self.scale = scale
+        self.height = GAME_HEIGHT * scale
+        self.width = GAME_WIDTH * scale + panel_width
+        self._game_rect = Rect(0, 0, GAME_WIDTH * scale, self.height)
+        painter = TextPainter(style.typeface, max(self.height, 540))
+        margin = painter.pixels(16)
+        panel = Rect(
+            self._game_rect.right + margin,
+            margin,
+            panel_width - 2 * margin,
+            painter.pixels(32) * len(self.rows),
+        )
+        self._stats = StatsPanel(panel, self.rows, style.palette, painter)
+        self._bar = _ProgressBar(Rect(panel.x, panel.bottom + margin, panel.w, painter.pixels(6)), style)
+        template = blank(self.width, self.height, style.palette.background)
+        self._stats.draw_static(template)
+        self._bar.draw_static(template)
+        self._canvas = Canvas(template, (*self._stats.dirty, *self._bar.dirty))
+
+    def render(self, context: FrameContext) -> np.ndarray:
+        image = self._canvas.begin()
+        upscale_into(image[self._game_rect.slices], context.frame, self.scale)
+        action = "-" if context.action is None else self.action_names[context.action]
+        progress = "-" if context.progress is None else f"{context.progress:.1%}"
+        values = (
+            self.game,
+            context.phase,
+            progress,
+            str(context.episode),
+            str(context.step),
+            f"{context.episode_reward:g}",
+            action,
+        )
+        self._stats.draw(image, values)
+        self._bar.draw(image, context.progress)
+        return image
+
+
+@dataclass(frozen=True)
+class FullLayout:
+    """Where each part of the full overlay goes on a ``width`` x ``height`` canvas (proportional to
+    1280x720)."""
+
+    width: int
+    height: int
+    scale: int
+    game: Rect
+    title: tuple[int, int]
+    subtitle: Rect
+    progress: Rect
+    stats: Rect
+    bars: Rect
+    value: Rect
+    diagram: Rect
+    maps: Rect
+
+    @classmethod
+    def fit(cls, width: int, height: int, n_actions: int, stats_rows: int) -> FullLayout:
+        s = height / 720.0
+        margin, header = round(16 * s), round(76 * s)
+        scale = int(min((height - header - round(6 * s)) // GAME_HEIGHT, (width * 0.40) // GAME_WIDTH))
+        if scale < 1:
+            raise ValueError(f"a {width}x{height} canvas is too small for the full overlay; use at least 640x360")
+        top = header + (height - header - GAME_HEIGHT * scale) // 2
+        game = Rect(margin, top, GAME_WIDTH * scale, GAME_HEIGHT * scale)
+        middle_x, middle_w = game.right + margin, round(300 * s)
+        right_x = middle_x + middle_w + margin
+        right_w, body_h = width - margin - right_x, height - header - margin
+        if right_w < 200 * s:
+            raise ValueError(f"a {width}x{height} canvas is too narrow for the full overlay; widen it to 16:9")
+        stats_h = round(28 * s) * stats_rows
+        bars_top = header + stats_h + margin
+        bars_h = min(body_h - stats_h - round(120 * s) - 2 * margin, round((30 + 26 * n_actions) * s))
+        value_top = bars_top + bars_h + margin
+        diagram_h = round(body_h * 0.58)
+        maps_top = header + diagram_h + margin
+        return cls(
+            width=width,
+            height=height,
+            scale=scale,
+            game=game,
+            title=(margin, round(32 * s)),
+            subtitle=Rect(margin, round(40 * s), width - 2 * margin, round(22 * s)),
+            progress=Rect(margin, round(66 * s), width - 2 * margin, max(2, round(4 * s))),
+            stats=Rect(middle_x, header, middle_w, stats_h),
+            bars=Rect(middle_x, bars_top, middle_w, bars_h),
+            value=Rect(middle_x, value_top, middle_w, height - margin - value_top),
+            diagram=Rect(right_x, header, right_w, diagram_h),
+            maps=Rect(right_x, maps_top, right_w, height - margin - maps_top),
+        )
+
+
+class FullOverlay:
+    """The "Neural Activity Viewer": game, stats, policy bars, value chart, lit network diagram, feature maps.
+
+    ``diagram_layers`` names the diagram's columns and node counts; ``feature_rows`` names the thumbnail rows
+    (the first is the agent's stacked input frames) and how many thumbnails each shows. Both must match the
+    :class:`~render.frame.FrameAnalytics` the products pass in
+    (:meth:`render.analytics.NetworkProbe.diagram_layers` and ``feature_rows`` give them).
+
+    Everything static is drawn once into a template; :meth:`render` restores the changing regions and draws
+    only the per-frame parts.
+    """
+
+    stats_rows = ("Frame", "Progress", "Episode", "Ep Reward", "Policy", "Checkpoint")
+
+    def __init__(
+        self,
+        game: str,
+        action_names: Sequence[str],
+        diagram_layers: Sequence[DiagramLayer],
+        feature_rows: Sequence[tuple[str, int]],
+        *,
+        width: int = 1280,
+        height: int = 720,
+        style: Style | None = None,
+        title: str = "PPO Neural Activity Viewer",
+    ) -> None:
+        self.style = style or Style()
+        self.width, self.height = width, height
+        self.title = f"{game.upper()} - {title}"
+        self.action_names = tuple(action_names)
+        self.layout = layout = FullLayout.fit(width, height, len(self.action_names), len(self.stats_rows))
+        self.scale = layout.scale
+        palette = self.style.palette
+        self.painter = painter = TextPainter(self.style.typeface, height)
+        self.progress_bar = _ProgressBar(layout.progress, self.style)
+        self.stats = StatsPanel(layout.stats, self.stats_rows, palette, painter)
+        self.bars = PolicyBars(layout.bars, self.action_names, palette, painter, title="Policy Distribution")
+        self.value = ValueChart(layout.value, palette, painter)
+        self.diagram = NetworkDiagram(layout.diagram, diagram_layers, palette, painter)
+        self.maps = FeatureMaps(layout.maps, feature_rows, palette, painter)
+        template = blank(width, height, palette.background)
+        self.draw_static(template)
+        self.diagram.bind(template)
+        dirty = [layout.subtitle, *self.progress_bar.dirty, *self.stats.dirty, *self.bars.dirty]
+        self._canvas = Canvas(template, [*dirty, *self.value.dirty, *self.maps.dirty])
+
+    def render(self, context: FrameContext) -> np.ndarray:
+        image = self._canvas.begin()
+        self.draw_dynamic(image, context)
+        return image
+
+    def draw_static(self, image: np.ndarray) -> None:
+        """Everything that never changes: title, frame border, labels, tracks, network edges."""
+        palette = self.style.palette
+        self.painter.draw(image, self.title, self.layout.title, 26, palette.text, 700)
+        fill(image, self.layout.game.inset(-2), palette.frame_border)
+        for part in (self.progress_bar, self.stats, self.bars, self.value, self.diagram, self.maps):
+            part.draw_static(image)
+
+    def draw_dynamic(self, image: np.ndarray, context: FrameContext, *, circles: bool = False) -> None:
+        """Everything that changes per frame, drawn over :meth:`draw_static`'s picture.
+
+        ``circles`` lights the nodes one ``cv2.circle`` at a time instead of by the precomputed scatter (the
+        reference the fast path is tested and benchmarked against).
+        """
+        analytics = context.analytics
+        if analytics is None:
+            raise ValueError(
+                f"the full overlay needs network analytics for episode {context.episode} step {context.step}"
+            )
+        layout = self.layout
+        upscale_into(image[layout.game.slices], context.frame, self.scale)
+        baseline = layout.subtitle.y + self.painter.pixels(16)
+        self.painter.draw(image, phase_line(context), (layout.subtitle.x, baseline), 16, self.style.palette.muted)
+        self.progress_bar.draw(image, context.progress)
+        progress = "-" if context.progress is None else f"{context.progress:.1%}"
+        self.stats.draw(
+            image,
+            (
+                str(context.step),
+                progress,
+                str(context.episode),
+                f"{context.episode_reward:g}",
+                f"v{context.policy_version}",
+                checkpoint_line(context),
+            ),
+        )
+        self.bars.draw(image, analytics.probabilities, context.action)
+        history = context.value_history if context.value_history is not None else np.array([analytics.value])
+        self.value.draw(image, analytics.value, history)
+        if circles:
+            self.diagram.draw_circles(image, analytics.levels)
+        else:
+            self.diagram.draw(image, analytics.levels)
+        inputs = np.empty((0, 1, 1), np.uint8) if context.observation is None else context.observation
+        self.maps.draw(image, (inputs, *analytics.feature_maps))
+
+
+def title_card(width: int, height: int, lines: Sequence[str], style: Style | None = None) -> np.ndarray:
+    """A centred title card, first line large (e.g. ``10% - 100k steps - return 7``), the rest smaller."""
+    style = style or Style()
+    painter = TextPainter(style.typeface, height)
+    image = blank(width, height, style.palette.background)
+    sizes = [40.0] + [20.0] * (len(lines) - 1)
+    steps = [painter.pixels(size) * 2.0 for size in sizes]
+    y = (height - sum(steps)) / 2
+    for i, (line, size, step) in enumerate(zip(lines, sizes, steps, strict=True)):
+        y += step
+        weight = 700 if i == 0 else 400
+        x = (width - painter.width(line, size, weight)) // 2
+        painter.draw(image, line, (x, round(y)), size, style.palette.text if i == 0 else style.palette.muted, weight)
+    return image

@@ -1,0 +1,224 @@
+"""Overlay panels: the stats table, the policy bars, the value chart and the feature-map thumbnails.
+
+Each panel splits its drawing in two: ``draw_static`` paints labels, boxes and tracks into the template once;
+``draw`` paints only what changes per frame and stays inside the panel's ``dirty`` rectangles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from render.compose import Rect, fill
+from render.style import Palette, TextPainter
+
+
+class StatsPanel:
+    """Label/value rows such as ``Frame  1234``; labels are static, values are redrawn each frame."""
+
+    def __init__(
+        self,
+        rect: Rect,
+        labels: Sequence[str],
+        palette: Palette,
+        painter: TextPainter,
+        *,
+        size: float = 17.0,
+        label_width: int | None = None,
+    ) -> None:
+        self.rect = rect
+        self.labels = tuple(labels)
+        self._palette = palette
+        self._painter = painter
+        self._size = size
+        self._row = rect.h // max(1, len(self.labels))
+        self._label_width = label_width or max(painter.width(label, size) for label in self.labels) + 14
+        value_x = rect.x + 8 + self._label_width
+        self.dirty = (Rect(value_x, rect.y, rect.right - value_x, rect.h),)
+
+    def draw_static(self, template: np.ndarray) -> None:
+        for i, label in enumerate(self.labels):
+            self._painter.draw(template, label, (self.rect.x + 8, self._baseline(i)), self._size, self._palette.muted)
+
+    def draw(self, image: np.ndarray, values: Sequence[str]) -> None:
+        x = self.dirty[0].x
+        for i, value in enumerate(values):
+            self._painter.draw(image, value, (x, self._baseline(i)), self._size, self._palette.text, 600)
+
+    def _baseline(self, row: int) -> int:
+        return self.rect.y + row * self._row + (self._row + self._painter.pixels(self._size) * 7 // 10) // 2
+
+
+class PolicyBars:
+    """One horizontal bar per action with its probability; the action taken is highlighted."""
+
+    def __init__(
+        self, rect: Rect, action_names: Sequence[str], palette: Palette, painter: TextPainter, *, title: str
+    ) -> None:
+        if not action_names:
+            raise ValueError("expected at least one action name, got none")
+        self.rect = rect
+        self.names = tuple(action_names)
+        self._palette = palette
+        self._painter = painter
+        self._title = title
+        self._title_size = 15.0
+        head = painter.pixels(self._title_size) + 10
+        self._row = (rect.h - head) / len(self.names)
+        self._size = float(np.clip(self._row * 0.62 * 720 / max(1, painter.pixels(720)), 9.0, 14.0))
+        label_width = max(painter.width(name, self._size) for name in self.names) + 18
+        number_width = painter.width("100%", self._size) + 8
+        self._top = rect.y + head
+        self._track = Rect(
+            rect.x + label_width,
+            0,
+            max(8, rect.w - label_width - number_width - 4),
+            max(3, int(self._row * 0.55)),
+        )
+        self.dirty = (
+            Rect(rect.x, self._top, 14, rect.bottom - self._top),
+            Rect(self._track.x, self._top, rect.right - self._track.x, rect.bottom - self._top),
+        )
+
+    def draw_static(self, template: np.ndarray) -> None:
+        baseline = self.rect.y + self._painter.pixels(self._title_size)
+        self._painter.draw(template, self._title, (self.rect.x, baseline), self._title_size, self._palette.accent, 600)
+        for i, name in enumerate(self.names):
+            y = self._row_top(i)
+            self._painter.draw(
+                template, name, (self.rect.x + 14, self._text_baseline(i)), self._size, self._palette.text
+            )
+            fill(template, Rect(self._track.x, y, self._track.w, self._track.h), self._palette.bar_track)
+
+    def draw(self, image: np.ndarray, probabilities: np.ndarray, taken: int | None) -> None:
+        widths = np.rint(np.clip(probabilities, 0.0, 1.0) * self._track.w).astype(int)
+        for i, (width, probability) in enumerate(zip(widths, probabilities, strict=True)):
+            y = self._row_top(i)
+            color = self._palette.highlight if i == taken else self._palette.bar
+            if width:
+                fill(image, Rect(self._track.x, y, int(width), self._track.h), color)
+            text_color = self._palette.highlight if i == taken else self._palette.muted
+            self._painter.draw(
+                image,
+                f"{probability:4.0%}",
+                (self._track.right + 6, self._text_baseline(i)),
+                self._size,
+                text_color,
+            )
+        if taken is not None and 0 <= taken < len(self.names):
+            y = self._row_top(taken) + self._track.h // 2
+            triangle = np.array([[self.rect.x + 2, y - 5], [self.rect.x + 10, y], [self.rect.x + 2, y + 5]])
+            cv2.fillConvexPoly(image, triangle, self._palette.highlight, cv2.LINE_AA)
+
+    def _row_top(self, i: int) -> int:
+        return int(self._top + i * self._row + (self._row - self._track.h) / 2)
+
+    def _text_baseline(self, i: int) -> int:
+        return int(self._top + i * self._row + (self._row + self._painter.pixels(self._size) * 0.7) / 2)
+
+
+class ValueChart:
+    """The value estimate as a number and a sparkline of its recent history."""
+
+    def __init__(self, rect: Rect, palette: Palette, painter: TextPainter, *, title: str = "Value Estimate") -> None:
+        self.rect = rect
+        self._palette = palette
+        self._painter = painter
+        self._title = title
+        self._size = 15.0
+        head = painter.pixels(self._size) + 10
+        title_width = painter.width(title, self._size) + 12
+        self._number_origin = (rect.x + title_width, rect.y + painter.pixels(self._size))
+        self._plot = Rect(rect.x, rect.y + head, rect.w, rect.h - head).inset(2)
+        self.dirty = (Rect(rect.x + title_width, rect.y, rect.w - title_width, head), self._plot)
+
+    def draw_static(self, template: np.ndarray) -> None:
+        baseline = self.rect.y + self._painter.pixels(self._size)
+        self._painter.draw(template, self._title, (self.rect.x, baseline), self._size, self._palette.accent, 600)
+        fill(template, self._plot, self._palette.panel)
+
+    def draw(self, image: np.ndarray, value: float, history: np.ndarray) -> None:
+        self._painter.draw(image, f"{value:+.3f}", self._number_origin, self._size, self._palette.text, 600)
+        if history.size < 2:
+            return
+        plot = self._plot.inset(4)
+        low, high = float(history.min()), float(history.max())
+        span = max(high - low, 1e-6)
+        x = plot.x + np.linspace(0, plot.w - 1, history.size)
+        y = plot.bottom - 1 - (history - low) / span * (plot.h - 1)
+        points = np.stack([x, y], axis=1).round().astype(np.int32)
+        cv2.polylines(image, [points], False, self._palette.accent, 1, cv2.LINE_AA)
+        cv2.circle(image, tuple(int(v) for v in points[-1]), 3, self._palette.highlight, -1, cv2.LINE_AA)
+
+
+class FeatureMaps:
+    """Rows of small feature-map thumbnails, one row per layer, with the layer name at the left.
+
+    Rows named in ``grey_rows`` (the agent's input frames) are drawn in grey, the others through the palette's
+    cold-to-hot ramp.
+    """
+
+    def __init__(
+        self,
+        rect: Rect,
+        rows: Sequence[tuple[str, int]],
+        palette: Palette,
+        painter: TextPainter,
+        *,
+        title: str = "Feature Maps",
+        grey_rows: Sequence[str] = ("input",),
+    ) -> None:
+        if not rows:
+            raise ValueError("expected at least one feature-map row, got none")
+        self.rect = rect
+        self.rows = tuple(rows)
+        self._grey = [name in grey_rows for name, _ in self.rows]
+        self._palette = palette
+        self._painter = painter
+        self._lut = palette.ramp().reshape(256, 1, 3)
+        self._title = title
+        self._size = 13.0
+        head = painter.pixels(15.0) + 8
+        label_width = max(painter.width(name, self._size) for name, _ in self.rows) + 10
+        most = max(count for _, count in self.rows)
+        row_height = (rect.h - head) // len(self.rows)
+        self._cell = max(8, min(row_height - 6, (rect.w - label_width) // most - 6))
+        self._cells: list[list[Rect]] = []
+        for r, (_, count) in enumerate(self.rows):
+            y = rect.y + head + r * row_height
+            self._cells.append(
+                [Rect(rect.x + label_width + c * (self._cell + 6), y, self._cell, self._cell) for c in range(count)]
+            )
+        self.dirty = tuple(cell for row in self._cells for cell in row)
+
+    def draw_static(self, template: np.ndarray) -> None:
+        self._painter.draw(
+            template,
+            self._title,
+            (self.rect.x, self.rect.y + self._painter.pixels(15.0)),
+            15.0,
+            self._palette.accent,
+            600,
+        )
+        for (name, _), cells in zip(self.rows, self._cells, strict=True):
+            baseline = cells[0].y + (self._cell + self._painter.pixels(self._size) * 7 // 10) // 2
+            self._painter.draw(template, name, (self.rect.x, baseline), self._size, self._palette.muted)
+            for cell in cells:
+                fill(template, cell.inset(-1), self._palette.frame_border)
+
+    def draw(self, image: np.ndarray, maps: Sequence[np.ndarray]) -> None:
+        """``maps[r]``: a ``(count, h, w)`` uint8 stack for row ``r`` (255 hottest); empty rows stay blank."""
+        cell = self._cell
+        for stack, cells, grey in zip(maps, self._cells, self._grey, strict=True):
+            count = min(len(stack), len(cells))
+            if not count:
+                continue
+            _, h, w = stack.shape
+            # One resize per row: the thumbnails side by side scale exactly like each on its own.
+            strip = np.ascontiguousarray(stack[:count].transpose(1, 0, 2)).reshape(h, count * w)
+            strip = cv2.resize(strip, (count * cell, cell), interpolation=cv2.INTER_NEAREST)
+            coloured = cv2.cvtColor(strip, cv2.COLOR_GRAY2RGB) if grey else cv2.applyColorMap(strip, self._lut)
+            for i, target in enumerate(cells[:count]):
+                image[target.slices] = coloured[:, i * cell : (i + 1) * cell]

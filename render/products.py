@@ -1,0 +1,371 @@
+"""The three videos: one episode, a time-lapse across the run, and the milestone progression.
+
+Each product is a plain function: it opens the log, chooses episodes, builds the overlay and streams frames
+into the encoder through :func:`render.pipeline.encode_frames`. Hydra only calls these.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from render.config import (
+    OVERLAYS,
+    EpisodeProductConfig,
+    OverlayConfig,
+    ProgressionProductConfig,
+    SelectionConfig,
+    TimelapseProductConfig,
+    VideoConfig,
+)
+from render.encoder import VideoEncoder
+from render.errors import MissingCheckpointError, RenderConfigError, SelectionError
+from render.feed import ReplayFeed, auto_workers, kept_count, seek_distance
+from render.overlays import FullOverlay, MinimalOverlay, Overlay, RawOverlay, title_card
+from render.pipeline import encode_frames
+from render.policies import PolicyLibrary
+from render.scenes import SceneSettings, episode_scene
+from render.schedule import TrainingSchedule
+from render.selection import SeekCost, Selector, chronological, evenly, every, pick_episode, progress_range
+from replay import EpisodeRecord, TrajectoryLog
+
+LOG_FILE = "trajectories.h5"
+CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclass(frozen=True)
+class RenderSource:
+    """Where frames and networks come from: a log and, optionally, a run's checkpoints or one checkpoint
+    file."""
+
+    log: Path
+    run: Path | None = None
+    checkpoint: Path | None = None
+
+    @classmethod
+    def resolve(cls, *, run: str | Path | None, log: str | Path | None, checkpoint: str | Path | None) -> RenderSource:
+        """``log`` wins over ``run``; a run folder must hold ``trajectories.h5``."""
+        file = None if checkpoint is None else Path(checkpoint)
+        if log is not None:
+            return cls(Path(log), None, file)
+        if run is None:
+            raise RenderConfigError("nothing to render: pass run=<run_dir> or log=<file.h5>")
+        folder = Path(run)
+        if not (folder / LOG_FILE).is_file():
+            raise RenderConfigError(
+                f"{folder} holds no {LOG_FILE}; pass run=<a folder made by python -m replay.train> or log=<file.h5>"
+            )
+        return cls(folder / LOG_FILE, folder, file)
+
+    @property
+    def checkpoints(self) -> Path | None:
+        if self.run is None or not (self.run / CHECKPOINT_DIR).is_dir():
+            return None
+        return self.run / CHECKPOINT_DIR
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What a product wrote."""
+
+    output: Path
+    frames: int
+    episodes: tuple[int, ...]
+    checkpoints: Mapping[str, int]
+
+
+def render_episode(
+    source: RenderSource,
+    output: Path,
+    *,
+    episode: str | int = 0,
+    product: EpisodeProductConfig | None = None,
+    overlay: OverlayConfig | None = None,
+    video: VideoConfig | None = None,
+    config: Mapping[str, Any] | None = None,
+    workers: int | None = None,
+) -> RenderResult:
+    """Render one episode (an index, or ``best``/``worst``/``last`` among ``product.tag``) frame by frame.
+
+    ``workers`` processes re-simulate ahead of the renderer (0: in this process; ``None``: as
+    :func:`render.feed.auto_workers` decides); ``config`` is stored in the sidecar as the resolved
+    configuration. The other products take the same arguments.
+    """
+    product = product or EpisodeProductConfig()
+    with _Session(source, overlay or OverlayConfig(), video or VideoConfig(), workers=workers) as session:
+        chosen = pick_episode(session.log.episodes, episode, product.tag)
+        session.prepare([chosen], product.frame_stride)
+        return session.encode(session.frames(0), output, "episode", config)
+
+
+def render_timelapse(
+    source: RenderSource,
+    output: Path,
+    *,
+    selection: SelectionConfig | None = None,
+    product: TimelapseProductConfig | None = None,
+    overlay: OverlayConfig | None = None,
+    video: VideoConfig | None = None,
+    config: Mapping[str, Any] | None = None,
+    workers: int | None = None,
+) -> RenderResult:
+    """Episodes selected across the run, sped up by a frame stride; training progress always on screen."""
+    product = product or TimelapseProductConfig()
+    video = video or VideoConfig()
+    with _Session(source, overlay or OverlayConfig(), video, workers=workers, progress_bar=True) as session:
+        selector = make_selector(selection or SelectionConfig(), session.schedule, seek_distance(session.log))
+        chosen = selector(session.log.episodes)
+        if not chosen:
+            raise SelectionError(f"{source.log}: the selection matched no finished episode; widen it")
+        stride = product.frame_stride or timelapse_stride(chosen, product.target_duration, video.fps)
+        session.prepare(chosen, stride)
+        frames = (frame for order in range(len(chosen)) for frame in session.frames(order))
+        return session.encode(frames, output, "timelapse", config)
+
+
+def render_progression(
+    source: RenderSource,
+    output: Path,
+    *,
+    product: ProgressionProductConfig | None = None,
+    overlay: OverlayConfig | None = None,
+    video: VideoConfig | None = None,
+    config: Mapping[str, Any] | None = None,
+    workers: int | None = None,
+) -> RenderResult:
+    """The milestone evaluation episodes in order, each after a card ``10% - 100k steps - return 7``."""
+    product = product or ProgressionProductConfig()
+    video = video or VideoConfig()
+    overlay = overlay or OverlayConfig()
+    with _Session(source, overlay, video, workers=workers) as session:
+        chosen = milestone_episodes(session.log.episodes, product.per_milestone)
+        if not chosen:
+            raise SelectionError(
+                f"{source.log} holds no evaluation episodes (tag 'eval'); train with eval.episodes > 0"
+            )
+        session.prepare(chosen, product.frame_stride)
+        card_frames = max(1, round(product.card_seconds * video.fps)) if product.card_seconds > 0 else 0
+        style = overlay.style()
+
+        def frames() -> Iterator[np.ndarray]:
+            for order, episode in enumerate(chosen):
+                if card_frames:
+                    card = title_card(session.overlay.width, session.overlay.height, session.card_lines(episode), style)
+                    for _ in range(card_frames):
+                        yield card
+                yield from session.frames(order)
+
+        return session.encode(frames(), output, "progression", config, extra_frames=card_frames * len(chosen))
+
+
+def make_selector(
+    selection: SelectionConfig, schedule: TrainingSchedule, seek_cost: SeekCost | None = None
+) -> Selector:
+    """The selector a ``selection`` config describes; ``seek_cost`` is used when ``selection.cheap_seeks``."""
+    cost = seek_cost if selection.cheap_seeks else None
+    if selection.kind == "evenly":
+        return evenly(selection.count, selection.tag, cost)
+    if selection.kind == "every":
+        return every(selection.every, selection.tag)
+    if selection.kind == "range":
+        return progress_range(selection.start, selection.stop, selection.count, schedule, selection.tag, cost)
+    raise RenderConfigError(f"unknown selection.kind {selection.kind!r}; choose evenly, every or range")
+
+
+def timelapse_stride(episodes: Sequence[EpisodeRecord], target_duration: float, fps: int) -> int:
+    """The frame stride that brings ``episodes`` closest to ``target_duration`` seconds at ``fps``."""
+    if target_duration <= 0:
+        raise RenderConfigError(f"expected a positive target_duration in seconds, got {target_duration}")
+    frames = sum(e.length + 1 for e in episodes)
+    return max(1, math.ceil(frames / (target_duration * fps)))
+
+
+def milestone_episodes(episodes: Sequence[EpisodeRecord], per_milestone: str = "all") -> list[EpisodeRecord]:
+    """Evaluation episodes in version order: all of each milestone, or its ``first`` or ``best``."""
+    if per_milestone not in ("all", "first", "best"):
+        raise RenderConfigError(f"expected per_milestone all, first or best, got {per_milestone!r}")
+    chosen = []
+    for _, group in groupby(chronological(episodes, "eval"), key=lambda e: e.policy_versions[0]):
+        members = list(group)
+        if per_milestone == "first":
+            members = members[:1]
+        elif per_milestone == "best":
+            members = [max(members, key=lambda e: e.total_reward)]
+        chosen.extend(members)
+    return chosen
+
+
+def human_steps(steps: int) -> str:
+    """``100000`` as ``100k``, ``1500000`` as ``1.5M``."""
+    for unit, size in (("M", 1_000_000), ("k", 1_000)):
+        if steps >= size:
+            return f"{steps / size:.3g}{unit}"
+    return str(steps)
+
+
+def make_overlay(
+    overlay: OverlayConfig,
+    video: VideoConfig,
+    game: str,
+    action_names: Sequence[str],
+    policies: PolicyLibrary | None = None,
+    first_version: int = 0,
+    *,
+    progress_bar: bool = False,
+) -> Overlay:
+    """Build the overlay ``overlay.kind`` names; ``full`` takes its diagram layout from the policies'
+    network."""
+    style = overlay.style()
+    if overlay.kind == "raw":
+        return RawOverlay(video.scale, progress_bar=progress_bar, style=style)
+    if overlay.kind == "minimal":
+        return MinimalOverlay(game, action_names, video.scale, panel_width=overlay.panel_width, style=style)
+    if overlay.kind == "full":
+        if policies is None:
+            raise MissingCheckpointError("overlay=full needs policies to explain the frames")
+        probe, _ = policies.lookup(first_version)
+        return FullOverlay(
+            game,
+            action_names,
+            probe.diagram_layers(),
+            probe.feature_rows(),
+            width=overlay.width,
+            height=overlay.height,
+            style=style,
+        )
+    raise RenderConfigError(f"unknown overlay {overlay.kind!r}; choose one of {', '.join(OVERLAYS)}")
+
+
+class _Session:
+    """One open log with its schedule, policies, overlay and re-simulation feed, for one product."""
+
+    def __init__(
+        self,
+        source: RenderSource,
+        overlay: OverlayConfig,
+        video: VideoConfig,
+        *,
+        workers: int | None = None,
+        progress_bar: bool = False,
+    ) -> None:
+        if overlay.kind not in OVERLAYS:
+            raise RenderConfigError(f"unknown overlay {overlay.kind!r}; choose one of {', '.join(OVERLAYS)}")
+        self.source, self.overlay_config, self.video = source, overlay, video
+        self.workers, self.progress_bar = workers, progress_bar
+        self.log = TrajectoryLog(source.log)
+        self.schedule = TrainingSchedule.from_metadata(self.log.metadata)
+        self.policies: PolicyLibrary | None = None
+        self.overlay: Overlay | None = None
+        self.feed: ReplayFeed | None = None
+        self.episodes: list[EpisodeRecord] = []
+        self.settings = SceneSettings()
+        self.used: dict[str, int] = {}
+
+    def __enter__(self) -> _Session:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.feed is not None:
+            self.feed.close()
+        self.log.close()
+
+    def prepare(self, episodes: Sequence[EpisodeRecord], stride: int) -> None:
+        """Load what the overlay needs (checkpoints for ``full``), build it and start re-simulating."""
+        config = self.overlay_config
+        self.settings = SceneSettings(stride, config.value_history, config.batch_size)
+        if config.kind == "full":
+            self.policies = self._policies()
+        self.overlay = make_overlay(
+            config, self.video, self.log.game, self.log.action_meanings, self.policies,
+            episodes[0].policy_versions[0], progress_bar=self.progress_bar,
+        )  # fmt: skip
+        self.episodes = list(episodes)
+        workers = auto_workers(self.episodes) if self.workers is None else self.workers
+        observations = self.policies is not None
+        self.feed = ReplayFeed(self.source.log, self.episodes, stride, observations=observations, workers=workers)
+
+    def frames(self, order: int) -> Iterator[np.ndarray]:
+        """The rendered frames of the ``order``-th prepared episode."""
+        episode = self.episodes[order]
+        steps = self.feed.steps(order)
+        for context in episode_scene(episode, steps, self.schedule, self.settings, self.policies, self.used):
+            yield self.overlay.render(context)
+
+    def card_lines(self, episode: EpisodeRecord) -> list[str]:
+        version = episode.policy_versions[0]
+        ref = self.policies.ref(version) if self.policies is not None else None
+        fraction = ref.milestone if ref is not None and ref.milestone is not None else self.schedule.progress(version)
+        steps = ref.global_step if ref is not None else self.schedule.global_step(version)
+        head = [] if fraction is None else [f"{fraction:.0%}"]
+        head += [] if steps is None else [f"{human_steps(steps)} steps"]
+        head.append(f"return {episode.total_reward:g}")
+        return [" - ".join(head), f"{self.log.game} | evaluation episode {episode.index} | policy v{version}"]
+
+    def encode(
+        self,
+        frames: Iterable[np.ndarray],
+        output: Path,
+        product: str,
+        config: Mapping[str, Any] | None,
+        *,
+        extra_frames: int = 0,
+    ) -> RenderResult:
+        """Encode ``frames`` (the prepared episodes' frames plus ``extra_frames`` such as title cards)."""
+        episodes, stride = self.episodes, self.settings.stride
+        total = extra_frames + sum(kept_count(e, stride) for e in episodes)
+        provenance = {
+            "product": product,
+            "run": None if self.source.run is None else str(self.source.run.resolve()),
+            "log": str(self.source.log.resolve()),
+            "game": self.log.game,
+            "env_id": self.log.env_id,
+            "overlay": self.overlay_config.kind,
+            "frame_stride": stride,
+            "episodes": [
+                {
+                    "index": e.index,
+                    "tag": e.tag,
+                    "length": e.length,
+                    "total_reward": e.total_reward,
+                    "policy_versions": list(e.policy_versions),
+                }
+                for e in episodes
+            ],
+            "checkpoints": self.used,
+            "config": dict(config or {}),
+        }
+        video = self.video
+        with VideoEncoder(
+            output,
+            width=self.overlay.width,
+            height=self.overlay.height,
+            fps=video.fps,
+            crf=video.crf,
+            preset=video.preset,
+            provenance=provenance,
+            total_frames=total,
+            progress=video.progress,
+            description=f"{product} {Path(output).name}",
+        ) as encoder:
+            written = encode_frames(frames, encoder)
+        return RenderResult(Path(output), written, tuple(e.index for e in episodes), dict(self.used))
+
+    def _policies(self) -> PolicyLibrary:
+        source, probe = self.source, self.overlay_config.probe()
+        common = {"env_id": self.log.env_id, "n_actions": len(self.log.action_meanings), "settings": probe}
+        if source.checkpoint is not None:
+            return PolicyLibrary(checkpoint=source.checkpoint, **common)
+        if source.checkpoints is not None:
+            return PolicyLibrary(checkpoints=source.checkpoints, **common)
+        where = f"run {source.run}" if source.run is not None else f"log {source.log}"
+        raise MissingCheckpointError(
+            f"overlay=full needs the network that played, but {where} comes with no checkpoint; pass "
+            "checkpoint=<file.pt> (or run=<run_dir> with a checkpoints/ folder), "
+            "or use overlay=minimal or overlay=raw"
+        )

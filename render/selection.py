@@ -1,0 +1,106 @@
+"""Which episodes a product shows: small selector callables built from the ``selection`` config.
+
+A selector takes the log's episodes and returns the chosen ones in the order they are shown. The orders are by
+training time (the policy version that started the episode, then the episode index).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from render.errors import SelectionError
+from render.schedule import TrainingSchedule
+from replay import EpisodeRecord
+
+Selector = Callable[[Sequence[EpisodeRecord]], list[EpisodeRecord]]
+SeekCost = Callable[[EpisodeRecord], int]
+TAGS = ("train", "eval", "any")
+
+
+def chronological(
+    episodes: Sequence[EpisodeRecord], tag: str = "any", *, finished_only: bool = False
+) -> list[EpisodeRecord]:
+    """Episodes with ``tag`` (``"any"`` for all) in training order."""
+    if tag not in TAGS:
+        raise SelectionError(f"unknown episode tag {tag!r}; choose one of {', '.join(TAGS)}")
+    chosen = [e for e in episodes if (tag == "any" or e.tag == tag) and (e.finished or not finished_only)]
+    return sorted(chosen, key=lambda e: (e.policy_versions[0], e.index))
+
+
+def pick_episode(episodes: Sequence[EpisodeRecord], which: str | int, tag: str = "any") -> EpisodeRecord:
+    """One episode: an index into the log (``"12"``, ``-1``), or the ``best``, ``worst`` or ``last``
+    finished one among ``tag``."""
+    text = str(which).strip().lower()
+    if text.lstrip("-").isdigit():
+        index = int(text)
+        if not -len(episodes) <= index < len(episodes):
+            raise SelectionError(f"episode {index} is out of range; the log has {len(episodes)} episodes")
+        return episodes[index]
+    pool = chronological(episodes, tag, finished_only=True)  # an unfinished episode has no total reward
+    if not pool:
+        raise SelectionError(f"the log has no finished {tag!r} episodes to pick {text!r} from")
+    if text == "best":
+        return max(pool, key=lambda e: (e.total_reward, e.index))
+    if text == "worst":
+        return min(pool, key=lambda e: (e.total_reward, e.index))
+    if text == "last":
+        return pool[-1]
+    raise SelectionError(f"episode={which!r} is neither an index nor one of best, worst, last")
+
+
+def evenly(count: int, tag: str = "train", seek_cost: SeekCost | None = None) -> Selector:
+    """``count`` episodes evenly spaced over the run, first and last included.
+
+    With ``seek_cost`` (steps to emulate before an episode's first frame, see
+    :func:`render.feed.seek_distance`) each pick is instead the cheapest-to-reach episode within half a spacing
+    of its even position (one per equal slice of the run): a time-lapse then re-simulates its episodes rather
+    than the long way to them from the last snapshot.
+    """
+    if count < 1:
+        raise SelectionError(f"expected a positive selection count, got {count}")
+
+    def select(episodes: Sequence[EpisodeRecord]) -> list[EpisodeRecord]:
+        pool = chronological(episodes, tag, finished_only=True)
+        if len(pool) <= count:
+            return pool
+        targets = np.linspace(0, len(pool) - 1, count).round().astype(int)
+        reach = 0 if seek_cost is None or count < 2 else (len(pool) - 1) // ((count - 1) * 2)
+        picks = []
+        for target in targets:
+            window = range(max(0, target - reach), min(len(pool), target + reach + 1))
+            picks.append(min(window, key=lambda i: (seek_cost(pool[i]), abs(i - target))) if reach else target)
+        return [pool[i] for i in sorted(set(picks))]
+
+    return select
+
+
+def every(n: int, tag: str = "train") -> Selector:
+    """Every ``n``-th episode of the run, starting with the first."""
+    if n < 1:
+        raise SelectionError(f"expected a positive selection.every, got {n}")
+    return lambda episodes: chronological(episodes, tag, finished_only=True)[::n]
+
+
+def progress_range(
+    start: float,
+    stop: float,
+    count: int,
+    schedule: TrainingSchedule,
+    tag: str = "train",
+    seek_cost: SeekCost | None = None,
+) -> Selector:
+    """``count`` episodes spread as :func:`evenly` does among those played between progress ``start`` and
+    ``stop``."""
+    if not 0.0 <= start < stop <= 1.0:
+        raise SelectionError(f"expected 0 <= start < stop <= 1 for a progress range, got {start}..{stop}")
+    if schedule.num_updates is None:
+        raise SelectionError("this log stores no training config, so episodes cannot be placed by progress")
+    inner = evenly(count, tag, seek_cost)
+
+    def select(episodes: Sequence[EpisodeRecord]) -> list[EpisodeRecord]:
+        inside = [e for e in episodes if start <= schedule.progress(e.policy_versions[0]) <= stop]
+        return inner(inside)
+
+    return select

@@ -1,0 +1,200 @@
+"""Overlays, panels and compositing on synthetic numpy data: no emulator, no network, no video."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from render.compose import Canvas, Rect, upscale_nearest
+from render.frame import CheckpointUse, FrameAnalytics, FrameContext
+from render.network_diagram import DiagramLayer, NetworkDiagram
+from render.overlays import FullOverlay, MinimalOverlay, RawOverlay, phase_line, title_card
+from render.style import Palette, Style, TextPainter, Typeface
+
+ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT"]
+LAYERS = [
+    DiagramLayer("conv1", 32),
+    DiagramLayer("conv2", 64),
+    DiagramLayer("conv3", 64),
+    DiagramLayer("fc", 32),
+    DiagramLayer("policy", 4),
+    DiagramLayer("value", 1),
+]
+ROWS = [("input", 4), ("conv1", 4), ("conv2", 4), ("conv3", 4)]
+
+
+def _analytics(rng: np.random.Generator, hot: float | None = None) -> FrameAnalytics:
+    levels = tuple(
+        np.full(layer.size, hot, np.float32) if hot is not None else rng.random(layer.size, np.float32)
+        for layer in LAYERS
+    )
+    maps = tuple(rng.integers(0, 256, (4, side, side), dtype=np.uint8) for side in (20, 9, 7))
+    return FrameAnalytics(np.array([0.1, 0.2, 0.6, 0.1], np.float32), 0.5, levels, maps)
+
+
+def _context(rng: np.random.Generator, **changes) -> FrameContext:
+    fields = dict(
+        frame=rng.integers(0, 256, (210, 160, 3), dtype=np.uint8),
+        step=12,
+        episode=3,
+        episode_reward=7.0,
+        action=2,
+        policy_version=40,
+        phase="Training",
+        progress=0.375,
+        learning_rate=2.5e-4,
+        observation=rng.integers(0, 256, (4, 84, 84), dtype=np.uint8),
+        analytics=_analytics(rng),
+        value_history=np.linspace(-1, 1, 30, dtype=np.float32),
+        checkpoint=CheckpointUse("v000038.pt", 38, 2),
+    )
+    fields.update(changes)
+    return FrameContext(**fields)
+
+
+@pytest.fixture(scope="module")
+def full() -> FullOverlay:
+    return FullOverlay("Breakout", ACTIONS, LAYERS, ROWS)
+
+
+def test_upscale_nearest_repeats_every_pixel() -> None:
+    image = np.random.default_rng(0).integers(0, 256, (210, 160, 3), dtype=np.uint8)
+    expected = image.repeat(3, axis=0).repeat(3, axis=1)
+    np.testing.assert_array_equal(upscale_nearest(image, 3), expected)
+    with pytest.raises(ValueError, match="positive integer scale, got 0"):
+        upscale_nearest(image, 0)
+
+
+def test_raw_overlay_is_the_upscaled_frame() -> None:
+    context = _context(np.random.default_rng(1))
+    image = RawOverlay(4).render(context)
+    assert image.shape == (840, 640, 3) and image.dtype == np.uint8
+    np.testing.assert_array_equal(image, upscale_nearest(context.frame, 4))
+
+
+def test_raw_overlay_progress_bar_only_touches_the_bottom_rows() -> None:
+    context = _context(np.random.default_rng(2), progress=0.5)
+    overlay = RawOverlay(2, progress_bar=True)
+    image = overlay.render(context)
+    plain = upscale_nearest(context.frame, 2)
+    np.testing.assert_array_equal(image[:-3], plain[:-3])
+    accent = np.array(Style().palette.accent, np.uint8)
+    assert (image[-1, :150] == accent).all() and not (image[-1, 170:] == accent).all(axis=-1).any()
+
+
+def test_full_overlay_size_and_game_region(full: FullOverlay) -> None:
+    context = _context(np.random.default_rng(3))
+    image = full.render(context)
+    assert image.shape == (720, 1280, 3) and image.dtype == np.uint8
+    assert full.scale == 3
+    game = image[full.layout.game.slices]
+    np.testing.assert_array_equal(game, upscale_nearest(context.frame, 3))
+
+
+def test_full_overlay_redraw_depends_only_on_the_current_frame(full: FullOverlay) -> None:
+    """The persistent canvas must not leak anything from the previous frame into the next."""
+    rng = np.random.default_rng(4)
+    first, second = _context(rng), _context(rng, action=0, episode_reward=123.0, progress=0.9)
+    expected = full.render(second).copy()
+    full.render(first)
+    np.testing.assert_array_equal(full.render(second), expected)
+
+
+def test_full_overlay_fresh_instance_matches_reused_one(full: FullOverlay) -> None:
+    context = _context(np.random.default_rng(5))
+    for _ in range(3):
+        full.render(_context(np.random.default_rng(6)))
+    fresh = FullOverlay("Breakout", ACTIONS, LAYERS, ROWS)
+    np.testing.assert_array_equal(full.render(context), fresh.render(context))
+
+
+def test_full_overlay_without_analytics_says_what_is_missing(full: FullOverlay) -> None:
+    with pytest.raises(ValueError, match="needs network analytics for episode 3 step 12"):
+        full.render(_context(np.random.default_rng(7), analytics=None))
+
+
+def test_network_nodes_light_up_with_activation() -> None:
+    rect = Rect(0, 0, 300, 200)
+    diagram = NetworkDiagram(rect, LAYERS, Palette(), TextPainter(Typeface(), 720))
+    template = np.zeros((200, 300, 3), np.uint8)
+    diagram.draw_static(template)
+    diagram.bind(template)
+    cold, hot = template.copy(), template.copy()
+    diagram.draw(cold, [np.zeros(layer.size) for layer in LAYERS])
+    diagram.draw(hot, [np.ones(layer.size) for layer in LAYERS])
+    changed = (hot != cold).any(axis=-1)
+    assert changed.sum() > diagram.node_count * 4  # every node paints several pixels
+    assert hot[changed].astype(int).sum() > cold[changed].astype(int).sum() * 2
+    with pytest.raises(ValueError, match="expected 6 level arrays"):
+        diagram.draw(hot, [np.ones(4)])
+
+
+def test_vectorised_nodes_match_one_circle_per_node() -> None:
+    rect = Rect(0, 0, 400, 300)
+    diagram = NetworkDiagram(rect, LAYERS, Palette(), TextPainter(Typeface(), 720))
+    template = np.zeros((300, 400, 3), np.uint8)
+    diagram.draw_static(template)
+    diagram.bind(template)
+    levels = [np.random.default_rng(11).random(layer.size) for layer in LAYERS]
+    fast, reference = template.copy(), template.copy()
+    diagram.draw(fast, levels)
+    diagram.draw_circles(reference, levels)
+    centres, _ = diagram.nodes
+    x, y = np.rint(centres).astype(int).T
+    np.testing.assert_array_equal(fast[y, x], reference[y, x])  # node centres: exactly the node colour
+    assert np.abs(fast.astype(int) - reference.astype(int)).mean() < 1.0  # rims differ by antialiasing only
+
+
+def test_policy_bars_follow_the_probabilities(full: FullOverlay) -> None:
+    rng = np.random.default_rng(8)
+    bars = full.bars
+    analytics = _analytics(rng)
+    for taken, probabilities in ((0, [1.0, 0, 0, 0]), (3, [0, 0, 0, 1.0])):
+        changed = FrameAnalytics(np.array(probabilities, np.float32), 0.0, analytics.levels, analytics.feature_maps)
+        image = full.render(_context(rng, analytics=changed, action=taken))
+        highlight = np.array(Style().palette.highlight, np.uint8)
+        rows = [
+            (image[bars._row_top(i) + 1, bars._track.x : bars._track.right] == highlight).all(-1).mean()
+            for i in range(4)
+        ]
+        assert rows[taken] == pytest.approx(1.0) and sum(rows) == pytest.approx(1.0)
+
+
+def test_minimal_overlay_has_game_and_panel() -> None:
+    context = _context(np.random.default_rng(9), analytics=None)
+    overlay = MinimalOverlay("Breakout", ACTIONS, 2, panel_width=300)
+    image = overlay.render(context)
+    assert image.shape == (420, 620, 3)
+    np.testing.assert_array_equal(image[:, :320], upscale_nearest(context.frame, 2))
+    assert image[:, 320:].std() > 0  # the panel has text on it
+
+
+def test_canvas_refuses_dirty_rectangles_outside_the_template() -> None:
+    with pytest.raises(ValueError, match="outside the 10x10 canvas"):
+        Canvas(np.zeros((10, 10, 3), np.uint8), [Rect(5, 5, 10, 2)])
+
+
+def test_phase_line_formats_like_the_milestone_videos() -> None:
+    context = _context(np.random.default_rng(10))
+    assert phase_line(context) == "Training | Progress: 37.5% | lr=2.5e-04"
+    assert phase_line(_context(np.random.default_rng(10), phase="Evaluation", learning_rate=None)) == (
+        "Evaluation | Progress: 37.5%"
+    )
+
+
+def test_title_card_is_centred_text_on_background() -> None:
+    card = title_card(640, 360, ["10% - 100k steps - return 7", "Breakout"])
+    background = np.array(Style().palette.background, np.uint8)
+    assert card.shape == (360, 640, 3)
+    assert (card[:40] == background).all() and not (card[150:210] == background).all()
+
+
+def test_palette_ramp_runs_from_cold_to_hot() -> None:
+    palette = Palette()
+    ramp = palette.ramp()
+    assert ramp.shape == (256, 3) and tuple(ramp[0]) == palette.node_cold and tuple(ramp[-1]) == palette.node_hot
+
+
+def test_full_overlay_rejects_a_canvas_too_small() -> None:
+    with pytest.raises(ValueError, match="too small"):
+        FullOverlay("Breakout", ACTIONS, LAYERS, ROWS, width=320, height=180)
