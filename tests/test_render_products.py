@@ -285,3 +285,36 @@ def test_worker_errors_reach_the_renderer(run_dir: Path) -> None:
     with ReplayFeed(run_dir / "trajectories.h5", [missing], 1, observations=False, workers=1) as feed:
         with pytest.raises(EpisodeIndexError, match="episode 999 is out of range"):
             list(feed.steps(0))
+
+
+def test_a_render_killed_mid_way_leaves_nothing_at_the_output_and_the_next_run_succeeds(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    output = tmp_path / "killed.mp4"
+    command = [
+        sys.executable,
+        "-m",
+        "render",
+        f"run={run_dir}",
+        "product=timelapse",
+        "overlay=full",
+        "product.frame_stride=1",
+        f"output={output}",
+    ]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".killed.mp4.*")) and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    assert child.poll() is None, "the render should still be running when it is killed"
+    time.sleep(0.5)  # mid-way through encoding
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert not output.exists(), "a killed render must leave nothing at the output path"
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    assert len(_decode(output)) > 0
