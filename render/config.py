@@ -172,7 +172,7 @@ class RenderConfig:
     log: str | None = None
     checkpoint: str | None = None
     output: str | None = None
-    episode: str = "0"
+    episode: str = "best"
     torch_threads: int = 1
     workers: int | None = None
 

@@ -10,6 +10,7 @@ exact by construction and still checked at every sync position.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -64,7 +65,13 @@ class Lane:
     snapshot_bytes: h5py.Dataset
     all_snapshots: np.ndarray  # the stream's whole table (references point into it)
     live: LiveEnv | None = field(default=None, repr=False)
+    reset_positions: list[int] = field(init=False, repr=False)
+    sync_positions: list[int] = field(init=False, repr=False)
     restore_failures: int = 0  # snapshot restores that did not verify and fell back to an earlier anchor
+
+    def __post_init__(self) -> None:
+        self.reset_positions = sorted(self.resets)
+        self.sync_positions = sorted(self.sync)
 
     def close(self) -> None:
         if self.live is not None:
@@ -118,7 +125,10 @@ def _anchors(lane: Lane, first: int, observations: bool) -> Iterator[tuple[str, 
 
 def _can_trust_observations(lane: Lane, snapshot: int, first: int) -> bool:
     """Observations after a restore are exact only once a reset or an observation check has refilled the stack."""
-    return any(snapshot < p <= first for p in lane.resets) or any(snapshot < p <= first for p in lane.sync)
+    return any(
+        bisect.bisect_right(positions, first) > bisect.bisect_right(positions, snapshot)
+        for positions in (lane.reset_positions, lane.sync_positions)
+    )
 
 
 def _run(

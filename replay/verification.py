@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,28 +43,63 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def verify(path: str | Path, *, progress: bool = True, check_environment: bool = True) -> VerifyReport:
-    """Re-simulate every episode of ``path``: lengths, terminations, rewards and sync checks must all agree."""
-    problems: list[EpisodeProblem] = []
+def verify(
+    path: str | Path, *, progress: bool = True, check_environment: bool = True, workers: int = 1
+) -> VerifyReport:
+    """Re-simulate every episode of ``path``: lengths, terminations, rewards and sync checks must all agree.
+
+    ``workers`` > 1 splits the lanes (one env each) over that many processes.
+    """
+    if workers < 1:
+        raise ValueError(f"expected a positive number of workers, got {workers!r}")
     with TrajectoryLog(path, check_environment=check_environment) as log:
         # Lane by lane, in time order: each lane's env is then reused from one episode to the next.
-        order = sorted(log.episodes, key=lambda e: (e.stream, e.env_index, e.start_step))
-        total = sum(e.length + 1 for e in order)
-        with tqdm(total=total, unit="step", desc="verify", disable=not progress) as bar:
-            for episode in order:
-                problem = _check_episode(log, episode, bar)
-                if problem is not None:
-                    problems.append(problem)
-        return VerifyReport(Path(path), len(order), total, tuple(sorted(problems, key=lambda p: p.episode)))
+        lanes: dict[tuple[int, int], list[int]] = {}
+        for episode in sorted(log.episodes, key=lambda e: (e.stream, e.env_index, e.start_step)):
+            lanes.setdefault((episode.stream, episode.env_index), []).append(episode.index)
+        total = sum(e.length + 1 for e in log.episodes)
+        n_episodes = len(log.episodes)
+        steps = {key: sum(log.episodes[i].length + 1 for i in indices) for key, indices in lanes.items()}
+    shares = list(lanes.values())
+    problems: list[EpisodeProblem] = []
+    with tqdm(total=total, unit="step", desc="verify", disable=not progress) as bar:
+        if workers == 1 or len(shares) == 1:
+            for indices in shares:
+                problems.extend(_check_lane(path, indices, check_environment, bar.update))
+        else:
+            context = multiprocessing.get_context("spawn")  # no h5py handles cross a fork
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                futures = {
+                    pool.submit(_check_lane, path, indices, check_environment, None): key
+                    for key, indices in lanes.items()
+                }
+                for future in as_completed(futures):
+                    problems.extend(future.result())
+                    bar.update(steps[futures[future]])
+    return VerifyReport(Path(path), n_episodes, total, tuple(sorted(problems, key=lambda p: p.episode)))
 
 
-def _check_episode(log: TrajectoryLog, episode: EpisodeRecord, bar: tqdm) -> EpisodeProblem | None:
+def _check_lane(
+    path: str | Path, indices: list[int], check_environment: bool, advance: Callable[[int], object] | None
+) -> list[EpisodeProblem]:
+    problems = []
+    with TrajectoryLog(path, check_environment=check_environment) as log:
+        for index in indices:
+            problem = _check_episode(log, log.episodes[index], advance or (lambda n: None))
+            if problem is not None:
+                problems.append(problem)
+    return problems
+
+
+def _check_episode(
+    log: TrajectoryLog, episode: EpisodeRecord, advance: Callable[[int], object]
+) -> EpisodeProblem | None:
     total_reward = 0.0
     seen = 0
     try:
         for step in log.replay(episode.index, frames=False, observations=True):
             seen += 1
-            bar.update(1)
+            advance(1)
             total_reward += step.reward
             ended = step.terminated or step.truncated
             if step.step < episode.length and ended:
@@ -78,7 +116,7 @@ def _check_episode(log: TrajectoryLog, episode: EpisodeRecord, bar: tqdm) -> Epi
                     f"terminated={episode.terminated} truncated={episode.truncated}",
                 )
     except DesyncError as error:
-        bar.update(episode.length + 1 - seen)
+        advance(episode.length + 1 - seen)
         step = None if error.step is None else error.step - episode.start_step
         return EpisodeProblem(episode.index, step, str(error))
     if total_reward != episode.total_reward and not math.isnan(episode.total_reward):

@@ -18,9 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m replay.verify", description=__doc__.splitlines()[0])
     parser.add_argument("path", type=Path, help="trajectory log (.h5)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--workers", type=int, default=1, help="processes to split the lanes over")
     args = parser.parse_args(argv)
     try:
-        report = verify(args.path, progress=not args.quiet)
+        report = verify(args.path, progress=not args.quiet, workers=args.workers)
     except ReplayError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

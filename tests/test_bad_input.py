@@ -131,6 +131,7 @@ def test_tampered_action_is_reported_with_episode_and_step(good_log, tmp_path):
     report = verify(path, progress=False)
     assert not report.ok
     (problem,) = [p for p in report.problems if p.episode == episode.index]
+    assert verify(path, progress=False, workers=2).problems == report.problems
     assert problem.step is not None and tampered - episode.start_step <= problem.step
     result = subprocess.run(
         [sys.executable, "-m", "replay.verify", "--quiet", str(path)], capture_output=True, text=True

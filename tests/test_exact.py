@@ -100,3 +100,4 @@ def test_verify_passes_on_a_good_log(tmp_path):
     report = verify(path, progress=False)
     assert report.ok, str(report)
     assert report.episodes == 2 and report.steps == 602
+    assert verify(path, progress=False, workers=2) == report  # lanes split over processes
