@@ -232,6 +232,24 @@ class _Recording:
         self._snapshot_pending = bool(self._snapshot_due.any())
 
 
+class _RecorderHandle:
+    """What a trainer touches on either recorder: the shared writer and the policy version."""
+
+    _recording: _Recording
+
+    @property
+    def writer(self) -> TrajectoryWriter:
+        return self._recording.writer
+
+    @property
+    def policy_version(self) -> int:
+        return self._recording.policy_version
+
+    @policy_version.setter
+    def policy_version(self, version: int) -> None:
+        self._recording.policy_version = int(version)
+
+
 def _check_stack_is_rebuildable(env: gym.Env) -> None:
     spec = env.spec
     recorded = {w.name for w in (spec.additional_wrappers if spec else ())}
@@ -246,7 +264,7 @@ def _check_stack_is_rebuildable(env: gym.Env) -> None:
         layer = layer.env
 
 
-class RecordTrajectory(gym.Wrapper):
+class RecordTrajectory(_RecorderHandle, gym.Wrapper):
     """Record every episode of an ALE env to a trajectory log for exact replay later.
 
     Args:
@@ -303,18 +321,6 @@ class RecordTrajectory(gym.Wrapper):
         self._one = np.ones(1, dtype=bool)
         self._none = np.zeros(1, dtype=bool)
 
-    @property
-    def writer(self) -> TrajectoryWriter:
-        return self._recording.writer
-
-    @property
-    def policy_version(self) -> int:
-        return self._recording.policy_version
-
-    @policy_version.setter
-    def policy_version(self, version: int) -> None:
-        self._recording.policy_version = int(version)
-
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         if options:
             raise RecordingError(f"reset options cannot be replayed yet, got {options!r}; reset without them")
@@ -353,7 +359,7 @@ class RecordTrajectory(gym.Wrapper):
         super().close()
 
 
-class RecordVectorTrajectory(VectorWrapper):
+class RecordVectorTrajectory(_RecorderHandle, VectorWrapper):
     """Record every episode of every sub-env of a ``SyncVectorEnv`` or ``AsyncVectorEnv`` (NEXT_STEP autoreset).
 
     One writer in the main process; sub-env states are fetched with ``vector_env.call`` only at snapshot and sync
@@ -410,18 +416,6 @@ class RecordVectorTrajectory(VectorWrapper):
         self._autoreset = np.zeros(env.num_envs, dtype=bool)
         self._all = np.ones(env.num_envs, dtype=bool)
         self._needs_reset = np.ones(env.num_envs, dtype=bool)
-
-    @property
-    def writer(self) -> TrajectoryWriter:
-        return self._recording.writer
-
-    @property
-    def policy_version(self) -> int:
-        return self._recording.policy_version
-
-    @policy_version.setter
-    def policy_version(self, version: int) -> None:
-        self._recording.policy_version = int(version)
 
     def reset(
         self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None

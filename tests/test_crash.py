@@ -28,15 +28,19 @@ RECORDER = textwrap.dedent(
 )
 
 
-def test_sigkill_mid_recording_loses_only_the_unflushed_tail(tmp_path):
-    path = tmp_path / "killed.h5"
+def _record_then_kill(path, seconds):
     process = subprocess.Popen([sys.executable, "-c", RECORDER, str(path)], stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout.readline().strip() == "recording"
-        time.sleep(4.0)
+        time.sleep(seconds)
     finally:
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def test_sigkill_mid_recording_loses_only_the_unflushed_tail(tmp_path):
+    path = tmp_path / "killed.h5"
+    _record_then_kill(path, 4.0)
     with TrajectoryLog(path) as log:
         assert len(log.episodes) >= 4, "several episodes should have been flushed in 4 s"
     report = verify(path, progress=False)
@@ -45,13 +49,7 @@ def test_sigkill_mid_recording_loses_only_the_unflushed_tail(tmp_path):
 
 def test_episodes_in_flight_at_the_kill_are_listed_and_replay(tmp_path):
     path = tmp_path / "killed.h5"
-    process = subprocess.Popen([sys.executable, "-c", RECORDER, str(path)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout.readline().strip() == "recording"
-        time.sleep(2.0)
-    finally:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+    _record_then_kill(path, 2.0)
     with TrajectoryLog(path) as log:
         in_flight = [e for e in log.episodes if math.isnan(e.total_reward)]
         assert len(in_flight) == 2, "one episode per env was running when the process died"
