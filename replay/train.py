@@ -69,7 +69,7 @@ class RecordConfig:
     """
 
     enabled: bool = True
-    snapshot_interval: int = 4096
+    snapshot_interval: int = 1024
     sync_interval: int = 64
     flush_seconds: float = 10.0
 
