@@ -118,9 +118,7 @@ class EnvConfig:
     vector: str = "sync"
 
 
-def make_env(
-    config: EnvConfig, *, max_episode_frames: int | None = None, render_mode: str | None = None
-) -> gym.Env:
+def make_env(config: EnvConfig, *, max_episode_frames: int | None = None, render_mode: str | None = None) -> gym.Env:
     """One environment with the whole stack; ``max_episode_frames`` overrides the config's frame cap."""
     if not config.id.startswith("ALE/"):
         raise ValueError(f"expected an ALE game id like 'ALE/Pong-v5', got env.id={config.id!r}")

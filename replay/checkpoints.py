@@ -64,9 +64,7 @@ def _atomic_save(payload: dict[str, Any], path: Path) -> None:
 def _load(path: Path, expected_format: str) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(
-            f"checkpoint {path} does not exist; check the run directory or the policy version"
-        )
+        raise CheckpointError(f"checkpoint {path} does not exist; check the run directory or the policy version")
     if not zipfile.is_zipfile(path):
         raise CheckpointError(
             f"checkpoint {path} is corrupt or truncated (not a torch zip archive, {path.stat().st_size} B); "
@@ -75,9 +73,7 @@ def _load(path: Path, expected_format: str) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        reasons = [
-            line.strip() for line in str(error).splitlines() if "GLOBAL" in line or "Unsupported" in line
-        ]
+        reasons = [line.strip() for line in str(error).splitlines() if "GLOBAL" in line or "Unsupported" in line]
         raise CheckpointError(
             f"checkpoint {path} was refused by torch.load(weights_only=True): it holds objects other than "
             f"tensors and plain values ({reasons[0] if reasons else type(error).__name__}); only load "
@@ -90,9 +86,7 @@ def _load(path: Path, expected_format: str) -> dict[str, Any]:
         ) from error
     found = payload.get("format") if isinstance(payload, dict) else None
     if found != expected_format:
-        raise CheckpointError(
-            f"{path} is not an {expected_format!r} file (format={found!r}); pass another file"
-        )
+        raise CheckpointError(f"{path} is not an {expected_format!r} file (format={found!r}); pass another file")
     if payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {path} has format_version={payload.get('format_version')!r}, this version reads "
@@ -131,9 +125,7 @@ def _restore_weights(path: Path, model: ActorCritic, state: dict[str, torch.Tens
             )
     extra = sorted(set(state) - set(expected))
     if extra:
-        raise CheckpointError(
-            f"checkpoint {path} has tensors {extra} this network lacks; it is another network"
-        )
+        raise CheckpointError(f"checkpoint {path} has tensors {extra} this network lacks; it is another network")
     model.load_state_dict({name: state[name].to(torch.float32) for name in expected})
 
 
@@ -212,9 +204,7 @@ class CheckpointIndex:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         if not self.directory.is_dir():
-            raise CheckpointError(
-                f"checkpoint directory {self.directory} does not exist; pass <run_dir>/checkpoints"
-            )
+            raise CheckpointError(f"checkpoint directory {self.directory} does not exist; pass <run_dir>/checkpoints")
         found = []
         for path in self.directory.iterdir():
             match = _VERSION_FILE.match(path.name)

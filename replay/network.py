@@ -61,9 +61,7 @@ class ActorCritic(nn.Module):
         hidden = self.features(obs)
         return self.policy(hidden), self.value(hidden).squeeze(-1)
 
-    def act(
-        self, obs: torch.Tensor, *, greedy: bool = False, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
+    def act(self, obs: torch.Tensor, *, greedy: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
         """Actions for a batch: argmax if ``greedy`` else sampled (from ``generator`` when given)."""
         logits, _ = self(obs)
         if greedy:

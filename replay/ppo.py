@@ -132,9 +132,7 @@ def update(
             ratio = log_ratio.exp()
             with torch.no_grad():
                 approx_kl = _masked_mean((ratio - 1) - log_ratio, weight)
-                clipfracs.append(
-                    _masked_mean(((ratio - 1.0).abs() > config.clip_coef).float(), weight).item()
-                )
+                clipfracs.append(_masked_mean(((ratio - 1.0).abs() > config.clip_coef).float(), weight).item())
 
             mb_adv = adv[idx]
             if config.norm_adv:
@@ -148,9 +146,7 @@ def update(
 
             value_error = (values - returns[idx]) ** 2
             if config.clip_vloss:
-                clipped = old_values[idx] + torch.clamp(
-                    values - old_values[idx], -config.clip_coef, config.clip_coef
-                )
+                clipped = old_values[idx] + torch.clamp(values - old_values[idx], -config.clip_coef, config.clip_coef)
                 value_error = torch.max(value_error, (clipped - returns[idx]) ** 2)
             value_loss = 0.5 * _masked_mean(value_error, weight)
             entropy_loss = _masked_mean(entropy, weight)

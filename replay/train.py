@@ -165,9 +165,7 @@ def eval_seeds(seed: int, policy_version: int, episode: int) -> tuple[int, int]:
     return int(env_seed), int(action_seed)
 
 
-def evaluate(
-    config: TrainConfig, ref: CheckpointRef, writer: Any | None
-) -> list[tuple[float, int, bool, bool]]:
+def evaluate(config: TrainConfig, ref: CheckpointRef, writer: Any | None) -> list[tuple[float, int, bool, bool]]:
     """Play ``config.eval.episodes`` episodes with the policy as loaded from ``ref.path``; record them if a
     writer is given. Returns ``(return, length, terminated, truncated)`` per episode."""
     model, _ = load_policy(ref.path, env_id=config.env.id)
@@ -186,9 +184,7 @@ def evaluate(
             total, length, terminated, truncated = 0.0, 0, False, False
             while not (terminated or truncated):
                 with torch.no_grad():
-                    action = model.act(
-                        torch.from_numpy(obs)[None], greedy=config.eval.greedy, generator=generator
-                    )
+                    action = model.act(torch.from_numpy(obs)[None], greedy=config.eval.greedy, generator=generator)
                 obs, reward, terminated, truncated, _ = env.step(int(action))
                 total += float(reward)
                 length += 1
@@ -286,16 +282,12 @@ def train(
             tag="train",
         )
         writer = envs.writer
-        writer.set_metadata(
-            f"train_config_v{version:06d}", OmegaConf.to_container(OmegaConf.structured(config))
-        )
+        writer.set_metadata(f"train_config_v{version:06d}", OmegaConf.to_container(OmegaConf.structured(config)))
 
     episodes = CsvTable(run_dir / "episodes.csv", EPISODE_FIELDS)
     updates = CsvTable(run_dir / "updates.csv", UPDATE_FIELDS)
     tracker = EpisodeTracker(p.num_envs)
-    bar = tqdm(
-        total=num_updates * p.batch_size, initial=global_step, unit="step", disable=not config.progress
-    )
+    bar = tqdm(total=num_updates * p.batch_size, initial=global_step, unit="step", disable=not config.progress)
 
     def checkpoint(milestone: float | None) -> None:
         ref = save_checkpoint(
@@ -310,22 +302,16 @@ def train(
         if milestone is None or config.eval.episodes == 0 or (version == 0 and not config.eval.at_start):
             return
         for total, length, terminated, truncated in evaluate(config, ref, writer):
-            episodes.append(
-                episode_row("eval", global_step, version, -1, total, length, terminated, truncated)
-            )
+            episodes.append(episode_row("eval", global_step, version, -1, total, length, terminated, truncated))
             bar.write(f"eval v{version}: return {total:g} in {length} steps")
 
     try:
         if not resuming:
             checkpoint(milestones[0])
-            save_resume_state(
-                checkpoint_dir, model, optimizer, policy_version=0, global_step=0, env_id=config.env.id
-            )
+            save_resume_state(checkpoint_dir, model, optimizer, policy_version=0, global_step=0, env_id=config.env.id)
         # A resumed run must not replay the first launch's starts: its reset seed derives from the version.
         reset_seed = (
-            config.seed
-            if version == 0
-            else int(np.random.SeedSequence([config.seed, version]).generate_state(1)[0])
+            config.seed if version == 0 else int(np.random.SeedSequence([config.seed, version]).generate_state(1)[0])
         )
         obs, info = envs.reset(seed=reset_seed)
         next_obs = torch.from_numpy(obs)
@@ -362,9 +348,7 @@ def train(
                 autoreset = ended
                 global_step += p.num_envs
                 for lane, total, length, term, trunc in tracker.step(reward, terminated, truncated, stepped):
-                    episodes.append(
-                        episode_row("train", global_step, version, lane, total, length, term, trunc)
-                    )
+                    episodes.append(episode_row("train", global_step, version, lane, total, length, term, trunc))
 
             with torch.no_grad():
                 _, next_value = model(next_obs)
@@ -409,9 +393,7 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> TrainCo
     """The stored config of a run with ``key=value`` overrides applied and ``resume`` set to the run."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
-        raise CheckpointError(
-            f"cannot resume {run_dir}: {path} does not exist; pass a run folder made by replay.train"
-        )
+        raise CheckpointError(f"cannot resume {run_dir}: {path} does not exist; pass a run folder made by replay.train")
     merged = OmegaConf.merge(
         OmegaConf.structured(TrainConfig), OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides))
     )

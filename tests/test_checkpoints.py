@@ -145,12 +145,7 @@ def test_resume_state_restores_model_optimizer_and_rng(tmp_path: Path, model: Ac
     fresh_optimizer = torch.optim.Adam(fresh.parameters(), lr=1e-3, eps=1e-5)
     assert load_resume_state(tmp_path, fresh, fresh_optimizer, env_id=BREAKOUT) == (7, 7168)
     assert torch.equal(torch.rand(3), expected_draw)
-    assert all(
-        torch.equal(a, b)
-        for a, b in zip(fresh.state_dict().values(), model.state_dict().values(), strict=True)
-    )
-    assert fresh_optimizer.state_dict()["state"][0]["exp_avg"].equal(
-        optimizer.state_dict()["state"][0]["exp_avg"]
-    )
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values(), strict=True))
+    assert fresh_optimizer.state_dict()["state"][0]["exp_avg"].equal(optimizer.state_dict()["state"][0]["exp_avg"])
     with pytest.raises(CheckpointError, match="not 'ALE/Pong-v5'"):
         load_resume_state(tmp_path, fresh, fresh_optimizer, env_id="ALE/Pong-v5")
