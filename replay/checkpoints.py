@@ -142,6 +142,20 @@ def _ref(path: Path, payload: dict[str, Any]) -> CheckpointRef:
     )
 
 
+def _header(kind: str, model: ActorCritic, policy_version: int, global_step: int, env_id: str) -> dict:
+    """The fields a checkpoint and a resume file share: what they are and which network they fit."""
+    return {
+        "format": kind,
+        "format_version": FORMAT_VERSION,
+        "policy_version": int(policy_version),
+        "global_step": int(global_step),
+        "env_id": env_id,
+        "n_actions": model.n_actions,
+        "arch": ARCH,
+        "obs_shape": list(OBS_SHAPE),
+    }
+
+
 def save_checkpoint(
     directory: Path,
     model: ActorCritic,
@@ -157,14 +171,7 @@ def save_checkpoint(
         raise ValueError(f"expected checkpoint dtype in {sorted(DTYPES)}, got {dtype!r}")
     path = checkpoint_path(directory, policy_version)
     payload = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "policy_version": int(policy_version),
-        "global_step": int(global_step),
-        "env_id": env_id,
-        "n_actions": model.n_actions,
-        "arch": ARCH,
-        "obs_shape": list(OBS_SHAPE),
+        **_header(FORMAT, model, policy_version, global_step, env_id),
         "dtype": dtype,
         "milestone": None if milestone is None else float(milestone),
         "state_dict": {k: v.detach().to(DTYPES[dtype]).clone() for k, v in model.state_dict().items()},
@@ -264,14 +271,7 @@ def save_resume_state(
     """Overwrite ``resume.pt`` with all it takes to continue training after ``policy_version`` updates."""
     path = Path(directory) / RESUME_FILE
     payload = {
-        "format": RESUME_FORMAT,
-        "format_version": FORMAT_VERSION,
-        "policy_version": int(policy_version),
-        "global_step": int(global_step),
-        "env_id": env_id,
-        "n_actions": model.n_actions,
-        "arch": ARCH,
-        "obs_shape": list(OBS_SHAPE),
+        **_header(RESUME_FORMAT, model, policy_version, global_step, env_id),
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "torch_rng": torch.get_rng_state(),
