@@ -12,7 +12,7 @@ import ale_py
 import h5py
 import numpy as np
 
-from replay import emulator
+from replay import emulator, storage
 from replay import log_format as fmt
 from replay.errors import EnvironmentMismatchError, EpisodeIndexError, LogFormatError
 from replay.resim import Lane, resimulate
@@ -121,7 +121,7 @@ class TrajectoryLog:
         if not h5py.is_hdf5(self.path):
             raise LogFormatError(f"{self.path}: not an HDF5 file; pass a trajectory log written by ale-replay")
         try:
-            self._file = h5py.File(self.path, "r", locking=False)
+            self._file = storage.open_for_reading(self.path)
         except OSError as error:
             raise LogFormatError(f"{self.path}: cannot be opened ({error}); the file is truncated or damaged") from None
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import types
 from pathlib import Path
 
 from replay.errors import ReplayError
@@ -28,6 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     print(report)
     return 0 if report.ok else 1
 
+
+class _CallableModule(types.ModuleType):
+    """``import replay.verify`` rebinds the package attribute ``replay.verify`` from the function to this module;
+    calling the module keeps ``replay.verify(path)`` meaning the function either way."""
+
+    def __call__(self, *args, **kwargs):  # noqa: ANN002, ANN003 - the signature is verify's
+        return verify(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,17 +1,20 @@
 """Storage side of recording: appends buffered records to the HDF5 log and flushes at a bounded interval.
 
 Recorders (``replay.recorder``) turn env calls into records; this module owns the file. Everything is buffered
-in memory and written at most ``flush_seconds`` apart, then ``h5py.File.flush()``: a process killed at any
-moment leaves a file that opens with everything up to the last flush.
+in memory and written at most ``flush_seconds`` apart, then ``h5py.File.flush()``. The file is written in
+HDF5's SWMR mode (see ``replay.storage``): a process killed at any moment leaves a file that opens with
+everything up to the last flush, and other processes can read the log while it grows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import shutil
 import time
 import warnings
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ import h5py
 import numpy as np
 
 from replay import log_format as fmt
+from replay import storage
 from replay.emulator import LaneState, encode_snapshot
 from replay.errors import LogFormatError, RecordingError
 
@@ -42,7 +46,16 @@ class TrajectoryWriter:
             raise ValueError(f"expected a positive flush_seconds, got {flush_seconds!r}")
         self.path = Path(path)
         self.flush_seconds = float(flush_seconds)
-        self._file = _open_for_append(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise RecordingError(f"{self.path}: cannot create the log ({error}); choose a writable path") from None
+        self._lock = storage.WriterLock(self.path)
+        try:
+            self._file = _open_for_append(self.path)
+        except BaseException:
+            self._lock.release()
+            raise
         self._streams: list[StreamWriter] = []
         self._episodes: list[tuple] = []
         self._last_flush = time.monotonic()
@@ -68,51 +81,44 @@ class TrajectoryWriter:
         obs_dtype: str,
     ) -> StreamWriter:
         self._check_open()
-        streams = self._file[fmt.GROUP_STREAMS]
-        index = len(streams)
-        group = streams.create_group(fmt.stream_name(index))
-        group.attrs.update(
-            {
-                fmt.ATTR_SPEC_JSON: spec_json,
-                fmt.ATTR_ENV_ID: env_id,
-                fmt.ATTR_GAME: game,
-                fmt.ATTR_ROM_MD5: rom_md5,
-                fmt.ATTR_TAG: tag,
-                fmt.ATTR_N_LANES: n_lanes,
-                fmt.ATTR_SNAPSHOT_INTERVAL: snapshot_interval,
-                fmt.ATTR_SYNC_INTERVAL: sync_interval,
-                fmt.ATTR_ACTION_MEANINGS: json.dumps(action_meanings),
-                fmt.ATTR_OBS_SHAPE: json.dumps(list(obs_shape)),
-                fmt.ATTR_OBS_DTYPE: obs_dtype,
-            }
-        )
-        group.create_dataset(
-            fmt.DATASET_ACTIONS,
-            shape=(n_lanes, 0),
-            maxshape=(n_lanes, None),
-            dtype=fmt.ACTION_DTYPE,
-            chunks=(1, fmt.ACTIONS_CHUNK),
-            **fmt.COMPRESSION,
-        )
-        for name, dtype in (
-            (fmt.DATASET_RESETS, fmt.RESET_DTYPE),
-            (fmt.DATASET_VERSIONS, fmt.VERSION_DTYPE),
-            (fmt.DATASET_SYNC, fmt.SYNC_DTYPE),
-            (fmt.DATASET_SNAPSHOTS, fmt.SNAPSHOT_DTYPE),
-        ):
-            _table(group, name, dtype)
-        group.create_dataset(
-            fmt.DATASET_SNAPSHOT_BYTES, shape=(0,), maxshape=(None,), dtype=np.uint8, chunks=(fmt.BLOB_CHUNK,)
-        )
-        stream = StreamWriter(self, index, group, n_lanes)
+        with self._restructuring() as handle:
+            index = len(handle[fmt.GROUP_STREAMS])
+            _create_stream(
+                handle[fmt.GROUP_STREAMS].create_group(fmt.stream_name(index)),
+                {
+                    fmt.ATTR_SPEC_JSON: spec_json,
+                    fmt.ATTR_ENV_ID: env_id,
+                    fmt.ATTR_GAME: game,
+                    fmt.ATTR_ROM_MD5: rom_md5,
+                    fmt.ATTR_TAG: tag,
+                    fmt.ATTR_N_LANES: n_lanes,
+                    fmt.ATTR_SNAPSHOT_INTERVAL: snapshot_interval,
+                    fmt.ATTR_SYNC_INTERVAL: sync_interval,
+                    fmt.ATTR_ACTION_MEANINGS: json.dumps(action_meanings),
+                    fmt.ATTR_OBS_SHAPE: json.dumps(list(obs_shape)),
+                    fmt.ATTR_OBS_DTYPE: obs_dtype,
+                },
+                n_lanes,
+            )
+        stream = StreamWriter(self, index, n_lanes)
         self._streams.append(stream)
-        self._file.flush()
         return stream
 
     def set_metadata(self, key: str, value: Any) -> None:
         """Store a JSON-able run fact (total steps, config...) in the log."""
         self._check_open()
-        self._file[fmt.GROUP_METADATA].attrs[key] = json.dumps(value)
+        with self._restructuring() as handle:
+            handle[fmt.GROUP_METADATA].attrs[key] = json.dumps(value)
+
+    @contextlib.contextmanager
+    def _restructuring(self) -> Iterator[h5py.File]:
+        """Leave SWMR mode for a structural change (new objects or attributes), then enter it again."""
+        self._file.close()
+        self._file = storage.open_for_structure(self.path)
+        try:
+            yield self._file
+        finally:
+            storage.start_swmr(self._file)
 
     def add_episode(self, row: tuple) -> int:
         self._episodes.append(row)
@@ -165,12 +171,14 @@ class TrajectoryWriter:
             return
         if getattr(self, "_refused", False):
             self._file.close()  # nothing new reaches the file after a refused flush
+            self._lock.release()
             self.closed = True
             return
         try:
             self.flush()
         finally:
             self._file.close()
+            self._lock.release()
             self.closed = True
 
     def __enter__(self) -> TrajectoryWriter:
@@ -200,11 +208,10 @@ class TrajectoryWriter:
 class StreamWriter:
     """Buffers one stream's records; the owning TrajectoryWriter decides when they reach the file."""
 
-    def __init__(self, owner: TrajectoryWriter, index: int, group: h5py.Group, n_lanes: int) -> None:
+    def __init__(self, owner: TrajectoryWriter, index: int, n_lanes: int) -> None:
         self.owner = owner
         self.index = index
         self.n_lanes = n_lanes
-        self._group = group
         self._actions = np.zeros((n_lanes, fmt.ACTIONS_CHUNK), dtype=fmt.ACTION_DTYPE)
         self._n_actions = 0
         self._written_positions = 0
@@ -259,7 +266,7 @@ class StreamWriter:
         self._n_snapshots += 1
 
     def _write(self) -> None:
-        group = self._group
+        group = self.owner._file[fmt.GROUP_STREAMS][fmt.stream_name(self.index)]  # the handle changes on reopen
         if self._n_actions:
             actions = group[fmt.DATASET_ACTIONS]
             actions.resize(self._written_positions + self._n_actions, axis=1)
@@ -292,25 +299,45 @@ def _append(dataset: h5py.Dataset, rows: np.ndarray) -> None:
     dataset[start:] = rows
 
 
+def _create_stream(group: h5py.Group, attributes: dict[str, Any], n_lanes: int) -> None:
+    group.attrs.update(attributes)
+    group.create_dataset(
+        fmt.DATASET_ACTIONS,
+        shape=(n_lanes, 0),
+        maxshape=(n_lanes, None),
+        dtype=fmt.ACTION_DTYPE,
+        chunks=(1, fmt.ACTIONS_CHUNK),
+        **fmt.COMPRESSION,
+    )
+    for name, dtype in (
+        (fmt.DATASET_RESETS, fmt.RESET_DTYPE),
+        (fmt.DATASET_VERSIONS, fmt.VERSION_DTYPE),
+        (fmt.DATASET_SYNC, fmt.SYNC_DTYPE),
+        (fmt.DATASET_SNAPSHOTS, fmt.SNAPSHOT_DTYPE),
+    ):
+        _table(group, name, dtype)
+    group.create_dataset(
+        fmt.DATASET_SNAPSHOT_BYTES, shape=(0,), maxshape=(None,), dtype=np.uint8, chunks=(fmt.BLOB_CHUNK,)
+    )
+
+
 def _open_for_append(path: Path) -> h5py.File:
+    """Open ``path`` in SWMR-write mode, creating the log or recovering one left by a killed writer."""
     if path.exists():
         from replay.reader import check_root  # the reader owns the checks of a file it did not write
 
         try:
-            handle = h5py.File(path, "a", locking=False)
+            with storage.open_for_reading(path) as handle:
+                check_root(handle, path)
+            if storage.needs_recovery(path):
+                storage.recover(path)
+            handle = storage.open_for_structure(path)
         except OSError as error:
             raise LogFormatError(f"{path}: cannot open for appending ({error}); record to a new path instead") from None
-        try:
-            check_root(handle, path)
-        except Exception:
-            handle.close()
-            raise
+        storage.start_swmr(handle)
         return handle
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Default libver: a killed writer leaves a file that still opens. No file locking: other processes
-        # may read the log while it is being written (they see it as of the last flush).
-        handle = h5py.File(path, "w", locking=False)
+        handle = h5py.File(path, "w", libver="latest", locking=False)
     except OSError as error:
         raise RecordingError(f"{path}: cannot create the log ({error}); choose a writable path") from None
     handle.attrs.update(
@@ -325,5 +352,5 @@ def _open_for_append(path: Path) -> h5py.File:
     handle.create_group(fmt.GROUP_METADATA)
     handle.create_group(fmt.GROUP_STREAMS)
     _table(handle, fmt.DATASET_EPISODES, fmt.EPISODE_DTYPE)
-    handle.flush()
+    storage.start_swmr(handle)
     return handle

@@ -10,7 +10,15 @@ import sys
 import textwrap
 import time
 
-from replay import TrajectoryLog, verify
+import ale_py
+import gymnasium as gym
+import h5py
+import pytest
+
+from replay import RecordingError, RecordTrajectory, TrajectoryLog, TrajectoryWriter, storage, verify
+from replay import log_format as fmt
+
+gym.register_envs(ale_py)
 
 RECORDER = textwrap.dedent(
     """
@@ -57,3 +65,39 @@ def test_episodes_in_flight_at_the_kill_are_listed_and_replay(tmp_path):
         for episode in in_flight:
             assert len(list(log.frames(episode.index))) == episode.length + 1
     assert verify(path, progress=False).ok
+
+
+def _episode_rows(path):
+    with storage.open_for_reading(path) as handle:
+        return handle[fmt.DATASET_EPISODES][:].tobytes()
+
+
+def test_a_killed_writers_log_takes_new_recordings_and_keeps_every_byte(tmp_path):
+    path = tmp_path / "killed.h5"
+    _record_then_kill(path, 2.0)
+    before = _episode_rows(path)
+    with pytest.raises(OSError, match="already open for write"):
+        h5py.File(path, "r", locking=False).close()  # SWMR flags left set: an ordinary open refuses
+    env = gym.make("ALE/Pong-v5")
+    with RecordTrajectory(env, path, snapshot_interval=50) as recorder:  # recovers the file, then appends
+        recorder.reset(seed=1)
+        for _ in range(120):
+            recorder.step(recorder.action_space.sample())
+    assert _episode_rows(path)[: len(before)] == before, "recovery changed what was recorded"
+    with h5py.File(path, "r", locking=False) as handle:  # closed cleanly: any HDF5 reader opens it again
+        assert len(handle[fmt.GROUP_STREAMS]) == 2
+    with TrajectoryLog(path) as log:
+        assert [s.env_id for s in log.streams] == ["ALE/Breakout-v5", "ALE/Pong-v5"]
+    assert verify(path, progress=False).ok
+
+
+def test_a_second_writer_on_a_live_log_is_refused(tmp_path):
+    path = tmp_path / "live.h5"
+    env = gym.make("ALE/Breakout-v5")
+    with RecordTrajectory(env, path) as recorder:
+        recorder.reset(seed=0)
+        with pytest.raises(RecordingError, match=r"another process is recording to this log"):
+            TrajectoryWriter(path)
+        recorder.step(0)
+    with TrajectoryLog(path) as log:
+        assert len(log.episodes) == 1

@@ -101,3 +101,14 @@ def test_verify_passes_on_a_good_log(tmp_path):
     assert report.ok, str(report)
     assert report.episodes == 2 and report.steps == 602
     assert verify(path, progress=False, workers=2) == report  # lanes split over processes
+
+
+def test_verify_stays_callable_after_the_cli_module_is_imported(tmp_path):
+    import importlib
+
+    import replay
+
+    importlib.import_module("replay.verify")  # rebinds the package attribute to the CLI module
+    path = tmp_path / "log.h5"
+    record_vector(path, "Breakout", STICKY, 60, n_envs=1, snapshot_interval=20)
+    assert replay.verify(path, progress=False).ok

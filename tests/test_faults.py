@@ -19,7 +19,7 @@ from conftest import STICKY, record_single
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from replay import LogFormatError, RecordingError, ReplayError, TrajectoryLog, verify
+from replay import LogFormatError, RecordingError, ReplayError, TrajectoryLog, storage, verify
 from replay import log_format as fmt
 
 RECORDER = textwrap.dedent(
@@ -44,7 +44,7 @@ RECORDER = textwrap.dedent(
 
 
 def _positions(path):
-    with h5py.File(path, "r", locking=False) as handle:
+    with storage.open_for_reading(path) as handle:  # a killed writer's file needs an SWMR read
         return handle[fmt.GROUP_STREAMS][fmt.stream_name(0)][fmt.DATASET_ACTIONS].shape[1]
 
 

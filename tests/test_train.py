@@ -17,13 +17,13 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from replay import verify
 from replay.atari import EnvConfig, FireOnLifeLoss, make_env
 from replay.checkpoints import CheckpointIndex, load_policy
 from replay.network import LAYER_NAMES, ActorCritic
 from replay.ppo import Rollout, advantages
 from replay.reader import TrajectoryLog
 from replay.train import TrainConfig, milestone_versions, resume_config, train
-from replay.verify import verify
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = [
