@@ -2,8 +2,9 @@
 
 Snapshots hold the ALE state and the base env's ``np_random`` state, zlib-compressed with the lane's first
 snapshot as dictionary. With sticky actions the state includes the sticky-action RNG
-(``cloneState(include_rng=True)``, ~3.5 KB compressed, the RNG being most of it); without sticky actions nothing
-reads that RNG and a snapshot is ~0.2 KB.
+(``cloneState(include_rng=True)``, ~3.5 KB compressed, the RNG being most of it); most snapshots store it as
+"an earlier snapshot's generator advanced by n draws" instead (``replay.sticky_rng``), so a snapshot is ~0.2 KB
+either way.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
+from replay import sticky_rng
 from replay.errors import LogFormatError, RecordingError
 
 gym.register_envs(ale_py)
@@ -35,6 +37,8 @@ class LaneState:
 
     ale_state: bytes
     np_random_state: str  # JSON of numpy's bit_generator.state
+    # Set when ale_state has its sticky-action generator cut out: (snapshot row of the base, draws, offset).
+    rng_from: tuple[int, int, int] | None = None
 
 
 def base_env(env: gym.Env) -> gym.Env:
@@ -71,7 +75,10 @@ def generator_from_json(text: str) -> np.random.Generator:
 
 
 def encode_snapshot(state: LaneState, reference: LaneState | None) -> bytes:
-    payload = json.dumps({"rng": state.np_random_state}).encode() + b"\n" + state.ale_state
+    header: dict = {"rng": state.np_random_state}
+    if state.rng_from is not None:
+        header["rng_from"] = list(state.rng_from)
+    payload = json.dumps(header).encode() + b"\n" + state.ale_state
     if reference is None:
         return zlib.compress(payload, 6)
     compressor = zlib.compressobj(6, zdict=_dictionary(reference))
@@ -85,10 +92,29 @@ def decode_snapshot(blob: bytes, reference: LaneState | None) -> LaneState:
         else:
             decompressor = zlib.decompressobj(zdict=_dictionary(reference))
             payload = decompressor.decompress(blob) + decompressor.flush()
-        header, ale_state = payload.split(b"\n", 1)
-        return LaneState(ale_state=ale_state, np_random_state=json.loads(header)["rng"])
-    except (zlib.error, ValueError, KeyError) as error:
+        header_text, ale_state = payload.split(b"\n", 1)
+        header = json.loads(header_text)
+        rng_from = header.get("rng_from")
+        if rng_from is not None:
+            base, draws, at = (int(v) for v in rng_from)
+            if base < 0 or not 0 <= draws <= sticky_rng.MAX_DRAWS or not 0 <= at <= len(ale_state):
+                raise ValueError(f"bad generator reference {rng_from}")
+            rng_from = (base, draws, at)
+        return LaneState(ale_state=ale_state, np_random_state=header["rng"], rng_from=rng_from)
+    except (zlib.error, ValueError, KeyError, TypeError) as error:
         raise LogFormatError(f"a snapshot is damaged ({error}); the log's other anchors may still work") from None
+
+
+def with_generator(state: LaneState, base: LaneState) -> LaneState:
+    """Rebuild a state whose sticky-action generator was cut out, from the full state of its base snapshot."""
+    if state.rng_from is None:
+        return state
+    generator = sticky_rng.find(base.ale_state) if base.rng_from is None else None
+    if generator is None:
+        raise LogFormatError("a snapshot's generator base holds no generator; the log's other anchors may still work")
+    _, draws, at = state.rng_from
+    key, pos = sticky_rng.advance(generator.key, generator.pos, draws)
+    return LaneState(sticky_rng.insert(state.ale_state, at, key, pos), state.np_random_state)
 
 
 def _dictionary(reference: LaneState) -> bytes:
@@ -112,9 +138,15 @@ def spec_from_json(spec_json: str, source: str) -> EnvSpec:
     return spec
 
 
-def make_env(spec: EnvSpec) -> gym.Env:
+def make_env(spec: EnvSpec, source: str = "the log") -> gym.Env:
     """Build the recorded wrapper stack. The checker is off: it would step the env and shift its RNG."""
-    return gym.make(spec, disable_env_checker=True)
+    try:
+        return gym.make(spec, disable_env_checker=True)
+    except (TypeError, ValueError, KeyError, AttributeError, gym.error.Error) as error:
+        raise LogFormatError(
+            f"{source}: the recorded env {spec.id!r} cannot be built from its recorded arguments ({error}); the "
+            "spec is damaged, or was recorded with wrappers or ale-py options this installation lacks"
+        ) from None
 
 
 def current_state_crc(env: gym.Env) -> int:

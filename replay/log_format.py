@@ -25,7 +25,9 @@ from __future__ import annotations
 import numpy as np
 
 FORMAT_NAME = "ale-replay-trajectory-log"
-FORMAT_VERSION = 1
+# 1: first release. 2: snapshots may store the sticky-action generator as a base snapshot's plus n draws
+# (``rng_from`` in the snapshot header, see replay.sticky_rng). Version 1 files read unchanged.
+FORMAT_VERSION = 2
 
 # root attributes
 ATTR_FORMAT = "format"

@@ -244,7 +244,7 @@ class TrajectoryLog:
                 f"{self.path}: recorded with ale-py {recorded}, but {ale_py.__version__} is installed; install "
                 f"ale-py=={recorded} to replay it exactly (or pass check_environment=False to try anyway)"
             )
-        game = info.spec_json and json.loads(info.spec_json).get("kwargs", {}).get("game", "")
+        game = str(emulator.spec_from_json(info.spec_json, str(self.path)).kwargs.get("game", ""))
         try:
             installed = emulator.rom_md5(game)
         except Exception:

@@ -151,7 +151,7 @@ def _run(
         if lane.live is not None:
             env, lane.live = lane.live.env, None
         else:
-            env = emulator.make_env(lane.spec)
+            env = emulator.make_env(lane.spec, lane.source)
         if kind == "seed":
             observation, _ = env.reset(seed=extra)
             trusted_frames = trusted_obs = True
@@ -269,11 +269,22 @@ def _read_actions(lane: Lane, position: int) -> np.ndarray:
 
 
 def _snapshot_state(lane: Lane, row: int) -> emulator.LaneState:
-    snapshot = lane.snapshots[row]
+    state = _decode(lane, lane.snapshots[row])
+    if state.rng_from is not None:
+        base_row = state.rng_from[0]
+        if not 0 <= base_row < len(lane.all_snapshots):
+            raise LogFormatError(f"{lane.source}: a snapshot names generator base {base_row}, which does not exist")
+        state = emulator.with_generator(state, _decode(lane, lane.all_snapshots[base_row]))
+    return state
+
+
+def _decode(lane: Lane, snapshot: np.void) -> emulator.LaneState:
     reference = None
     if snapshot["ref"] != fmt.NO_REF:
-        ref_row = lane.all_snapshots[int(snapshot["ref"])]
-        reference = emulator.decode_snapshot(_blob(lane, ref_row), None)
+        ref = int(snapshot["ref"])
+        if not 0 <= ref < len(lane.all_snapshots):
+            raise LogFormatError(f"{lane.source}: a snapshot names dictionary {ref}, which does not exist")
+        reference = emulator.decode_snapshot(_blob(lane, lane.all_snapshots[ref]), None)
     return emulator.decode_snapshot(_blob(lane, snapshot), reference)
 
 

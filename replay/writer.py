@@ -15,6 +15,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,8 @@ import h5py
 import numpy as np
 
 from replay import log_format as fmt
-from replay import storage
-from replay.emulator import LaneState, encode_snapshot
+from replay import sticky_rng, storage
+from replay.emulator import LaneState, encode_snapshot, with_generator
 from replay.errors import LogFormatError, RecordingError
 
 _SPACE_MARGIN = 1 << 20  # HDF5 metadata and chunk rounding on top of the raw bytes of a flush
@@ -223,6 +224,7 @@ class StreamWriter:
         self._blob_size = 0
         self._n_snapshots = 0
         self._references: dict[int, tuple[int, LaneState]] = {}
+        self._generator_bases: dict[int, _GeneratorBase] = {}
 
     @property
     def pending_bytes(self) -> int:
@@ -244,6 +246,8 @@ class StreamWriter:
         return self.position - 1
 
     def record_reset(self, position: int, lane: int, seed: int | None) -> None:
+        if seed is not None:
+            self._generator_bases.pop(lane, None)  # a seeded reset reseeds the sticky-action generator
         self._resets.append((position, lane, fmt.NO_SEED if seed is None else int(seed)))
 
     def record_version(self, position: int, version: int) -> None:
@@ -253,6 +257,7 @@ class StreamWriter:
         self._sync.append((position, lane, state_crc, obs_crc))
 
     def record_snapshot(self, position: int, lane: int, state: LaneState, state_crc: int, obs_crc: int) -> None:
+        state = self._derive_generator(position, lane, state)
         reference = self._references.get(lane)
         if reference is None:
             blob, ref_row = encode_snapshot(state, None), fmt.NO_REF
@@ -264,6 +269,28 @@ class StreamWriter:
         self._snapshot_blobs.append(blob)
         self._blob_size += len(blob)
         self._n_snapshots += 1
+
+    def _derive_generator(self, position: int, lane: int, state: LaneState) -> LaneState:
+        """Store the sticky-action generator as "the base snapshot's, advanced by n draws" when that rebuilds
+        the state byte for byte; otherwise keep it whole and make this snapshot the lane's new base."""
+        generator = sticky_rng.find(state.ale_state)
+        if generator is None:
+            return state
+        base = self._generator_bases.get(lane)
+        if base is not None and base.derived < _DERIVED_PER_BASE:
+            limit = _DRAWS_PER_POSITION * (position - base.position) + sticky_rng.WORDS
+            draws = sticky_rng.draws_between(base.generator, generator, min(limit, sticky_rng.MAX_DRAWS))
+            if draws is not None:
+                compact = LaneState(
+                    sticky_rng.cut(state.ale_state, generator),
+                    state.np_random_state,
+                    rng_from=(base.row, draws, generator.start),
+                )
+                if with_generator(compact, base.state).ale_state == state.ale_state:
+                    base.derived += 1
+                    return compact
+        self._generator_bases[lane] = _GeneratorBase(self._n_snapshots, position, generator, state)
+        return state
 
     def _write(self) -> None:
         group = self.owner._file[fmt.GROUP_STREAMS][fmt.stream_name(self.index)]  # the handle changes on reopen
@@ -285,6 +312,22 @@ class StreamWriter:
             if rows:
                 _append(group[name], np.array(rows, dtype=dtype))
                 rows.clear()
+
+
+# A full generator every 32 snapshots bounds the draws replayed on decode (~0.3 M at interval 1024: ~2 ms).
+_DERIVED_PER_BASE = 31
+# ALE draws twice per emulated frame; 32 per recorded position covers up to 16 frames a step, and bounds the
+# record-time search when the generator was replaced (a seeded reset the writer was not told of).
+_DRAWS_PER_POSITION = 32
+
+
+@dataclass
+class _GeneratorBase:
+    row: int
+    position: int
+    generator: sticky_rng.Generator
+    state: LaneState
+    derived: int = 0
 
 
 def _table(group: h5py.Group, name: str, dtype: np.dtype) -> h5py.Dataset:
@@ -332,6 +375,8 @@ def _open_for_append(path: Path) -> h5py.File:
             if storage.needs_recovery(path):
                 storage.recover(path)
             handle = storage.open_for_structure(path)
+            # New streams are written in this version's format: readers must be at least this new.
+            handle.attrs[fmt.ATTR_FORMAT_VERSION] = max(int(handle.attrs[fmt.ATTR_FORMAT_VERSION]), fmt.FORMAT_VERSION)
         except OSError as error:
             raise LogFormatError(f"{path}: cannot open for appending ({error}); record to a new path instead") from None
         storage.start_swmr(handle)

@@ -1,0 +1,101 @@
+"""Sticky-action RNG in ALE states: stored once per many snapshots, derived in between.
+
+With sticky actions ``cloneState(include_rng=True)`` holds the environment's Mersenne Twister as libstdc++
+prints it: 624 words and an index, as ~6.7 KB of decimal text behind a 4-byte length (measured with ale-py
+0.12.1). That text is random, so it dominates a compressed snapshot (~3.5 KB of ~3.7). Yet the generator only
+advances: ALE draws from it a fixed number of times per emulated frame. So a later state's generator is an
+earlier one advanced by some number of draws, which numpy's ``MT19937`` reproduces.
+
+A snapshot may thus store its state with the generator text cut out, plus (base snapshot, draws): the
+generator of the base snapshot advanced by that many draws. The recorder only stores that form after checking
+that it rebuilds the original bytes exactly, and the replayer verifies every restore anyway.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+WORDS = 624
+_TEXT = re.compile(rb"(?:\d{1,10} ){%d}\d{1,3}" % WORDS)
+_LENGTH = struct.Struct("<I")
+MAX_DRAWS = 1 << 26  # searched at record time; beyond this a full snapshot is cheaper than the search
+
+
+@dataclass(frozen=True)
+class Generator:
+    """A Mersenne Twister state as ALE serializes it, and where its text sits in a serialized ALE state."""
+
+    key: np.ndarray  # 624 uint32 words
+    pos: int
+    start: int  # offset of the 4-byte length that precedes the text
+    end: int  # offset just past the text
+
+
+def find(ale_state: bytes) -> Generator | None:
+    """The sticky-action generator in a serialized ALE state (the last twister text), or None."""
+    match = None
+    for match in _TEXT.finditer(ale_state):
+        pass
+    if match is None or match.start() < _LENGTH.size:
+        return None
+    start = match.start() - _LENGTH.size
+    if _LENGTH.unpack_from(ale_state, start)[0] != match.end() - match.start():
+        return None
+    numbers = match.group().split()
+    key = np.array([int(word) for word in numbers[:WORDS]], dtype=np.uint64)
+    pos = int(numbers[WORDS])
+    if key.max() >= 1 << 32 or not 0 <= pos <= WORDS:
+        return None
+    return Generator(key.astype(np.uint32), pos, start, match.end())
+
+
+def cut(ale_state: bytes, generator: Generator) -> bytes:
+    """The state without the generator's length and text."""
+    return ale_state[: generator.start] + ale_state[generator.end :]
+
+
+def insert(cut_state: bytes, at: int, key: np.ndarray, pos: int) -> bytes:
+    """Put a generator's text (and its length) back into a cut state at offset ``at``."""
+    text = (" ".join(map(str, key.tolist())) + f" {pos}").encode()
+    return cut_state[:at] + _LENGTH.pack(len(text)) + text + cut_state[at:]
+
+
+def advance(key: np.ndarray, pos: int, draws: int) -> tuple[np.ndarray, int]:
+    """The generator after ``draws`` more 32-bit draws."""
+    bit_generator = _bit_generator(key, pos)
+    remaining = draws
+    while remaining:
+        block = min(remaining, 1 << 20)
+        bit_generator.random_raw(block)
+        remaining -= block
+    state = bit_generator.state["state"]
+    return np.asarray(state["key"], dtype=np.uint32), int(state["pos"])
+
+
+def draws_between(base: Generator, target: Generator, limit: int = MAX_DRAWS) -> int | None:
+    """How many draws take ``base`` to ``target``, or None if not within ``limit``."""
+    bit_generator = _bit_generator(base.key, base.pos)
+    if np.array_equal(base.key, target.key) and target.pos >= base.pos:
+        return target.pos - base.pos
+    # The words change only when the twister regenerates them, every 624 draws: step block by block.
+    drawn = WORDS - base.pos
+    bit_generator.random_raw(drawn)  # up to the next regeneration (pos 624)
+    while drawn <= limit:
+        bit_generator.random_raw(1)  # regenerates; pos is now 1
+        drawn += 1
+        key = np.asarray(bit_generator.state["state"]["key"], dtype=np.uint32)
+        if np.array_equal(key, target.key):
+            return drawn - 1 + target.pos if target.pos >= 1 else None
+        bit_generator.random_raw(WORDS - 1)
+        drawn += WORDS - 1
+    return None
+
+
+def _bit_generator(key: np.ndarray, pos: int) -> np.random.MT19937:
+    bit_generator = np.random.MT19937(0)
+    bit_generator.state = {"bit_generator": "MT19937", "state": {"key": key.astype(np.uint32), "pos": pos}}
+    return bit_generator
