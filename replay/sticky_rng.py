@@ -37,9 +37,7 @@ class Generator:
 
 def find(ale_state: bytes) -> Generator | None:
     """The sticky-action generator in a serialized ALE state (the last twister text), or None."""
-    match = None
-    for match in _TEXT.finditer(ale_state):
-        pass
+    match = next(iter(reversed(list(_TEXT.finditer(ale_state)))), None)
     if match is None or match.start() < _LENGTH.size:
         return None
     start = match.start() - _LENGTH.size
