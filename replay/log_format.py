@@ -96,7 +96,7 @@ SNAPSHOT_DTYPE = np.dtype(
 ACTION_DTYPE = np.uint8
 ACTIONS_CHUNK = 16384
 TABLE_CHUNK = 1024
-BLOB_CHUNK = 1 << 14
+BLOB_CHUNK = 1 << 12  # snapshot bytes are not filtered: a partly filled last chunk still takes its whole size
 COMPRESSION = {"compression": "gzip", "compression_opts": 6, "shuffle": True}
 
 

@@ -7,7 +7,8 @@ Every figure is measured side by side in this process, on the same episodes:
   * re-simulation steps/s vs plain stepping of the same env;
   * worst-case seek latency to an arbitrary step at default settings.
 
-Usage: python tests/bench/bench_log.py [--steps 20000] [--json bench_log.json]
+Usage: python tests/bench/bench_log.py [--steps 100000] [--json bench_log.json]
+(--steps sizes the log-vs-MP4 comparison; the other parts use fixed, smaller runs.)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 
 from replay import RecordTrajectory, TrajectoryLog
 from replay.atari import FireOnLifeLoss
+from replay.recorder import default_snapshot_interval
 
 gym.register_envs(ale_py)
 
@@ -152,14 +154,19 @@ def resim_speed(name: str, steps: int, workdir: Path) -> dict:
     }
 
 
-def seek_curve(name: str, steps: int, workdir: Path, intervals: list[int], samples: int = 6) -> list[dict]:
-    """Bytes/step and the worst seek (fresh reader, a step just before the next snapshot) per snapshot interval."""
+def seek_curve(name: str, workdir: Path, intervals: list[int | None], samples: int = 6) -> list[dict]:
+    """Bytes/step and the worst seek (fresh reader, a step just before the next snapshot) per snapshot interval.
+
+    ``None`` stands for the recorder's default interval."""
     make, game, choose = SCENARIOS[name]
     rows = []
-    steps = max(steps, 3 * max(intervals))  # every interval gets several snapshots to seek between
-    for interval in intervals:
-        log_path = workdir / f"seek-{name}-{interval}.h5"
-        env = RecordTrajectory(make(game), log_path, snapshot_interval=interval)
+    default = default_snapshot_interval(make(game).spec)
+    steps = 3 * max(i or default for i in intervals) + 100  # every interval gets several snapshots to seek between
+    for requested in intervals:
+        interval = requested or default
+        log_path = workdir / f"seek-{name}-{requested}.h5"
+        options = {} if requested is None else {"snapshot_interval": requested}
+        env = RecordTrajectory(make(game), log_path, **options)
         play(env, steps, choose)
         env.close()
         with TrajectoryLog(log_path) as log:
@@ -182,6 +189,7 @@ def seek_curve(name: str, steps: int, workdir: Path, intervals: list[int], sampl
             {
                 "scenario": name,
                 "snapshot_interval": interval,
+                "default": requested is None,
                 "bytes_per_step": log_path.stat().st_size / steps,
                 "seek_worst_s": max(latencies),
                 "seek_median_s": statistics.median(latencies),
@@ -192,18 +200,20 @@ def seek_curve(name: str, steps: int, workdir: Path, intervals: list[int], sampl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--steps", type=int, default=100_000, help="steps per scenario of the log-vs-MP4 comparison")
     parser.add_argument("--json", type=Path, default=Path("bench_log.json"))
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-log-"))
     try:
         results = {
-            "size": [size_vs_mp4(n, args.steps, workdir) for n in ("breakout-random", "pong-long")],
-            "seek_curve": seek_curve("breakout-random", args.steps, workdir, [1024, 2048, 4096, 8192]),
-            "overhead": [
-                overhead(n, max(args.steps // 4, 2000), workdir) for n in ("breakout-random", "breakout-v5-sticky")
+            "size": [size_vs_mp4(n, args.steps, workdir) for n in SCENARIOS],
+            "seek_curve": [
+                row
+                for n in ("breakout-random", "breakout-v5-sticky")
+                for row in seek_curve(n, workdir, [256, None, 4096])
             ],
-            "resim": [resim_speed(n, args.steps // 2, workdir) for n in ("breakout-random", "breakout-v5-sticky")],
+            "overhead": [overhead(n, 5000, workdir) for n in ("breakout-random", "breakout-v5-sticky")],
+            "resim": [resim_speed(n, 10_000, workdir) for n in ("breakout-random", "breakout-v5-sticky")],
         }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -215,12 +225,14 @@ def main() -> None:
             f"{r['mp4_bytes_per_step']:>12.1f}{r['mp4_over_log']:>9.0f}x"
         )
     print("\nsnapshot interval: bytes/step vs seek latency (fresh reader, worst of sampled worst-case targets)")
-    print(f"{'interval':>8}{'B/step':>9}{'worst s':>9}{'median s':>10}")
+    print(f"{'scenario':<20}{'interval':>9}{'B/step':>9}{'worst s':>9}{'median s':>10}")
     for r in results["seek_curve"]:
+        interval = f"{r['snapshot_interval']}{'*' if r['default'] else ''}"
         print(
-            f"{r['snapshot_interval']:>8}{r['bytes_per_step']:>9.2f}{r['seek_worst_s']:>9.2f}"
+            f"{r['scenario']:<20}{interval:>9}{r['bytes_per_step']:>9.2f}{r['seek_worst_s']:>9.2f}"
             f"{r['seek_median_s']:>10.2f}"
         )
+    print("(* the recorder's default interval)")
     print("\nrecording overhead on env stepping (best of 3, interleaved)")
     print(f"{'scenario':<20}{'bare/s':>9}{'traj/s':>9}{'video/s':>9}{'traj ovh':>10}{'video ovh':>10}")
     for r in results["overhead"]:
