@@ -11,6 +11,8 @@ written in SWMR mode (``libver="latest"``):
 - A file left by a killed SWMR writer refuses an ordinary open ("file is already open for write"); it opens for
   reading with ``swmr=True`` (``open_for_reading`` tries both), and before appending to it again it is rewritten
   into a clean file by ``recover`` (copy, then atomic rename; nothing recorded is changed).
+- SWMR mode never reuses the space of a rewritten chunk, so a log grows to 2-3x its data while written;
+  ``compact`` copies it down when its writer closes it.
 - A lock file next to the log (``<log>.lock``, ``flock``) tells a live writer from a dead one: only one process
   records to a log at a time, and a log whose writer died is recovered, never one still being written.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -29,6 +32,9 @@ from replay.errors import LogFormatError, RecordingError
 LOCK_SUFFIX = ".lock"
 _OPEN_FOR_WRITE = "already open for write"
 _READ_ATTEMPTS = 5  # a writer adding a stream holds the file outside SWMR mode for a few milliseconds
+_LOCK_ATTEMPTS = 5
+_FIXED_OVERHEAD = 32 << 10  # metadata of a log's objects: not worth a copy
+_COMPACT_MINIMUM = 64 << 10
 
 
 def open_for_reading(path: Path) -> h5py.File:
@@ -75,11 +81,50 @@ def needs_recovery(path: Path) -> bool:
 
 
 def recover(path: Path) -> None:
-    """Rewrite ``path`` into a clean SWMR-capable file holding everything it holds now, then replace it atomically.
+    """Rewrite a killed writer's log into a clean SWMR-capable file (see ``rewrite``) before appending to it."""
+    try:
+        rewrite(path)
+    except OSError as error:
+        raise LogFormatError(
+            f"{path}: the log was left by a writer that stopped without closing it, and rewriting it into a clean "
+            f"file failed ({error}); it still reads with replay.TrajectoryLog, record to a new path instead"
+        ) from None
 
-    Call only while holding the writer lock: it must not race a live writer.
+
+def wasted_bytes(path: Path) -> int:
+    """File bytes beyond what its datasets store (HDF5 metadata included): mostly old versions of chunks."""
+    stored = 0
+
+    def add(_: str, item: h5py.HLObject) -> None:
+        nonlocal stored
+        if isinstance(item, h5py.Dataset):
+            stored += item.id.get_storage_size()
+
+    with open_for_reading(path) as handle:
+        handle.visititems(add)
+    return path.stat().st_size - stored
+
+
+def compact(path: Path) -> bool:
+    """Reclaim the space a closed log wasted while growing, when that is worth a copy; returns whether it did.
+
+    In SWMR mode HDF5 does not reuse the space of a chunk it rewrote (each flush rewrites the compressed tail
+    chunks), so a log grows ~2-3x its data while written. A copy holds just the data.
     """
-    temporary = path.with_name(f".{path.name}.recover.tmp")
+    waste = wasted_bytes(path) - _FIXED_OVERHEAD
+    if waste < _COMPACT_MINIMUM or shutil.disk_usage(path.parent).free < 2 * path.stat().st_size:
+        return False
+    rewrite(path)
+    return True
+
+
+def rewrite(path: Path) -> None:
+    """Copy every object of ``path`` into a fresh SWMR-capable file, then atomically replace ``path`` with it.
+
+    Nothing recorded changes (HDF5 copies chunks as they are); a crash mid-way leaves ``path`` as it was. Call only
+    while holding the writer lock: it must not race a live writer.
+    """
+    temporary = path.with_name(f".{path.name}.rewrite.tmp")
     try:
         with open_for_reading(path) as source, h5py.File(temporary, "w", libver="latest", locking=False) as target:
             target.attrs.update(dict(source.attrs))
@@ -88,38 +133,46 @@ def recover(path: Path) -> None:
         with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except OSError as error:
+    finally:
         temporary.unlink(missing_ok=True)
-        raise LogFormatError(
-            f"{path}: the log was left by a writer that stopped without closing it, and rewriting it into a clean "
-            f"file failed ({error}); it still reads with replay.TrajectoryLog, record to a new path instead"
-        ) from None
 
 
 class WriterLock:
     """An exclusive ``flock`` on ``<log>.lock``, held while a process records to the log.
 
-    The kernel drops it when the process dies, so a held lock means a live writer.
+    The kernel drops it when the process dies, so a held lock means a live writer. The lock file is removed on
+    release; a process that locked a file just unlinked by the previous holder notices (other inode) and retries.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path.with_name(path.name + LOCK_SUFFIX)
-        try:
-            self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as error:
-            raise RecordingError(f"{path}: cannot create the log ({error}); choose a writable path") from None
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._fd)
-            self._fd = None
-            raise RecordingError(
-                f"{path}: another process is recording to this log ({self.path} is locked); stop it, or record "
-                "to another path"
-            ) from None
+        self._fd: int | None = None
+        for _ in range(_LOCK_ATTEMPTS):
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as error:
+                raise RecordingError(f"{path}: cannot create the log ({error}); choose a writable path") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise RecordingError(
+                    f"{path}: another process is recording to this log ({self.path} is locked); stop it, or record "
+                    "to another path"
+                ) from None
+            try:
+                current = os.stat(self.path)
+            except FileNotFoundError:
+                current = None
+            if current is not None and current.st_ino == os.fstat(fd).st_ino:
+                self._fd = fd
+                return
+            os.close(fd)  # the previous holder removed this file after we opened it: take the new one
+        raise RecordingError(f"{path}: could not take the writer lock {self.path}; try again")
 
     def release(self) -> None:
         if self._fd is not None:
+            self.path.unlink(missing_ok=True)  # while still holding it, so no one locks a file about to vanish
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

@@ -179,8 +179,13 @@ class TrajectoryWriter:
             self.flush()
         finally:
             self._file.close()
-            self._lock.release()
             self.closed = True
+            try:
+                storage.compact(self.path)  # under the lock: no writer can be appending meanwhile
+            except OSError as error:
+                warnings.warn(f"{self.path}: could not reclaim space ({error}); the log is complete", stacklevel=2)
+            finally:
+                self._lock.release()
 
     def __enter__(self) -> TrajectoryWriter:
         return self

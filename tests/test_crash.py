@@ -101,3 +101,20 @@ def test_a_second_writer_on_a_live_log_is_refused(tmp_path):
         recorder.step(0)
     with TrajectoryLog(path) as log:
         assert len(log.episodes) == 1
+
+
+def test_a_closed_log_is_compacted_and_its_lock_file_removed(tmp_path):
+    path = tmp_path / "flushy.h5"
+    env = RecordTrajectory(gym.make("ALE/Breakout-v5"), path, flush_seconds=0.001, sync_interval=4)
+    env.reset(seed=0)
+    for _ in range(3000):  # a flush per step: each rewrites the compressed tail chunks elsewhere in the file
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    grown = path.stat().st_size
+    env.close()
+    assert not (tmp_path / "flushy.h5.lock").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["flushy.h5"], "no temporary file is left behind"
+    assert path.stat().st_size < grown / 3, (path.stat().st_size, grown)
+    assert storage.wasted_bytes(path) < 64 << 10
+    assert verify(path, progress=False).ok
