@@ -27,7 +27,7 @@ import numpy as np
 
 from replay import log_format as fmt
 from replay import sticky_rng, storage
-from replay.emulator import LaneState, encode_snapshot, with_generator
+from replay.emulator import LaneState, encode_snapshot
 from replay.errors import LogFormatError, RecordingError
 
 _SPACE_MARGIN = 1 << 20  # HDF5 metadata and chunk rounding on top of the raw bytes of a flush
@@ -59,12 +59,13 @@ class TrajectoryWriter:
             raise
         self._streams: list[StreamWriter] = []
         self._episodes: list[tuple] = []
+        self._episodes_on_disk = len(self._file[fmt.DATASET_EPISODES])
         self._last_flush = time.monotonic()
         self.closed = False
 
     @property
     def n_episodes(self) -> int:
-        return len(self._file[fmt.DATASET_EPISODES]) + len(self._episodes)
+        return self._episodes_on_disk + len(self._episodes)
 
     def add_stream(
         self,
@@ -138,6 +139,7 @@ class TrajectoryWriter:
             # Episodes last: an episode row never refers to steps that are not on disk yet.
             if self._episodes:
                 _append(self._file[fmt.DATASET_EPISODES], np.array(self._episodes, dtype=fmt.EPISODE_DTYPE))
+                self._episodes_on_disk += len(self._episodes)
                 self._episodes.clear()
             self._file.flush()
         except OSError as error:
@@ -283,18 +285,18 @@ class StreamWriter:
             return state
         base = self._generator_bases.get(lane)
         if base is not None and base.derived < _DERIVED_PER_BASE:
-            limit = _DRAWS_PER_POSITION * (position - base.position) + sticky_rng.WORDS
-            draws = sticky_rng.draws_between(base.generator, generator, min(limit, sticky_rng.MAX_DRAWS))
-            if draws is not None:
-                compact = LaneState(
-                    sticky_rng.cut(state.ale_state, generator),
-                    state.np_random_state,
-                    rng_from=(base.row, draws, generator.start),
-                )
-                if with_generator(compact, base.state).ale_state == state.ale_state:
+            # Search from the lane's previous snapshot, not from the base: a few thousand draws, not a million.
+            limit = min(_DRAWS_PER_POSITION * (position - base.last_position) + sticky_rng.WORDS, sticky_rng.MAX_DRAWS)
+            more = sticky_rng.draws_between(base.last, generator, limit)
+            if more is not None:
+                key, pos = sticky_rng.advance(base.last.key, base.last.pos, more)
+                cut = sticky_rng.cut(state.ale_state, generator)
+                if sticky_rng.insert(cut, generator.start, key, pos) == state.ale_state:
                     base.derived += 1
-                    return compact
-        self._generator_bases[lane] = _GeneratorBase(self._n_snapshots, position, generator, state)
+                    base.draws += more
+                    base.last, base.last_position = generator, position
+                    return LaneState(cut, state.np_random_state, rng_from=(base.row, base.draws, generator.start))
+        self._generator_bases[lane] = _GeneratorBase(self._n_snapshots, generator, generator, position)
         return state
 
     def _write(self) -> None:
@@ -319,8 +321,8 @@ class StreamWriter:
                 rows.clear()
 
 
-# A full generator every 32 snapshots bounds the draws replayed on decode (~0.3 M at interval 1024: ~2 ms).
-_DERIVED_PER_BASE = 31
+# A whole generator every 128 snapshots bounds the draws replayed on decode (~1 M at interval 1024: ~5 ms).
+_DERIVED_PER_BASE = 127
 # ALE draws twice per emulated frame; 32 per recorded position covers up to 16 frames a step, and bounds the
 # record-time search when the generator was replaced (a seeded reset the writer was not told of).
 _DRAWS_PER_POSITION = 32
@@ -328,10 +330,11 @@ _DRAWS_PER_POSITION = 32
 
 @dataclass
 class _GeneratorBase:
-    row: int
-    position: int
-    generator: sticky_rng.Generator
-    state: LaneState
+    row: int  # snapshot row holding the whole generator
+    base: sticky_rng.Generator
+    last: sticky_rng.Generator  # the generator of the lane's latest snapshot
+    last_position: int
+    draws: int = 0  # from base to last
     derived: int = 0
 
 

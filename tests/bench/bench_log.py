@@ -3,7 +3,7 @@
 Every figure is measured side by side in this process, on the same episodes:
   * bytes per env step of the log (the whole file) vs gymnasium's RecordVideo MP4 of the same episodes;
   * bytes/step against worst-case seek latency for several snapshot intervals;
-  * recording overhead on env stepping vs no wrapper and vs RecordVideo;
+  * recording overhead on env stepping vs no wrapper and vs RecordVideo (CPU time, interleaved rounds);
   * re-simulation steps/s vs plain stepping of the same env;
   * worst-case seek latency to an arbitrary step at default settings.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import statistics
 import tempfile
@@ -89,8 +90,12 @@ def size_vs_mp4(name: str, steps: int, workdir: Path) -> dict:
     }
 
 
-def overhead(name: str, steps: int, workdir: Path, repeats: int = 3) -> dict:
-    """Steps/s of the bare env, with RecordTrajectory, with RecordVideo; interleaved so noise hits all alike."""
+def overhead(name: str, steps: int, workdir: Path, rounds: int = 8) -> dict:
+    """Steps/s of the bare env, with RecordTrajectory, with RecordVideo, in interleaved rounds.
+
+    Each round times ``steps`` steps of each variant in turn (building and closing the env outside the clock) in
+    CPU time of this process and its children (RecordVideo's encoder), so another job sharing a core moves the
+    figure less than wall time. The overhead is the median over rounds of the per-round ratio."""
     make, game, choose = SCENARIOS[name]
     variants = {
         "bare": lambda: make(game),
@@ -102,21 +107,30 @@ def overhead(name: str, steps: int, workdir: Path, repeats: int = 3) -> dict:
             disable_logger=True,
         ),
     }
-    times: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(repeats):
+    cpu: dict[str, list[float]] = {k: [] for k in variants}
+    for round_index in range(rounds):
         for key, build in variants.items():
             env = build()
-            start = time.perf_counter()
-            play(env, steps, choose)
-            env.close()
-            times[key].append(time.perf_counter() - start)
-    best = {k: min(v) for k, v in times.items()}
+            start = _cpu_seconds()
+            play(env, steps, choose, seed=round_index)
+            if key == "record_video":
+                env.close()  # its videos are encoded when an episode ends or the env closes: part of its cost
+            cpu[key].append(_cpu_seconds() - start)
+            env.close()  # a second close does nothing
+    ratios = {k: statistics.median(a / b for a, b in zip(cpu[k], cpu["bare"], strict=True)) - 1 for k in variants}
     return {
         "scenario": name,
-        "steps_per_s": {k: steps / v for k, v in best.items()},
-        "record_trajectory_overhead": best["record_trajectory"] / best["bare"] - 1,
-        "record_video_overhead": best["record_video"] / best["bare"] - 1,
+        "steps": steps,
+        "rounds": rounds,
+        "steps_per_cpu_s": {k: steps / statistics.median(v) for k, v in cpu.items()},
+        "record_trajectory_overhead": ratios["record_trajectory"],
+        "record_video_overhead": ratios["record_video"],
     }
+
+
+def _cpu_seconds() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def resim_speed(name: str, steps: int, workdir: Path) -> dict:
@@ -202,49 +216,55 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100_000, help="steps per scenario of the log-vs-MP4 comparison")
     parser.add_argument("--json", type=Path, default=Path("bench_log.json"))
+    parser.add_argument("--parts", default="size,seek_curve,overhead,resim", help="comma-separated subset to run")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-log-"))
     try:
-        results = {
-            "size": [size_vs_mp4(n, args.steps, workdir) for n in SCENARIOS],
-            "seek_curve": [
+        parts = {
+            "size": lambda: [size_vs_mp4(n, args.steps, workdir) for n in SCENARIOS],
+            "seek_curve": lambda: [
                 row
                 for n in ("breakout-random", "breakout-v5-sticky")
                 for row in seek_curve(n, workdir, [256, None, 4096])
             ],
-            "overhead": [overhead(n, 5000, workdir) for n in ("breakout-random", "breakout-v5-sticky")],
-            "resim": [resim_speed(n, 10_000, workdir) for n in ("breakout-random", "breakout-v5-sticky")],
+            "overhead": lambda: [overhead(n, 3000, workdir) for n in ("breakout-random", "breakout-v5-sticky")],
+            "resim": lambda: [resim_speed(n, 10_000, workdir) for n in ("breakout-random", "breakout-v5-sticky")],
         }
+        results = {name: run() for name, run in parts.items() if name in args.parts.split(",")}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print("\nlog size vs RecordVideo MP4 (same episodes)")
-    print(f"{'scenario':<20}{'steps':>8}{'episodes':>9}{'log B/step':>12}{'mp4 B/step':>12}{'mp4/log':>9}")
-    for r in results["size"]:
-        print(
-            f"{r['scenario']:<20}{r['steps']:>8}{r['episodes']:>9}{r['log_bytes_per_step']:>12.2f}"
-            f"{r['mp4_bytes_per_step']:>12.1f}{r['mp4_over_log']:>9.0f}x"
-        )
-    print("\nsnapshot interval: bytes/step vs seek latency (fresh reader, worst of sampled worst-case targets)")
-    print(f"{'scenario':<20}{'interval':>9}{'B/step':>9}{'worst s':>9}{'median s':>10}")
-    for r in results["seek_curve"]:
-        interval = f"{r['snapshot_interval']}{'*' if r['default'] else ''}"
-        print(
-            f"{r['scenario']:<20}{interval:>9}{r['bytes_per_step']:>9.2f}{r['seek_worst_s']:>9.2f}"
-            f"{r['seek_median_s']:>10.2f}"
-        )
-    print("(* the recorder's default interval)")
-    print("\nrecording overhead on env stepping (best of 3, interleaved)")
-    print(f"{'scenario':<20}{'bare/s':>9}{'traj/s':>9}{'video/s':>9}{'traj ovh':>10}{'video ovh':>10}")
-    for r in results["overhead"]:
-        s = r["steps_per_s"]
-        print(
-            f"{r['scenario']:<20}{s['bare']:>9.0f}{s['record_trajectory']:>9.0f}{s['record_video']:>9.0f}"
-            f"{r['record_trajectory_overhead']:>10.1%}{r['record_video_overhead']:>10.1%}"
-        )
-    print("\nre-simulation (frames + observations) vs plain stepping with render")
-    print(f"{'scenario':<20}{'plain/s':>9}{'resim/s':>9}{'ratio':>8}")
-    for r in results["resim"]:
-        print(f"{r['scenario']:<20}{r['plain_steps_per_s']:>9.0f}{r['resim_steps_per_s']:>9.0f}{r['ratio']:>8.0%}")
+    if "size" in results:
+        print("\nlog size vs RecordVideo MP4 (same episodes)")
+        print(f"{'scenario':<20}{'steps':>8}{'episodes':>9}{'log B/step':>12}{'mp4 B/step':>12}{'mp4/log':>9}")
+        for r in results["size"]:
+            print(
+                f"{r['scenario']:<20}{r['steps']:>8}{r['episodes']:>9}{r['log_bytes_per_step']:>12.2f}"
+                f"{r['mp4_bytes_per_step']:>12.1f}{r['mp4_over_log']:>9.0f}x"
+            )
+    if "seek_curve" in results:
+        print("\nsnapshot interval: bytes/step vs seek latency (fresh reader, worst of sampled worst-case targets)")
+        print(f"{'scenario':<20}{'interval':>9}{'B/step':>9}{'worst s':>9}{'median s':>10}")
+        for r in results["seek_curve"]:
+            interval = f"{r['snapshot_interval']}{'*' if r['default'] else ''}"
+            print(
+                f"{r['scenario']:<20}{interval:>9}{r['bytes_per_step']:>9.2f}{r['seek_worst_s']:>9.2f}"
+                f"{r['seek_median_s']:>10.2f}"
+            )
+        print("(* the recorder's default interval)")
+    if "overhead" in results:
+        print("\nrecording overhead on env stepping (CPU time, median of interleaved rounds)")
+        print(f"{'scenario':<20}{'bare/s':>9}{'traj/s':>9}{'video/s':>9}{'traj ovh':>10}{'video ovh':>10}")
+        for r in results["overhead"]:
+            s = r["steps_per_cpu_s"]
+            print(
+                f"{r['scenario']:<20}{s['bare']:>9.0f}{s['record_trajectory']:>9.0f}{s['record_video']:>9.0f}"
+                f"{r['record_trajectory_overhead']:>10.1%}{r['record_video_overhead']:>10.1%}"
+            )
+    if "resim" in results:
+        print("\nre-simulation (frames + observations) vs plain stepping with render")
+        print(f"{'scenario':<20}{'plain/s':>9}{'resim/s':>9}{'ratio':>8}")
+        for r in results["resim"]:
+            print(f"{r['scenario']:<20}{r['plain_steps_per_s']:>9.0f}{r['resim_steps_per_s']:>9.0f}{r['ratio']:>8.0%}")
     args.json.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {args.json}")
 

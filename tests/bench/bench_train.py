@@ -4,6 +4,11 @@ Same config, seed and process for every variant; each trains ``--total-steps`` s
 evaluation) and the rate is taken over the updates after the first (warm-up). Variants run in turns, so
 machine noise hits them alike.
 
+Side-by-side rates on a shared 2-core machine move by several percent from run to run, more than the recorder
+costs. So the recorder variant is also timed from the inside: the wall time spent in ``RecordVectorTrajectory``'s
+own code (its ``step`` and ``reset`` minus the vector env's, plus opening and closing the log) as a fraction of
+the whole training run. That figure does not depend on what else the machine is doing.
+
     python tests/bench/bench_train.py --total-steps 8192 --repeats 2 --json bench_train.json
 """
 
@@ -47,9 +52,66 @@ def _video_on(lanes: Callable[[int], bool], config: TrainConfig, folder: Path) -
     return wrap
 
 
+class _Timer:
+    """Accumulated wall time of calls to some methods (patched onto classes for the length of one run)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._patches: list[tuple[type, str, Callable]] = []
+
+    def patch(self, cls: type, method: str, label: str) -> None:
+        original = getattr(cls, method)
+
+        def timed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - any signature
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - start
+
+        self._patches.append((cls, method, original))
+        setattr(cls, method, timed)
+
+    def restore(self) -> None:
+        for cls, method, original in reversed(self._patches):
+            setattr(cls, method, original)
+        self._patches.clear()
+
+
+class _InnerClock(gym.vector.VectorWrapper):
+    """Times the vector env under the recorder, so the recorder's own share is outer minus inner."""
+
+    def __init__(self, env: gym.vector.VectorEnv, timer: _Timer) -> None:
+        super().__init__(env)
+        self.timer = timer
+
+    def step(self, actions):  # noqa: ANN001, ANN201
+        start = time.perf_counter()
+        try:
+            return self.env.step(actions)
+        finally:
+            self.timer.seconds["inner_step"] = self.timer.seconds.get("inner_step", 0.0) + time.perf_counter() - start
+
+    def reset(self, **kwargs):  # noqa: ANN003, ANN201
+        start = time.perf_counter()
+        try:
+            return self.env.reset(**kwargs)
+        finally:
+            self.timer.seconds["inner_reset"] = self.timer.seconds.get("inner_reset", 0.0) + time.perf_counter() - start
+
+
 def run_variant(name: str, config: TrainConfig, folder: Path) -> dict[str, object]:
     """Train once in ``folder``; steps/s over updates 2.. from ``updates.csv``, plus bytes written."""
     wrap: Wrap | None = None
+    timer = _Timer()
+    if name == "recorder":
+        from replay.recorder import RecordVectorTrajectory
+
+        timer.patch(RecordVectorTrajectory, "step", "outer_step")
+        timer.patch(RecordVectorTrajectory, "reset", "outer_reset")
+        timer.patch(RecordVectorTrajectory, "__init__", "open")
+        timer.patch(RecordVectorTrajectory, "close", "close")
+        wrap = lambda envs: _InnerClock(envs, timer)  # noqa: E731
     if name == "video_env0":
         wrap = _video_on(lambda lane: lane == 0, config, folder / "videos")
     elif name == "video_all":
@@ -57,8 +119,20 @@ def run_variant(name: str, config: TrainConfig, folder: Path) -> dict[str, objec
     config.record.enabled = name == "recorder"
     config.run_dir = str(folder / "run")
     started = time.perf_counter()
-    train(config, wrap_envs=wrap)
+    try:
+        train(config, wrap_envs=wrap)
+    finally:
+        timer.restore()
     wall = time.perf_counter() - started
+    t = timer.seconds
+    recorder_seconds = (
+        t.get("outer_step", 0.0)
+        - t.get("inner_step", 0.0)
+        + t.get("outer_reset", 0.0)
+        - t.get("inner_reset", 0.0)
+        + t.get("open", 0.0)
+        + t.get("close", 0.0)
+    )
     with (folder / "run" / "updates.csv").open() as f:
         rows = list(csv.DictReader(f))
     steady = rows[1:] or rows
@@ -70,6 +144,8 @@ def run_variant(name: str, config: TrainConfig, folder: Path) -> dict[str, objec
         "steps_per_second": len(steady) * config.ppo.batch_size / seconds,
         "wall_seconds": wall,
         "bytes_written": written,
+        "recorder_seconds": recorder_seconds if name == "recorder" else None,
+        "recorder_share": recorder_seconds / wall if name == "recorder" else None,
     }
 
 
@@ -118,6 +194,12 @@ def main() -> None:
         print(
             f"{row['variant']:<12} {row['steps_per_second']:9.1f} {row['relative']:9.3f} "
             f"{row['bytes_written'] / 1e6:11.2f}  ok"
+        )
+    shares = [r["recorder_share"] for r in results["recorder"]]
+    if shares:
+        print(
+            f"time inside the recorder's own code (timed from the inside): {min(shares):.2%} - {max(shares):.2%} "
+            f"of training wall time over {len(shares)} run(s)"
         )
     args.json.write_text(
         json.dumps(
