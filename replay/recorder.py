@@ -24,6 +24,11 @@ ACTION_IDLE = 255  # a lane that neither stepped nor reset at a position (partia
 _BOOKKEEPING_WRAPPERS = (gym.wrappers.OrderEnforcing, gym.wrappers.PassiveEnvChecker, gym.wrappers.TimeLimit)
 
 
+# Quiet positions in a row at most: full positions check the flush deadline, so this bounds how late a flush
+# can be (~0.1 s of stepping) whatever the sync and snapshot intervals.
+_MAX_QUIET = 256
+
+
 def default_snapshot_interval(spec: gym.envs.registration.EnvSpec) -> int:
     """Snapshots cost ~0.2 KB (with sticky actions too: their generator is mostly derived, see
     ``replay.sticky_rng``); one every 1024 steps keeps a log near a byte per step and any seek under ~1 s."""
@@ -98,6 +103,9 @@ class _Recording:
         self._version_first = np.zeros(n_lanes, dtype=np.int64)
         self._snapshot_due = np.zeros(n_lanes, dtype=bool)
         self._snapshot_pending = False
+        self._quiet_left = 0  # positions that may take the quiet path (see on_quiet_step)
+        self._pending_reward: Any = 0.0  # rewards of quiet positions, added to _reward at the next full one
+        self._append_actions = self.stream.record_position if batched else self.stream.record_action
         self.closed = False
 
     def seeds_for_reset(self, lanes: np.ndarray, seed: int | Sequence[int | None] | None) -> list[int | None]:
@@ -115,6 +123,7 @@ class _Recording:
         return seeds
 
     def on_reset(self, lanes: np.ndarray, seeds: list[int | None], observations: Any) -> None:
+        self._fold_rewards()
         self._cut(lanes)
         actions = np.where(lanes, 0, ACTION_IDLE).astype(fmt.ACTION_DTYPE)
         position = self.stream.record_position(actions)
@@ -124,21 +133,35 @@ class _Recording:
             self._seeded[lane] = True
         self._open(lanes, position)
         self._checks(position, lanes, np.zeros(self.n_lanes, dtype=bool), observations)
+        self._plan_quiet()
 
     def on_quiet_step(self, actions: Any, rewards: Any) -> bool:
-        """The common position where no lane resets or ends and no check is due: a few cheap writes.
+        """The common position where no lane resets or ends and no check is due: store the actions, add up rewards.
 
-        Returns False, recording nothing, when the position needs :meth:`on_step`.
+        Returns False, recording nothing, when the position needs :meth:`on_step`. The last full position
+        planned how many quiet ones follow (``_plan_quiet``), so this path is a counter and two appends: it runs
+        right after the emulator, with cold caches, where every numpy call or attribute chain costs microseconds.
         """
-        position = self.stream.position
-        if self._snapshot_pending or position % self.sync_interval == 0 or position % self.snapshot_interval == 0:
+        if self._quiet_left <= 0 or self.policy_version != self._recorded_version:
             return False
-        self.stream.record_position(actions)
-        if self.policy_version != self._recorded_version:
-            self._note_version(position)
-        self._reward += rewards
-        self.writer.maybe_flush()
+        self._quiet_left -= 1
+        self._append_actions(actions)
+        self._pending_reward += rewards
         return True
+
+    def _plan_quiet(self) -> None:
+        """After a full position: how many positions until a sync or snapshot check, or a flush check, is due."""
+        if self._snapshot_pending:
+            self._quiet_left = 0
+            return
+        position = self.stream.position
+        next_sync = -(-position // self.sync_interval) * self.sync_interval
+        next_snapshot = -(-position // self.snapshot_interval) * self.snapshot_interval
+        self._quiet_left = min(next_sync - position, next_snapshot - position, _MAX_QUIET)
+
+    def _fold_rewards(self) -> None:
+        self._reward += self._pending_reward
+        self._pending_reward = 0.0
 
     def on_step(
         self,
@@ -151,6 +174,7 @@ class _Recording:
         observations: Any,
     ) -> None:
         """One position: lanes in ``resetting`` were auto-reset (their action ignored), the others stepped."""
+        self._fold_rewards()
         position = self.stream.record_position(actions)
         self._note_version(position)
         stepped = ~resetting
@@ -164,6 +188,7 @@ class _Recording:
         for lane in np.flatnonzero(ended):
             self._close_episode(int(lane), position, bool(terminated[lane]), bool(truncated[lane]), True)
         self.writer.maybe_flush()
+        self._plan_quiet()
 
     def close(self) -> None:
         if self.closed:
@@ -171,6 +196,7 @@ class _Recording:
         self.closed = True
         if self.writer.closed:
             return
+        self._fold_rewards()
         self._cut(np.ones(self.n_lanes, dtype=bool))
         if self.owns_writer:
             self.writer.close()

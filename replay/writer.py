@@ -221,6 +221,7 @@ class StreamWriter:
         self.index = index
         self.n_lanes = n_lanes
         self._actions = np.zeros((n_lanes, fmt.ACTIONS_CHUNK), dtype=fmt.ACTION_DTYPE)
+        self._lane0 = memoryview(self._actions[0])  # item assignment in C, for record_action
         self._n_actions = 0
         self._written_positions = 0
         self._resets: list[tuple] = []
@@ -251,6 +252,13 @@ class StreamWriter:
         self._actions[:, self._n_actions] = actions
         self._n_actions += 1
         return self.position - 1
+
+    def record_action(self, action: int) -> None:
+        """``record_position`` for a one-lane stream, without numpy's per-call overhead."""
+        if self._n_actions == self._actions.shape[1]:
+            self._write()
+        self._lane0[self._n_actions] = action
+        self._n_actions += 1
 
     def record_reset(self, position: int, lane: int, seed: int | None) -> None:
         if seed is not None:

@@ -118,3 +118,19 @@ def test_a_closed_log_is_compacted_and_its_lock_file_removed(tmp_path):
     assert path.stat().st_size < grown / 3, (path.stat().st_size, grown)
     assert storage.wasted_bytes(path) < 64 << 10
     assert verify(path, progress=False).ok
+
+
+def test_flushes_stay_on_time_when_checks_are_rare(tmp_path):
+    """Quiet positions skip the flush deadline check; a full position still comes at least every 256."""
+    path = tmp_path / "rare.h5"
+    env = RecordTrajectory(
+        gym.make("ALE/Pong-v5"), path, sync_interval=10**9, snapshot_interval=10**9, flush_seconds=0.05
+    )
+    env.reset(seed=0)
+    for _ in range(900):
+        env.step(0)
+        time.sleep(0.001)  # >= 0.9 s of recording: many flush deadlines pass
+    with storage.open_for_reading(path) as handle:
+        on_disk = handle[fmt.GROUP_STREAMS][fmt.stream_name(0)][fmt.DATASET_ACTIONS].shape[1]
+    env.close()
+    assert on_disk >= 900 - 256 - 60, on_disk
