@@ -128,7 +128,9 @@ def test_flushes_stay_on_time_when_checks_are_rare(tmp_path):
     )
     env.reset(seed=0)
     for _ in range(900):
-        env.step(0)
+        _, _, terminated, truncated, _ = env.step(0)
+        if terminated or truncated:
+            env.reset()
         time.sleep(0.001)  # >= 0.9 s of recording: many flush deadlines pass
     with storage.open_for_reading(path) as handle:
         on_disk = handle[fmt.GROUP_STREAMS][fmt.stream_name(0)][fmt.DATASET_ACTIONS].shape[1]
