@@ -33,8 +33,8 @@ LOCK_SUFFIX = ".lock"
 _OPEN_FOR_WRITE = "already open for write"
 _READ_ATTEMPTS = 5  # a writer adding a stream holds the file outside SWMR mode for a few milliseconds
 _LOCK_ATTEMPTS = 5
-_FIXED_OVERHEAD = 32 << 10  # metadata of a log's objects: not worth a copy
-_COMPACT_MINIMUM = 64 << 10
+_FIXED_OVERHEAD = 24 << 10  # metadata of a log's objects (~18 KB for one stream): not worth a copy
+_COMPACT_MINIMUM = 16 << 10  # and a quarter of the file
 
 
 def open_for_reading(path: Path) -> h5py.File:
@@ -111,8 +111,9 @@ def compact(path: Path) -> bool:
     In SWMR mode HDF5 does not reuse the space of a chunk it rewrote (each flush rewrites the compressed tail
     chunks), so a log grows ~2-3x its data while written. A copy holds just the data.
     """
+    size = path.stat().st_size
     waste = wasted_bytes(path) - _FIXED_OVERHEAD
-    if waste < _COMPACT_MINIMUM or shutil.disk_usage(path.parent).free < 2 * path.stat().st_size:
+    if waste < max(_COMPACT_MINIMUM, size // 4) or shutil.disk_usage(path.parent).free < 2 * size:
         return False
     rewrite(path)
     return True
