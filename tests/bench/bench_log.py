@@ -14,6 +14,7 @@ Usage: python tests/bench/bench_log.py [--steps 100000] [--json bench_log.json]
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import resource
 import shutil
@@ -90,7 +91,7 @@ def size_vs_mp4(name: str, steps: int, workdir: Path) -> dict:
     }
 
 
-def overhead(name: str, steps: int, workdir: Path, rounds: int = 8) -> dict:
+def overhead(name: str, steps: int, workdir: Path, rounds: int = 9) -> dict:
     """Steps/s of the bare env, with RecordTrajectory, with RecordVideo, in interleaved rounds.
 
     Each round times ``steps`` steps of each variant in turn (building and closing the env outside the clock) in
@@ -108,9 +109,14 @@ def overhead(name: str, steps: int, workdir: Path, rounds: int = 8) -> dict:
         ),
     }
     cpu: dict[str, list[float]] = {k: [] for k in variants}
+    names = list(variants)
     for round_index in range(rounds):
-        for key, build in variants.items():
-            env = build()
+        # Rotate the order: here whatever runs later in a round runs a few percent slower (measured: the same
+        # env 0-10% slower when second), which a fixed order would charge to the later variants.
+        shift = round_index % len(names)
+        for key in names[shift:] + names[:shift]:
+            env = variants[key]()
+            gc.collect()
             start = _cpu_seconds()
             play(env, steps, choose, seed=round_index)
             if key == "record_video":
@@ -133,8 +139,9 @@ def _cpu_seconds() -> float:
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
-def resim_speed(name: str, steps: int, workdir: Path) -> dict:
-    """Re-simulating the recorded episodes (frames and observations) vs stepping the same env with render."""
+def resim_speed(name: str, steps: int, workdir: Path, rounds: int = 4) -> dict:
+    """Re-simulating the recorded episodes (frames and observations) vs stepping the same env with render, in CPU
+    time, rounds in alternating order; the ratio is the median over rounds."""
     make, game, choose = SCENARIOS[name]
     log_path = workdir / f"resim-{name}.h5"
     env = RecordTrajectory(make(game), log_path)
@@ -142,29 +149,44 @@ def resim_speed(name: str, steps: int, workdir: Path) -> dict:
     env.close()
     with TrajectoryLog(log_path) as log:
         actions = [[s.action for s in log.replay(e.index, frames=False, observations=False)][1:] for e in log.episodes]
-    plain_env = make(game)
-    start = time.perf_counter()
-    plain_env.reset(seed=0)
-    plain_env.unwrapped.render()
-    for episode_actions in actions:
-        for action in episode_actions:
-            plain_env.step(action)
-            plain_env.unwrapped.render()
-        plain_env.reset()
+
+    def plain() -> float:
+        plain_env = make(game)
+        gc.collect()
+        start = _cpu_seconds()
+        plain_env.reset(seed=0)
         plain_env.unwrapped.render()
-    plain = time.perf_counter() - start
-    start = time.perf_counter()
-    with TrajectoryLog(log_path) as log:
-        for episode in log.episodes:
-            for _ in log.replay(episode.index):
-                pass
-    resim = time.perf_counter() - start
+        for episode_actions in actions:
+            for action in episode_actions:
+                plain_env.step(action)
+                plain_env.unwrapped.render()
+            plain_env.reset()
+            plain_env.unwrapped.render()
+        seconds = _cpu_seconds() - start
+        plain_env.close()
+        return seconds
+
+    def resimulated() -> float:
+        gc.collect()
+        start = _cpu_seconds()
+        with TrajectoryLog(log_path) as log:  # opening the log and building the env are part of the cost
+            for episode in log.episodes:
+                for _ in log.replay(episode.index):
+                    pass
+        return _cpu_seconds() - start
+
+    times: dict[str, list[float]] = {"plain": [], "resim": []}
+    for round_index in range(rounds):  # alternate the order: see overhead()
+        for key in ("plain", "resim") if round_index % 2 == 0 else ("resim", "plain"):
+            times[key].append(plain() if key == "plain" else resimulated())
+    ratio = statistics.median(p / r for p, r in zip(times["plain"], times["resim"], strict=True))
+    plain_seconds, resim_seconds = statistics.median(times["plain"]), statistics.median(times["resim"])
     return {
         "scenario": name,
         "steps": steps,
-        "plain_steps_per_s": steps / plain,
-        "resim_steps_per_s": steps / resim,
-        "ratio": plain / resim,
+        "plain_steps_per_s": steps / plain_seconds,
+        "resim_steps_per_s": steps / resim_seconds,
+        "ratio": ratio,
     }
 
 
@@ -263,7 +285,7 @@ def main() -> None:
                 f"{r['record_trajectory_overhead']:>10.1%}{r['record_video_overhead']:>10.1%}"
             )
     if "resim" in results:
-        print("\nre-simulation (frames + observations) vs plain stepping with render")
+        print("\nre-simulation (frames + observations) vs plain stepping with render (CPU time, median of rounds)")
         print(f"{'scenario':<20}{'plain/s':>9}{'resim/s':>9}{'ratio':>8}")
         for r in results["resim"]:
             print(f"{r['scenario']:<20}{r['plain_steps_per_s']:>9.0f}{r['resim_steps_per_s']:>9.0f}{r['ratio']:>8.0%}")
