@@ -255,7 +255,7 @@ class StreamWriter:
 
     def record_action(self, action: int) -> None:
         """``record_position`` for a one-lane stream, without numpy's per-call overhead."""
-        if self._n_actions == self._actions.shape[1]:
+        if self._n_actions == fmt.ACTIONS_CHUNK:
             self._write()
         self._lane0[self._n_actions] = action
         self._n_actions += 1

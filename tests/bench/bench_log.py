@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import ale_py
 import gymnasium as gym
@@ -124,6 +125,7 @@ def overhead(name: str, steps: int, workdir: Path, rounds: int = 9) -> dict:
             cpu[key].append(_cpu_seconds() - start)
             env.close()  # a second close does nothing
     ratios = {k: statistics.median(a / b for a, b in zip(cpu[k], cpu["bare"], strict=True)) - 1 for k in variants}
+    own = recorder_share(make(game), workdir / f"share-{name}.h5", steps * rounds // 3, choose)
     return {
         "scenario": name,
         "steps": steps,
@@ -131,7 +133,36 @@ def overhead(name: str, steps: int, workdir: Path, rounds: int = 9) -> dict:
         "steps_per_cpu_s": {k: steps / statistics.median(v) for k, v in cpu.items()},
         "record_trajectory_overhead": ratios["record_trajectory"],
         "record_video_overhead": ratios["record_video"],
+        "recorder_own_share": own,
     }
+
+
+def recorder_share(env: gym.Env, path: Path, steps: int, choose: Callable) -> float:
+    """Wall time inside RecordTrajectory's own code (its step and reset minus the env's) over the whole run.
+
+    Timed from the inside, so unlike the side-by-side ratios it does not move with what else the machine does.
+    It counts the timing itself (~1 us a step) against the recorder."""
+    inner = {"step": 0.0, "reset": 0.0}
+    outer = {"step": 0.0, "reset": 0.0}
+
+    def timed(method: Callable, totals: dict[str, float], key: str) -> Callable:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                totals[key] += time.perf_counter() - start
+
+        return call
+
+    env.step, env.reset = timed(env.step, inner, "step"), timed(env.reset, inner, "reset")
+    recorder = RecordTrajectory(env, path)
+    recorder.step, recorder.reset = timed(recorder.step, outer, "step"), timed(recorder.reset, outer, "reset")
+    start = time.perf_counter()
+    play(recorder, steps, choose)
+    total = time.perf_counter() - start
+    recorder.close()
+    return (outer["step"] - inner["step"] + outer["reset"] - inner["reset"]) / total
 
 
 def _cpu_seconds() -> float:
@@ -277,12 +308,16 @@ def main() -> None:
         print("(* the recorder's default interval; data B/step leaves out the file's fixed ~18 KB of metadata)")
     if "overhead" in results:
         print("\nrecording overhead on env stepping (CPU time, median of interleaved rounds)")
-        print(f"{'scenario':<20}{'bare/s':>9}{'traj/s':>9}{'video/s':>9}{'traj ovh':>10}{'video ovh':>10}")
+        print(
+            f"{'scenario':<20}{'bare/s':>9}{'traj/s':>9}{'video/s':>9}{'traj ovh':>10}{'video ovh':>10}"
+            f"{'recorder own':>14}"
+        )
         for r in results["overhead"]:
             s = r["steps_per_cpu_s"]
             print(
                 f"{r['scenario']:<20}{s['bare']:>9.0f}{s['record_trajectory']:>9.0f}{s['record_video']:>9.0f}"
                 f"{r['record_trajectory_overhead']:>10.1%}{r['record_video_overhead']:>10.1%}"
+                f"{r['recorder_own_share']:>14.2%}"
             )
     if "resim" in results:
         print("\nre-simulation (frames + observations) vs plain stepping with render (CPU time, median of rounds)")
