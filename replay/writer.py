@@ -296,7 +296,7 @@ class StreamWriter:
             # Search from the lane's previous snapshot, not from the base: a few thousand draws, not a million.
             limit = min(_DRAWS_PER_POSITION * (position - base.last_position) + sticky_rng.WORDS, sticky_rng.MAX_DRAWS)
             more = sticky_rng.draws_between(base.last, generator, limit)
-            if more is not None:
+            if more is not None and base.draws + more <= sticky_rng.MAX_DRAWS:  # what decode_snapshot accepts
                 key, pos = sticky_rng.advance(base.last.key, base.last.pos, more)
                 cut = sticky_rng.cut(state.ale_state, generator)
                 if sticky_rng.insert(cut, generator.start, key, pos) == state.ale_state:
