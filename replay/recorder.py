@@ -87,7 +87,7 @@ class _Recording:
             obs_shape=tuple(observation_space.shape or ()),
             obs_dtype=str(observation_space.dtype),
         )
-        # The sticky-action RNG is 3/4 of a snapshot's bytes; without sticky actions nothing ever reads it.
+        # Without sticky actions nothing reads the sticky-action generator: snapshots leave it out.
         self.snapshot_rng = _sticky(spec)
         self.n_lanes = n_lanes
         self.batched = batched  # observations carry a leading lane axis
