@@ -16,18 +16,17 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import resource
 import shutil
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import ale_py
 import gymnasium as gym
 import numpy as np
+from timing import cpu_seconds, timed
 
 from replay import RecordTrajectory, TrajectoryLog, storage
 from replay.atari import FireOnLifeLoss
@@ -118,11 +117,11 @@ def overhead(name: str, steps: int, workdir: Path, rounds: int = 9) -> dict:
         for key in names[shift:] + names[:shift]:
             env = variants[key]()
             gc.collect()
-            start = _cpu_seconds()
+            start = cpu_seconds()
             play(env, steps, choose, seed=round_index)
             if key == "record_video":
                 env.close()  # its videos are encoded when an episode ends or the env closes: part of its cost
-            cpu[key].append(_cpu_seconds() - start)
+            cpu[key].append(cpu_seconds() - start)
             env.close()  # a second close does nothing
     ratios = {k: statistics.median(a / b for a, b in zip(cpu[k], cpu["bare"], strict=True)) - 1 for k in variants}
     own = recorder_share(make(game), workdir / f"share-{name}.h5", steps * rounds // 3, choose)
@@ -144,17 +143,6 @@ def recorder_share(env: gym.Env, path: Path, steps: int, choose: Callable) -> fl
     It counts the timing itself (~1 us a step) against the recorder."""
     inner = {"step": 0.0, "reset": 0.0}
     outer = {"step": 0.0, "reset": 0.0}
-
-    def timed(method: Callable, totals: dict[str, float], key: str) -> Callable:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return method(*args, **kwargs)
-            finally:
-                totals[key] += time.perf_counter() - start
-
-        return call
-
     env.step, env.reset = timed(env.step, inner, "step"), timed(env.reset, inner, "reset")
     recorder = RecordTrajectory(env, path)
     recorder.step, recorder.reset = timed(recorder.step, outer, "step"), timed(recorder.reset, outer, "reset")
@@ -163,11 +151,6 @@ def recorder_share(env: gym.Env, path: Path, steps: int, choose: Callable) -> fl
     total = time.perf_counter() - start
     recorder.close()
     return (outer["step"] - inner["step"] + outer["reset"] - inner["reset"]) / total
-
-
-def _cpu_seconds() -> float:
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def resim_speed(name: str, steps: int, workdir: Path, rounds: int = 4) -> dict:
@@ -184,7 +167,7 @@ def resim_speed(name: str, steps: int, workdir: Path, rounds: int = 4) -> dict:
     def plain() -> float:
         plain_env = make(game)
         gc.collect()
-        start = _cpu_seconds()
+        start = cpu_seconds()
         plain_env.reset(seed=0)
         plain_env.unwrapped.render()
         for episode_actions in actions:
@@ -193,18 +176,18 @@ def resim_speed(name: str, steps: int, workdir: Path, rounds: int = 4) -> dict:
                 plain_env.unwrapped.render()
             plain_env.reset()
             plain_env.unwrapped.render()
-        seconds = _cpu_seconds() - start
+        seconds = cpu_seconds() - start
         plain_env.close()
         return seconds
 
     def resimulated() -> float:
         gc.collect()
-        start = _cpu_seconds()
+        start = cpu_seconds()
         with TrajectoryLog(log_path) as log:  # opening the log and building the env are part of the cost
             for episode in log.episodes:
                 for _ in log.replay(episode.index):
                     pass
-        return _cpu_seconds() - start
+        return cpu_seconds() - start
 
     times: dict[str, list[float]] = {"plain": [], "resim": []}
     for round_index in range(rounds):  # alternate the order: see overhead()

@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ import av
 import cv2
 import numpy as np
 import torch
+from timing import cpu_seconds
 
 from render.analytics import ProbeSettings
 from render.compose import blank
@@ -59,12 +59,12 @@ class Clock:
     """Wall time and CPU time (this process's threads plus finished child processes) of a block."""
 
     def __enter__(self) -> Clock:
-        self._wall, self._cpu = time.perf_counter(), _cpu_seconds()
+        self._wall, self._cpu = time.perf_counter(), cpu_seconds()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.seconds = time.perf_counter() - self._wall
-        self.cpu = _cpu_seconds() - self._cpu
+        self.cpu = cpu_seconds() - self._cpu
 
     def row(self, frames: int, **extra: object) -> dict:
         return {
@@ -74,11 +74,6 @@ class Clock:
             "cpu_ms_per_frame": 1000 * self.cpu / frames,
             **extra,
         }
-
-
-def _cpu_seconds() -> float:
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def build_run(directory: Path, frames: int) -> Path:

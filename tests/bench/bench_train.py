@@ -27,6 +27,7 @@ from pathlib import Path
 import gymnasium as gym
 import torch
 from omegaconf import OmegaConf
+from timing import timed
 
 from replay.atari import make_env
 from replay.train import TrainConfig, train
@@ -61,16 +62,8 @@ class _Timer:
 
     def patch(self, cls: type, method: str, label: str) -> None:
         original = getattr(cls, method)
-
-        def timed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - any signature
-            start = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - start
-
         self._patches.append((cls, method, original))
-        setattr(cls, method, timed)
+        setattr(cls, method, timed(original, self.seconds, label))
 
     def restore(self) -> None:
         for cls, method, original in reversed(self._patches):
@@ -81,16 +74,7 @@ class _Timer:
 def _inner_clock(envs: gym.vector.VectorEnv, timer: _Timer) -> gym.vector.VectorEnv:
     """Time the vector env under the recorder (its own step and reset), so the recorder's share is outer - inner."""
     for method in ("step", "reset"):
-        original = getattr(envs, method)
-
-        def timed(*args, _original=original, _label=f"inner_{method}", **kwargs):  # noqa: ANN002, ANN003, ANN202
-            start = time.perf_counter()
-            try:
-                return _original(*args, **kwargs)
-            finally:
-                timer.seconds[_label] = timer.seconds.get(_label, 0.0) + time.perf_counter() - start
-
-        setattr(envs, method, timed)
+        setattr(envs, method, timed(getattr(envs, method), timer.seconds, f"inner_{method}"))
     return envs
 
 
