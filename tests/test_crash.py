@@ -55,13 +55,32 @@ def test_sigkill_mid_recording_loses_only_the_unflushed_tail(tmp_path):
     assert report.ok, str(report)
 
 
+def _lanes_running_on_disk(path):
+    """Lanes whose latest flushed reset began an episode the episodes table does not hold yet (raw h5py reads)."""
+    with storage.open_for_reading(path) as handle:
+        resets = handle[fmt.GROUP_STREAMS][fmt.stream_name(0)][fmt.DATASET_RESETS][:]
+        listed = handle[fmt.DATASET_EPISODES][:]
+    running = 0
+    for lane in (0, 1):
+        last_reset = resets["position"][resets["lane"] == lane].max()
+        running += bool(last_reset not in listed["start"][listed["lane"] == lane])
+    return running
+
+
 def test_episodes_in_flight_at_the_kill_are_listed_and_replay(tmp_path):
-    path = tmp_path / "killed.h5"
-    _record_then_kill(path, 2.0)
+    # An episode is in flight on disk once its reset was flushed. Flushes happen at full positions, episode ends
+    # among them, so a kill can land when a lane's next reset has not reached the file yet: then try again, so
+    # that in-flight episodes are really exercised.
+    for attempt in range(4):
+        path = tmp_path / f"killed-{attempt}.h5"
+        _record_then_kill(path, 2.0)
+        running = _lanes_running_on_disk(path)
+        if running == 2:
+            break
     with TrajectoryLog(path) as log:
         in_flight = [e for e in log.episodes if math.isnan(e.total_reward)]
-        assert len(in_flight) == 2, "one episode per env was running when the process died"
-        assert all(not e.finished and e.index >= len(log.episodes) - 2 for e in in_flight)
+        assert len(in_flight) == running >= 1, "every episode running on disk when the process died is listed"
+        assert all(not e.finished and e.index >= len(log.episodes) - running for e in in_flight)
         for episode in in_flight:
             assert len(list(log.frames(episode.index))) == episode.length + 1
     assert verify(path, progress=False).ok
