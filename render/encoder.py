@@ -100,7 +100,9 @@ class VideoEncoder:
         """Encode one frame already converted with ``cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)``.
 
         OpenCV's conversion (BT.601, limited range, what decoders assume for untagged H.264) is ~10x faster
-        than PyAV's swscale path, and lets a producer thread convert while this thread encodes.
+        than PyAV's swscale path, and lets a producer thread convert while this thread encodes. The planes are
+        wrapped, not copied (``from_ndarray`` would allocate and copy 1.4 MB a 720p frame); FFmpeg takes its
+        own copy before ``encode`` returns, so the caller may overwrite ``planes`` as soon as this returns.
         """
         if self._closed:
             raise EncoderError(f"{self.path.name} is already closed; open a new VideoEncoder to write more")
@@ -108,7 +110,7 @@ class VideoEncoder:
             raise EncoderError(
                 f"expected I420 planes of shape ({self.height * 3 // 2}, {self.width}), got {planes.shape}"
             )
-        frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(planes), format="yuv420p")
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.frames_written += 1

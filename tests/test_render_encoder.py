@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -37,6 +38,22 @@ def test_frames_round_trip_within_yuv420_tolerance(tmp_path: Path) -> None:
     assert len(decoded) == 12 and decoded[0].shape == (48, 64, 3)
     for original, back in zip(frames, decoded, strict=True):
         assert np.abs(original.astype(int) - back.astype(int)).mean() < 3
+
+
+def test_i420_planes_can_be_overwritten_once_written(tmp_path: Path) -> None:
+    """write_i420 wraps the caller's planes without copying; FFmpeg must have its own copy when it returns,
+    or the frames x264 still holds in its lookahead and frame threads would show later pictures."""
+    frames = _frames(30)
+    planes = np.empty((48 * 3 // 2, 64), np.uint8)
+    out = tmp_path / "clip.mp4"
+    with VideoEncoder(out, width=64, height=48, crf=0, preset="veryfast", progress=False) as video:
+        for frame in frames:
+            cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420, dst=planes)
+            video.write_i420(planes)
+            planes[:] = 0
+    decoded = _decode(out)
+    errors = [np.abs(f.astype(int) - d.astype(int)).mean() for f, d in zip(frames, decoded, strict=True)]
+    assert len(decoded) == 30 and max(errors) < 3
 
 
 def test_sidecar_holds_provenance_and_encoder_settings(tmp_path: Path) -> None:
