@@ -96,14 +96,35 @@ class NetworkDiagram:
     def bind(self, template: np.ndarray) -> None:
         """Precompute every node pixel and the finished template's background under it, for :meth:`draw`."""
         self._pixels = self._rasterise(template)
+        height, width = template.shape[:2]
+        boxes = []
+        per_layer = np.split(self._radii, np.cumsum([len(c) for c in self._centres])[:-1])
+        for centres, radii in zip(self._centres, per_layer, strict=True):
+            left = max(0, math.floor((centres[:, 0] - radii).min() - 1))
+            top = max(0, math.floor((centres[:, 1] - radii).min() - 1))
+            right = min(width, math.ceil((centres[:, 0] + radii).max() + 1) + 1)
+            bottom = min(height, math.ceil((centres[:, 1] + radii).max() + 1) + 1)
+            boxes.append(Rect(left, top, right - left, bottom - top))
+        self.boxes: tuple[Rect, ...] = tuple(boxes)
+
+    def shades(self, levels: Sequence[np.ndarray]) -> np.ndarray:
+        """Each node's step on the palette ramp (0 cold .. 255 hot): all :meth:`paint` needs, so equal shades
+        mean equal pixels."""
+        return np.clip(self._levels(levels) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
     def draw(self, image: np.ndarray, levels: Sequence[np.ndarray]) -> None:
         """Colour every node by its level (0 cold, 1 hot); ``levels`` holds one array per layer."""
+        self.paint(image, self.shades(levels))
+
+    def paint(self, image: np.ndarray, shades: np.ndarray) -> None:
+        """Colour every node by its ramp step; every node pixel is overwritten (the rims blended over the
+        template's background), so whatever the image held there before does not matter. The changed pixels
+        lie inside :attr:`boxes`."""
         if self._pixels is None:
             raise RuntimeError("call NetworkDiagram.bind(template) once the template is drawn, before draw")
         if not image.flags.c_contiguous:
             raise ValueError("NetworkDiagram.draw needs a C-contiguous image (it scatters into its flat bytes)")
-        colours = self._ramp[np.clip(self._levels(levels) * 255.0 + 0.5, 0, 255).astype(np.intp)].reshape(-1)
+        colours = self._ramp[shades.astype(np.intp)].reshape(-1)
         inner_bytes, inner_sources, rim_bytes, rim_sources, rim_coverage, rim_background = self._pixels
         channels = image.reshape(-1)
         channels[inner_bytes] = colours[inner_sources]

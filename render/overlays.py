@@ -1,8 +1,9 @@
 """The three overlays (``raw``, ``minimal``, ``full``) and the progression title card.
 
 Every overlay is pure numpy: ``render(context)`` takes a :class:`~render.frame.FrameContext` and returns a
-uint8 ``(height, width, 3)`` RGB image. Overlays that keep a template return the same buffer every call,
-redrawn in place: copy it if you keep it.
+uint8 ``(height, width, 3)`` RGB image. Overlays return the same buffer every call, redrawn in place where
+something changed (copy it if you keep it); ``damage()`` then names the rectangles that changed, so the
+encoder converts only those to YUV.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from render.compose import Canvas, Rect, blank, fill, upscale_into, upscale_nearest
+from render.compose import Canvas, GameView, Rect, blank, fill, upscale_into
 from render.frame import FrameContext
 from render.network_diagram import DiagramLayer, NetworkDiagram
 from render.panels import FeatureMaps, PolicyBars, StatsPanel, ValueChart
@@ -29,6 +30,10 @@ class Overlay(Protocol):
     height: int
 
     def render(self, context: FrameContext) -> np.ndarray: ...
+
+    def damage(self) -> tuple[Rect, ...] | None:
+        """Rectangles of the last :meth:`render` that may differ from the one before (``None``: any)."""
+        ...
 
 
 def phase_line(context: FrameContext) -> str:
@@ -57,10 +62,12 @@ class _ProgressBar:
     def draw_static(self, template: np.ndarray) -> None:
         fill(template, self.rect, self._style.palette.bar_track)
 
+    def filled(self, progress: float | None) -> int:
+        """Pixels of the bar filled at ``progress`` (its key: equal widths, equal pixels)."""
+        return 0 if progress is None else round(float(np.clip(progress, 0.0, 1.0)) * self.rect.w)
+
     def draw(self, image: np.ndarray, progress: float | None) -> None:
-        if progress is not None:
-            filled = round(float(np.clip(progress, 0.0, 1.0)) * self.rect.w)
-            fill(image, Rect(self.rect.x, self.rect.y, filled, self.rect.h), self._style.palette.accent)
+        fill(image, Rect(self.rect.x, self.rect.y, self.filled(progress), self.rect.h), self._style.palette.accent)
 
 
 class RawOverlay:
@@ -74,16 +81,29 @@ class RawOverlay:
             raise ValueError(f"expected a positive integer video scale, got {scale}")
         self.scale = scale
         self.width, self.height = GAME_WIDTH * scale, GAME_HEIGHT * scale
+        self._game = GameView(Rect(0, 0, self.width, self.height), scale)
         self._bar = None
         if progress_bar:
             self._bar = _ProgressBar(Rect(0, self.height - max(3, scale), self.width, max(3, scale)), style or Style())
+        self._canvas = Canvas(np.zeros((self.height, self.width, 3), np.uint8))
 
     def render(self, context: FrameContext) -> np.ndarray:
-        image = upscale_nearest(context.frame, self.scale)
+        canvas = self._canvas
+        image = canvas.begin()
+        game = self._game.draw(image, context.frame)
+        canvas.mark(game)
         if self._bar is not None:
-            self._bar.draw_static(image)
-            self._bar.draw(image, context.progress)
+            # the bar covers game rows: redrawn where the game changed under it, or when it moves
+            rect = self._bar.rect
+            under = any(r.bottom > rect.y for r in game)
+            if under or canvas.changed("progress", self._bar.filled(context.progress), (rect,), restore=False):
+                self._bar.draw_static(image)
+                self._bar.draw(image, context.progress)
+                canvas.mark((rect,))
         return image
+
+    def damage(self) -> tuple[Rect, ...] | None:
+        return self._canvas.damage()
 
 
 class MinimalOverlay:
@@ -122,11 +142,13 @@ class MinimalOverlay:
         template = blank(self.width, self.height, style.palette.background)
         self._stats.draw_static(template)
         self._bar.draw_static(template)
-        self._canvas = Canvas(template, (*self._stats.dirty, *self._bar.dirty))
+        self._canvas = Canvas(template)
+        self._game = GameView(self._game_rect, scale)
 
     def render(self, context: FrameContext) -> np.ndarray:
-        image = self._canvas.begin()
-        upscale_into(image[self._game_rect.slices], context.frame, self.scale)
+        canvas = self._canvas
+        image = canvas.begin()
+        canvas.mark(self._game.draw(image, context.frame))
         action = "-" if context.action is None else self.action_names[context.action]
         progress = "-" if context.progress is None else f"{context.progress:.1%}"
         values = (
@@ -138,9 +160,15 @@ class MinimalOverlay:
             f"{context.episode_reward:g}",
             action,
         )
-        self._stats.draw(image, values)
-        self._bar.draw(image, context.progress)
+        for row, value in enumerate(values):
+            if canvas.changed(f"stats{row}", value, (self._stats.cells[row],)):
+                self._stats.draw_row(image, row, value)
+        if canvas.changed("progress", self._bar.filled(context.progress), self._bar.dirty):
+            self._bar.draw(image, context.progress)
         return image
+
+    def damage(self) -> tuple[Rect, ...] | None:
+        return self._canvas.damage()
 
 
 @dataclass(frozen=True)
@@ -240,13 +268,16 @@ class FullOverlay:
         template = blank(width, height, palette.background)
         self.draw_static(template)
         self.diagram.bind(template)
-        dirty = [layout.subtitle, *self.progress_bar.dirty, *self.stats.dirty, *self.bars.dirty]
-        self._canvas = Canvas(template, [*dirty, *self.value.dirty, *self.maps.dirty])
+        self._canvas = Canvas(template)
+        self._game = GameView(layout.game, self.scale)
 
     def render(self, context: FrameContext) -> np.ndarray:
         image = self._canvas.begin()
-        self.draw_dynamic(image, context)
+        self._draw(image, context, self._canvas)
         return image
+
+    def damage(self) -> tuple[Rect, ...] | None:
+        return self._canvas.damage()
 
     def draw_static(self, image: np.ndarray) -> None:
         """Everything that never changes: title, frame border, labels, tracks, network edges."""
@@ -257,42 +288,71 @@ class FullOverlay:
             part.draw_static(image)
 
     def draw_dynamic(self, image: np.ndarray, context: FrameContext, *, circles: bool = False) -> None:
-        """Everything that changes per frame, drawn over :meth:`draw_static`'s picture.
+        """Everything that changes per frame, drawn in full over :meth:`draw_static`'s picture (:meth:`render`
+        draws the same pixels, redrawing only the parts whose inputs changed).
 
         ``circles`` lights the nodes one ``cv2.circle`` at a time instead of by the precomputed scatter (the
         reference the fast path is tested and benchmarked against).
         """
+        self._draw(image, context, None, circles=circles)
+
+    def _draw(self, image: np.ndarray, context: FrameContext, canvas: Canvas | None, *, circles: bool = False) -> None:
+        """Draw the dynamic parts; with ``canvas`` (whose buffer ``image`` is) only those whose key changed."""
         analytics = context.analytics
         if analytics is None:
             raise ValueError(
                 f"the full overlay needs network analytics for episode {context.episode} step {context.step}"
             )
-        layout = self.layout
-        upscale_into(image[layout.game.slices], context.frame, self.scale)
-        baseline = layout.subtitle.y + self.painter.pixels(16)
-        self.painter.draw(image, phase_line(context), (layout.subtitle.x, baseline), 16, self.style.palette.muted)
-        self.progress_bar.draw(image, context.progress)
+
+        def due(name: str, key: object, rects: Sequence[Rect], *, restore: bool = True) -> bool:
+            return canvas is None or canvas.changed(name, key, rects, restore=restore)
+
+        layout, palette = self.layout, self.style.palette
+        if canvas is None:
+            upscale_into(image[layout.game.slices], context.frame, self.scale)
+        else:
+            canvas.mark(self._game.draw(image, context.frame))
+        phase = phase_line(context)
+        if due("subtitle", phase, (layout.subtitle,)):
+            # clipped to its rectangle, like every redrawn text, so a redraw covers all it ever painted
+            self.painter.draw(image[layout.subtitle.slices], phase, (0, self.painter.pixels(16)), 16, palette.muted)
+        if due("progress", self.progress_bar.filled(context.progress), self.progress_bar.dirty):
+            self.progress_bar.draw(image, context.progress)
         progress = "-" if context.progress is None else f"{context.progress:.1%}"
-        self.stats.draw(
-            image,
-            (
-                str(context.step),
-                progress,
-                str(context.episode),
-                f"{context.episode_reward:g}",
-                f"v{context.policy_version}",
-                checkpoint_line(context),
-            ),
+        values = (
+            str(context.step),
+            progress,
+            str(context.episode),
+            f"{context.episode_reward:g}",
+            f"v{context.policy_version}",
+            checkpoint_line(context),
         )
-        self.bars.draw(image, analytics.probabilities, context.action)
+        for row, value in enumerate(values):
+            if due(f"stats{row}", value, (self.stats.cells[row],)):
+                self.stats.draw_row(image, row, value)
+        if due("bars", self.bars.key(analytics.probabilities, context.action), self.bars.dirty):
+            self.bars.draw(image, analytics.probabilities, context.action)
+        number = self.value.number(analytics.value)
+        if due("value", number, self.value.dirty[:1]):
+            self.value.draw_number(image, number)
         history = context.value_history if context.value_history is not None else np.array([analytics.value])
-        self.value.draw(image, analytics.value, history)
+        points = self.value.points(history)
+        if due("sparkline", points.tobytes(), self.value.dirty[1:]):
+            self.value.draw_plot(image, points)
         if circles:
             self.diagram.draw_circles(image, analytics.levels)
         else:
-            self.diagram.draw(image, analytics.levels)
+            shades = self.diagram.shades(analytics.levels)
+            if due("diagram", shades.tobytes(), self.diagram.boxes, restore=False):
+                self.diagram.paint(image, shades)
         inputs = np.empty((0, 1, 1), np.uint8) if context.observation is None else context.observation
-        self.maps.draw(image, (inputs, *analytics.feature_maps))
+        stacks = (inputs, *analytics.feature_maps)
+        if len(stacks) != len(self.maps.rows):
+            raise ValueError(f"expected {len(self.maps.rows)} feature-map stacks, one per row, got {len(stacks)}")
+        for row, stack in enumerate(stacks):
+            shown = self.maps.shown(row, stack)
+            if due(f"maps{row}", (shown.shape, shown.tobytes()), self.maps.row_rects[row : row + 1]):
+                self.maps.draw_row(image, row, stack)
 
 
 def title_card(width: int, height: int, lines: Sequence[str], style: Style | None = None) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Overlay panels: the stats table, the policy bars, the value chart and the feature-map thumbnails.
 
 Each panel splits its drawing in two: ``draw_static`` paints labels, boxes and tracks into the template once;
-``draw`` paints only what changes per frame and stays inside the panel's ``dirty`` rectangles.
+``draw`` paints only what changes per frame and stays inside the panel's ``dirty`` rectangles. Panels also
+expose their parts (a stats row, the value number, a thumbnail row) so an overlay can redraw only those whose
+inputs changed.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class StatsPanel:
         self._row = rect.h // max(1, len(self.labels))
         self._label_width = label_width or max(painter.width(label, size) for label in self.labels) + 14
         value_x = rect.x + 8 + self._label_width
+        self.cells = tuple(
+            Rect(value_x, rect.y + i * self._row, rect.right - value_x, self._row) for i in range(len(self.labels))
+        )
         self.dirty = (Rect(value_x, rect.y, rect.right - value_x, rect.h),)
 
     def draw_static(self, template: np.ndarray) -> None:
@@ -43,9 +48,14 @@ class StatsPanel:
             self._painter.draw(template, label, (self.rect.x + 8, self._baseline(i)), self._size, self._palette.muted)
 
     def draw(self, image: np.ndarray, values: Sequence[str]) -> None:
-        x = self.dirty[0].x
         for i, value in enumerate(values):
-            self._painter.draw(image, value, (x, self._baseline(i)), self._size, self._palette.text, 600)
+            self.draw_row(image, i, value)
+
+    def draw_row(self, image: np.ndarray, row: int, value: str) -> None:
+        """Draw one value, clipped to its cell (so each row can be redrawn on its own)."""
+        cell = self.cells[row]
+        origin = (0, self._baseline(row) - cell.y)
+        self._painter.draw(image[cell.slices], value, origin, self._size, self._palette.text, 600)
 
     def _baseline(self, row: int) -> int:
         return self.rect.y + row * self._row + (self._row + self._painter.pixels(self._size) * 7 // 10) // 2
@@ -92,9 +102,14 @@ class PolicyBars:
             )
             fill(template, Rect(self._track.x, y, self._track.w, self._track.h), self._palette.bar_track)
 
-    def draw(self, image: np.ndarray, probabilities: np.ndarray, taken: int | None) -> None:
+    def key(self, probabilities: np.ndarray, taken: int | None) -> tuple:
+        """Everything the drawn bars depend on: equal keys, equal pixels."""
         widths = np.rint(np.clip(probabilities, 0.0, 1.0) * self._track.w).astype(int)
-        for i, (width, probability) in enumerate(zip(widths, probabilities, strict=True)):
+        return tuple(widths.tolist()), tuple(f"{p:4.0%}" for p in probabilities), taken
+
+    def draw(self, image: np.ndarray, probabilities: np.ndarray, taken: int | None) -> None:
+        widths, texts, _ = self.key(probabilities, taken)
+        for i, (width, text) in enumerate(zip(widths, texts, strict=True)):
             y = self._row_top(i)
             color = self._palette.highlight if i == taken else self._palette.bar
             if width:
@@ -102,7 +117,7 @@ class PolicyBars:
             text_color = self._palette.highlight if i == taken else self._palette.muted
             self._painter.draw(
                 image,
-                f"{probability:4.0%}",
+                text,
                 (self._track.right + 6, self._text_baseline(i)),
                 self._size,
                 text_color,
@@ -130,9 +145,9 @@ class ValueChart:
         self._size = 15.0
         head = painter.pixels(self._size) + 10
         title_width = painter.width(title, self._size) + 12
-        self._number_origin = (rect.x + title_width, rect.y + painter.pixels(self._size))
+        self._number = Rect(rect.x + title_width, rect.y, rect.w - title_width, head)
         self._plot = Rect(rect.x, rect.y + head, rect.w, rect.h - head).inset(2)
-        self.dirty = (Rect(rect.x + title_width, rect.y, rect.w - title_width, head), self._plot)
+        self.dirty = (self._number, self._plot)
 
     def draw_static(self, template: np.ndarray) -> None:
         baseline = self.rect.y + self._painter.pixels(self._size)
@@ -140,15 +155,31 @@ class ValueChart:
         fill(template, self._plot, self._palette.panel)
 
     def draw(self, image: np.ndarray, value: float, history: np.ndarray) -> None:
-        self._painter.draw(image, f"{value:+.3f}", self._number_origin, self._size, self._palette.text, 600)
+        self.draw_number(image, self.number(value))
+        self.draw_plot(image, self.points(history))
+
+    @staticmethod
+    def number(value: float) -> str:
+        return f"{value:+.3f}"
+
+    def points(self, history: np.ndarray) -> np.ndarray:
+        """The sparkline's pixel points for ``history`` (none for fewer than two values)."""
         if history.size < 2:
-            return
+            return np.empty((0, 2), np.int32)
         plot = self._plot.inset(4)
         low, high = float(history.min()), float(history.max())
         span = max(high - low, 1e-6)
         x = plot.x + np.linspace(0, plot.w - 1, history.size)
         y = plot.bottom - 1 - (history - low) / span * (plot.h - 1)
-        points = np.stack([x, y], axis=1).round().astype(np.int32)
+        return np.stack([x, y], axis=1).round().astype(np.int32)
+
+    def draw_number(self, image: np.ndarray, text: str) -> None:
+        origin = (0, self._painter.pixels(self._size))  # clipped to its rectangle
+        self._painter.draw(image[self._number.slices], text, origin, self._size, self._palette.text, 600)
+
+    def draw_plot(self, image: np.ndarray, points: np.ndarray) -> None:
+        if len(points) < 2:
+            return
         cv2.polylines(image, [points], False, self._palette.accent, 1, cv2.LINE_AA)
         cv2.circle(image, tuple(int(v) for v in points[-1]), 3, self._palette.highlight, -1, cv2.LINE_AA)
 
@@ -192,6 +223,10 @@ class FeatureMaps:
                 [Rect(rect.x + label_width + c * (self._cell + 6), y, self._cell, self._cell) for c in range(count)]
             )
         self.dirty = tuple(cell for row in self._cells for cell in row)
+        self.row_rects = tuple(
+            Rect(row[0].x, row[0].y, row[-1].right - row[0].x, self._cell) if row else Rect(rect.x, rect.y, 0, 0)
+            for row in self._cells
+        )
 
     def draw_static(self, template: np.ndarray) -> None:
         self._painter.draw(
@@ -210,11 +245,20 @@ class FeatureMaps:
 
     def draw(self, image: np.ndarray, maps: Sequence[np.ndarray]) -> None:
         """``maps[r]``: a ``(count, h, w)`` uint8 stack for row ``r`` (255 hottest); empty rows stay blank."""
-        cell = self._cell
-        for stack, cells, grey in zip(maps, self._cells, self._grey, strict=True):
-            count = min(len(stack), len(cells))
-            if not count:
-                continue
+        if len(maps) != len(self.rows):
+            raise ValueError(f"expected {len(self.rows)} feature-map stacks, one per row, got {len(maps)}")
+        for row, stack in enumerate(maps):
+            self.draw_row(image, row, stack)
+
+    def shown(self, row: int, stack: np.ndarray) -> np.ndarray:
+        """The part of ``stack`` that row ``row`` shows (its key: equal bytes, equal pixels)."""
+        return stack[: len(self._cells[row])]
+
+    def draw_row(self, image: np.ndarray, row: int, stack: np.ndarray) -> None:
+        """Draw one row of thumbnails over the template (an empty stack leaves the row blank)."""
+        cell, cells, grey = self._cell, self._cells[row], self._grey[row]
+        count = min(len(stack), len(cells))
+        if count:
             _, h, w = stack.shape
             # One resize per row: the thumbnails side by side scale exactly like each on its own.
             strip = np.ascontiguousarray(stack[:count].transpose(1, 0, 2)).reshape(h, count * w)

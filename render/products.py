@@ -13,8 +13,6 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from render.config import (
     OVERLAYS,
     EpisodeProductConfig,
@@ -28,7 +26,7 @@ from render.encoder import VideoEncoder
 from render.errors import MissingCheckpointError, RenderConfigError, SelectionError
 from render.feed import ReplayFeed, auto_workers, kept_count, seek_distance
 from render.overlays import FullOverlay, MinimalOverlay, Overlay, RawOverlay, title_card
-from render.pipeline import encode_frames
+from render.pipeline import Rendered, encode_frames
 from render.policies import PolicyLibrary
 from render.scenes import SceneSettings, episode_scene
 from render.schedule import TrainingSchedule
@@ -153,12 +151,13 @@ def render_progression(
         card_frames = max(1, round(product.card_seconds * video.fps)) if product.card_seconds > 0 else 0
         style = overlay.style()
 
-        def frames() -> Iterator[np.ndarray]:
+        def frames() -> Iterator[Rendered]:
             for order, episode in enumerate(chosen):
                 if card_frames:
                     card = title_card(session.overlay.width, session.overlay.height, session.card_lines(episode), style)
-                    for _ in range(card_frames):
-                        yield card
+                    yield Rendered(card)
+                    for _ in range(card_frames - 1):
+                        yield Rendered(card, ())  # unchanged: its planes are reused
                 yield from session.frames(order)
 
         return session.encode(frames(), output, "progression", config, extra_frames=card_frames * len(chosen))
@@ -290,12 +289,13 @@ class _Session:
         observations = self.policies is not None
         self.feed = ReplayFeed(self.source.log, self.episodes, stride, observations=observations, workers=workers)
 
-    def frames(self, order: int) -> Iterator[np.ndarray]:
-        """The rendered frames of the ``order``-th prepared episode."""
+    def frames(self, order: int) -> Iterator[Rendered]:
+        """The rendered frames of the ``order``-th prepared episode (the overlay's buffer and its damage)."""
         episode = self.episodes[order]
         steps = self.feed.steps(order)
         for context in episode_scene(episode, steps, self.schedule, self.settings, self.policies, self.used):
-            yield self.overlay.render(context)
+            image = self.overlay.render(context)
+            yield Rendered(image, self.overlay.damage())
 
     def card_lines(self, episode: EpisodeRecord) -> list[str]:
         version = episode.policy_versions[0]
@@ -309,7 +309,7 @@ class _Session:
 
     def encode(
         self,
-        frames: Iterable[np.ndarray],
+        frames: Iterable[Rendered],
         output: Path,
         product: str,
         config: Mapping[str, Any] | None,

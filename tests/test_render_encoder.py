@@ -10,9 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
+from render.compose import Rect
 from render.encoder import VideoEncoder
 from render.errors import EncoderError
-from render.pipeline import encode_frames
+from render.pipeline import I420Converter, Rendered, encode_frames
 
 
 def _frames(n: int, height: int = 48, width: int = 64) -> list[np.ndarray]:
@@ -132,3 +133,46 @@ def test_pipeline_reraises_producer_errors_and_discards(tmp_path: Path) -> None:
         with VideoEncoder(out, width=64, height=48, progress=False) as video:
             encode_frames(frames(), video)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("size", [(720, 1280), (42, 62)])
+def test_converting_only_the_damage_gives_the_whole_frame_conversion(size: tuple[int, int]) -> None:
+    """Rectangles at odd places and sizes, overlapping, at the edges: every frame's planes must be the bytes
+    of converting the whole frame (chroma is averaged over 2x2 blocks, so rectangles are widened to them)."""
+    height, width = size
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    other = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    converter = I420Converter()
+    converter.convert(Rendered(image))
+    converter.convert(Rendered(other))  # a second buffer (a title card) in between keeps its own planes
+    for frame in range(12):
+        damage = []
+        for _ in range(int(rng.integers(0, 5))):
+            x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+            rect = Rect(x, y, int(rng.integers(1, width - x + 1)), int(rng.integers(1, height - y + 1)))
+            image[rect.slices] = rng.integers(0, 256, (rect.h, rect.w, 3), dtype=np.uint8)
+            damage.append(rect)
+        planes = converter.convert(Rendered(image, damage))
+        np.testing.assert_array_equal(planes, cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420), err_msg=f"frame {frame}")
+    np.testing.assert_array_equal(converter.convert(Rendered(other, ())), cv2.cvtColor(other, cv2.COLOR_RGB2YUV_I420))
+
+
+def test_pipeline_encodes_damaged_frames_like_whole_ones(tmp_path: Path) -> None:
+    """The same picture sequence fed whole and fed as one redrawn buffer with its damage: the same video."""
+    frames = _frames(16)
+    buffer = frames[0].copy()
+
+    def redrawn():
+        yield Rendered(buffer)
+        for previous, frame in zip(frames, frames[1:], strict=False):
+            rows = np.flatnonzero((previous != frame).any(axis=(1, 2)))
+            buffer[...] = frame
+            yield Rendered(buffer, [Rect(0, int(rows[0]), 64, int(rows[-1] - rows[0] + 1))] if rows.size else [])
+
+    whole, damaged = tmp_path / "whole.mkv", tmp_path / "damaged.mkv"
+    for out, source in ((whole, iter(frames)), (damaged, redrawn())):
+        with VideoEncoder(out, width=64, height=48, crf=0, preset="ultrafast", progress=False) as video:
+            assert encode_frames(source, video, prefetch=2) == 16
+    for a, b in zip(_decode(whole), _decode(damaged), strict=True):
+        np.testing.assert_array_equal(a, b)

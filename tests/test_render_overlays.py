@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -169,9 +171,11 @@ def test_minimal_overlay_has_game_and_panel() -> None:
     assert image[:, 320:].std() > 0  # the panel has text on it
 
 
-def test_canvas_refuses_dirty_rectangles_outside_the_template() -> None:
+def test_canvas_refuses_rectangles_outside_the_template() -> None:
+    canvas = Canvas(np.zeros((10, 10, 3), np.uint8))
+    canvas.begin()
     with pytest.raises(ValueError, match="outside the 10x10 canvas"):
-        Canvas(np.zeros((10, 10, 3), np.uint8), [Rect(5, 5, 10, 2)])
+        canvas.changed("part", 1, [Rect(5, 5, 10, 2)])
 
 
 def test_phase_line_formats_like_the_milestone_videos() -> None:
@@ -198,3 +202,74 @@ def test_palette_ramp_runs_from_cold_to_hot() -> None:
 def test_full_overlay_rejects_a_canvas_too_small() -> None:
     with pytest.raises(ValueError, match="too small"):
         FullOverlay("Breakout", ACTIONS, LAYERS, ROWS, width=320, height=180)
+
+
+def _sequence(rng: np.random.Generator, n: int = 16) -> list[FrameContext]:
+    """Contexts as an episode gives them: the game changes in a few places a frame (sometimes nowhere),
+    the policy sometimes repeats itself, progress and reward move now and then."""
+    frame = rng.integers(0, 256, (210, 160, 3), dtype=np.uint8)
+    analytics, contexts = _analytics(rng), []
+    observation = rng.integers(0, 256, (4, 84, 84), dtype=np.uint8)
+    for step in range(n):
+        frame = frame.copy()
+        for _ in range(int(rng.integers(0, 3))):
+            y, x = int(rng.integers(0, 205)), int(rng.integers(0, 155))
+            frame[y : y + int(rng.integers(1, 6)), x : x + int(rng.integers(1, 6))] = rng.integers(0, 256, 3)
+        if rng.random() < 0.6:
+            analytics = _analytics(rng)
+        if step % 3:
+            observation = np.roll(observation, 1, axis=0)
+        contexts.append(
+            _context(
+                rng,
+                frame=frame,
+                step=step,
+                episode_reward=float(step // 5),
+                progress=0.3 + 0.01 * (step // 4),
+                analytics=analytics,
+                observation=observation,
+                value_history=np.linspace(-1, 1, 30, dtype=np.float32) + step // 2,
+            )
+        )
+    return contexts
+
+
+def _changed_outside(previous: np.ndarray, image: np.ndarray, damage: tuple[Rect, ...]) -> int:
+    covered = np.zeros(image.shape[:2], bool)
+    for rect in damage:
+        covered[rect.slices] = True
+    return int(((previous != image).any(axis=-1) & ~covered).sum())
+
+
+@pytest.mark.parametrize("kind", ["full", "minimal", "raw"])
+def test_incremental_render_equals_a_full_redraw_and_damage_covers_every_change(kind: str) -> None:
+    """Redrawing only what changed must give the very bytes of drawing everything anew, and every pixel that
+    differs from the previous frame must lie in the reported damage (the encoder converts only that)."""
+
+    def make():
+        if kind == "full":
+            return FullOverlay("Breakout", ACTIONS, LAYERS, ROWS)
+        if kind == "minimal":
+            return MinimalOverlay("Breakout", ACTIONS, 2, panel_width=300)
+        return RawOverlay(2, progress_bar=True)
+
+    overlay, previous, skipped = make(), None, 0
+    contexts = _sequence(np.random.default_rng(12))
+    for k, context in enumerate(contexts):
+        if kind != "full":
+            context = dataclasses.replace(context, analytics=None)
+        image = overlay.render(context)
+        if kind == "full":
+            reference = overlay._canvas.template.copy()
+            overlay.draw_dynamic(reference, context)
+        else:
+            reference = make().render(context)
+        np.testing.assert_array_equal(image, reference, err_msg=f"{kind} frame {k}")
+        damage = overlay.damage()
+        if previous is None:
+            assert damage is None
+        else:
+            assert _changed_outside(previous, image, damage) == 0, f"{kind} frame {k}: change outside damage"
+            skipped += image.size // 3 - sum(r.w * r.h for r in damage)
+        previous = image.copy()
+    assert skipped > 0  # something was left alone
