@@ -1,22 +1,26 @@
 """Renderer throughput on this machine: log → MP4 with the full overlay at 1280x720.
 
-Three figures, one table (and a JSON file):
+Contenders, one table (and a JSON file):
 
-- ``pipeline``: the product path (``render_timelapse`` with every frame): re-simulation in worker processes,
-  batched analytics (batch 64), template compositing and I420 conversion in a producer thread feeding x264.
+- ``pipeline``: the product path (``render_timelapse`` with every frame): re-simulation, batched analytics
+  (batch 64), compositing that redraws only what changed, I420 conversion of the changed regions in a producer
+  thread feeding x264. Two rates: end to end (the whole call, opening the log, loading the checkpoint, building
+  the layout) and steady (from the first frame handed to the encoder to the end), the throughput a long
+  video sees.
 - ``naive``: the same picture made the common way: one thread, per frame a batch-1 forward pass with hooks,
   every element drawn with OpenCV on a blank canvas (text, edges, one circle per node), the same encoder.
 - ``encode-only``: x264 alone at the same size and preset on the pipeline's own frames, through
   ``VideoEncoder.write`` (RGB, as any caller would) and through ``write_i420`` (planes converted beforehand:
-  the fastest the encoder can go).
+  the fastest the encoder can go), with OpenCV's default threading (the best for a lone conversion).
 
-Every row also gives CPU milliseconds per frame (all threads and worker processes): on a machine shared with
-other jobs the wall-clock figures move, the CPU cost much less.
+The pipeline and the encode-only runs alternate for ``--rounds`` rounds (order rotated), and the ratios are
+taken within each round: this machine's speed drifts by 10-20% over minutes, which a ratio of neighbours
+mostly cancels. Every row also gives CPU milliseconds per frame (all threads and worker processes).
 
 With ``--sample <run_dir>`` (default ``data/sample/breakout`` when present) it also renders a 60-second
 time-lapse of that run with full overlays and times it.
 
-Run:  python tests/bench/bench_render.py [--frames 1500] [--preset veryfast] [--sample data/sample/breakout]
+Run:  python tests/bench/bench_render.py [--frames 1500] [--rounds 3] [--preset veryfast] [--sample <run_dir>]
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -51,7 +56,7 @@ from replay.checkpoints import save_checkpoint
 from replay.network import ActorCritic
 
 ENV_ID = "ALE/Breakout-v5"
-ENCODE_ONLY_FRAMES = 300
+ENCODE_ONLY_FRAMES = 600
 DEFAULT_SAMPLE = Path("data/sample/breakout")
 
 
@@ -59,11 +64,11 @@ class Clock:
     """Wall time and CPU time (this process's threads plus finished child processes) of a block."""
 
     def __enter__(self) -> Clock:
-        self._wall, self._cpu = time.perf_counter(), cpu_seconds()
+        self.start, self._cpu = time.perf_counter(), cpu_seconds()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.seconds = time.perf_counter() - self._wall
+        self.seconds = time.perf_counter() - self.start
         self.cpu = cpu_seconds() - self._cpu
 
     def row(self, frames: int, **extra: object) -> dict:
@@ -105,8 +110,27 @@ def build_run(directory: Path, frames: int) -> Path:
     return run
 
 
+class FirstFrame:
+    """Notes when the encoder receives its first frame (the end of the pipeline's start-up)."""
+
+    def __enter__(self) -> FirstFrame:
+        self.at: float | None = None
+        self._write = VideoEncoder.write_i420
+
+        def write_i420(encoder: VideoEncoder, planes: np.ndarray) -> None:
+            if self.at is None:
+                self.at = time.perf_counter()
+            self._write(encoder, planes)
+
+        VideoEncoder.write_i420 = write_i420
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        VideoEncoder.write_i420 = self._write
+
+
 def bench_pipeline(run: Path, out: Path, video: VideoConfig, workers: int | None) -> dict:
-    with Clock() as clock:
+    with FirstFrame() as first, Clock() as clock:
         result = render_timelapse(
             RenderSource.resolve(run=run, log=None, checkpoint=None),
             out,
@@ -116,7 +140,10 @@ def bench_pipeline(run: Path, out: Path, video: VideoConfig, workers: int | None
             video=video,
             workers=workers,
         )
-    return clock.row(result.frames, workers=workers)
+    end = clock.start + clock.seconds
+    startup = first.at - clock.start
+    steady = (result.frames - 1) / (end - first.at)
+    return clock.row(result.frames, workers=workers, startup_seconds=startup, steady_fps=steady)
 
 
 def bench_naive(run: Path, out: Path, video: VideoConfig, frames: int) -> dict:
@@ -180,6 +207,7 @@ def _encoder(out: Path, video: VideoConfig) -> VideoEncoder:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=1500, help="recorded frames to render (default 1500)")
+    parser.add_argument("--rounds", type=int, default=3, help="pipeline / encode-only rounds (default 3)")
     parser.add_argument("--preset", default="veryfast", help="x264 preset for every contender")
     parser.add_argument("--crf", type=int, default=23)
     parser.add_argument(
@@ -189,48 +217,81 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="keep the bench log here (default: temp dir)")
     parser.add_argument("--json", type=Path, default=Path("bench_render.json"), help="where to write the results")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # as python -m render does (torch_threads: 1)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-render-"))
     work.mkdir(parents=True, exist_ok=True)
     video = VideoConfig(fps=30, crf=args.crf, preset=args.preset, progress=False)
     run = build_run(work, args.frames)
 
-    results = {"pipeline": bench_pipeline(run, work / "pipeline.mp4", video, args.workers)}
-    results["naive"] = bench_naive(run, work / "naive.mp4", video, results["pipeline"]["frames"])
-    results["encode_only_rgb"], results["encode_only_i420"] = bench_encode_only(
-        work / "pipeline.mp4", work / "encode-only.mp4", video
-    )
-    pipeline = results["pipeline"]["fps"]
+    rounds: list[dict] = []
+    first = bench_pipeline(run, work / "pipeline.mp4", video, args.workers)  # also makes the encode-only frames
+    for r in range(args.rounds):
+        row: dict = {"pipeline": first} if r == 0 else {}
+        order = ["pipeline", "encode_only"] if r % 2 else ["encode_only", "pipeline"]
+        for name in order:
+            if name == "pipeline" and "pipeline" not in row:
+                row["pipeline"] = bench_pipeline(run, work / "round.mp4", video, args.workers)
+            elif name == "encode_only":
+                row["encode_only_rgb"], row["encode_only_i420"] = bench_encode_only(
+                    work / "pipeline.mp4", work / "encode-only.mp4", video
+                )
+        row["ratios"] = {
+            "steady_vs_encode_only_rgb": row["pipeline"]["steady_fps"] / row["encode_only_rgb"]["fps"],
+            "end_to_end_vs_encode_only_rgb": row["pipeline"]["fps"] / row["encode_only_rgb"]["fps"],
+            "steady_vs_encode_only_i420": row["pipeline"]["steady_fps"] / row["encode_only_i420"]["fps"],
+        }
+        rounds.append(row)
+        print(
+            f"round {r + 1}: pipeline {row['pipeline']['steady_fps']:.1f} fps steady "
+            f"({row['pipeline']['fps']:.1f} end to end), x264 alone {row['encode_only_rgb']['fps']:.1f} fps, "
+            f"ratio {row['ratios']['steady_vs_encode_only_rgb']:.2f}",
+            flush=True,
+        )
+    naive = bench_naive(run, work / "naive.mp4", video, first["frames"])
     ratios = {
-        "pipeline_vs_naive": pipeline / results["naive"]["fps"],
-        "pipeline_vs_encode_only_rgb": pipeline / results["encode_only_rgb"]["fps"],
-        "pipeline_vs_encode_only_i420": pipeline / results["encode_only_i420"]["fps"],
+        name: statistics.median(row["ratios"][name] for row in rounds)
+        for name in ("steady_vs_encode_only_rgb", "end_to_end_vs_encode_only_rgb", "steady_vs_encode_only_i420")
     }
+    pipelines = [row["pipeline"] for row in rounds]
+    ratios["end_to_end_vs_naive"] = statistics.median(p["fps"] for p in pipelines) / naive["fps"]
     sample = args.sample or (DEFAULT_SAMPLE if (DEFAULT_SAMPLE / "trajectories.h5").is_file() else None)
+    timelapse = None
     if sample is not None:
-        results["sample_timelapse_60s"] = bench_sample_timelapse(sample, work / "timelapse.mp4", video, args.workers)
+        timelapse = bench_sample_timelapse(sample, work / "timelapse.mp4", video, args.workers)
+
+    def median(name: str, key: str) -> float:
+        return statistics.median(row[name][key] for row in rounds)
 
     print(
         f"\nrenderer throughput, 1280x720 overlay=full, libx264 {args.preset} crf {args.crf}, "
-        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
+        f"{os.cpu_count()} cores, medians of {args.rounds} rounds"
     )
-    print(f"{'contender':<18}{'frames':>8}{'seconds':>10}{'frames/s':>10}{'cpu ms/frame':>14}")
-    for name in ("pipeline", "naive", "encode_only_rgb", "encode_only_i420"):
-        row = results[name]
-        print(f"{name:<18}{row['frames']:>8}{row['seconds']:>10.2f}{row['fps']:>10.1f}{row['cpu_ms_per_frame']:>14.2f}")
-    print(f"pipeline / naive             {ratios['pipeline_vs_naive']:.2f}x (goal >= 2)")
-    print(f"pipeline / encode-only RGB   {ratios['pipeline_vs_encode_only_rgb']:.2f}  (goal >= 0.8)")
-    print(f"pipeline / encode-only I420  {ratios['pipeline_vs_encode_only_i420']:.2f}")
-    if sample is not None:
-        row = results["sample_timelapse_60s"]
+    print(f"{'contender':<22}{'frames':>8}{'frames/s':>10}{'cpu ms/frame':>14}")
+    print(
+        f"{'pipeline, end to end':<22}{first['frames']:>8}{median('pipeline', 'fps'):>10.1f}"
+        f"{median('pipeline', 'cpu_ms_per_frame'):>14.2f}"
+    )
+    print(f"{'pipeline, steady':<22}{first['frames']:>8}{median('pipeline', 'steady_fps'):>10.1f}{'':>14}")
+    print(f"{'naive':<22}{naive['frames']:>8}{naive['fps']:>10.1f}{naive['cpu_ms_per_frame']:>14.2f}")
+    for name in ("encode_only_rgb", "encode_only_i420"):
+        frames, fps, cpu = rounds[0][name]["frames"], median(name, "fps"), median(name, "cpu_ms_per_frame")
+        print(f"{name:<22}{frames:>8}{fps:>10.1f}{cpu:>14.2f}")
+    print(f"pipeline start-up (log, checkpoint, layout, first batch): {median('pipeline', 'startup_seconds'):.2f} s")
+    print(f"pipeline / naive, end to end        {ratios['end_to_end_vs_naive']:.2f}x (goal >= 2)")
+    print(f"pipeline steady / encode-only RGB   {ratios['steady_vs_encode_only_rgb']:.2f}  (goal >= 0.8)")
+    print(f"pipeline end to end / encode-only   {ratios['end_to_end_vs_encode_only_rgb']:.2f}")
+    print(f"pipeline steady / encode-only I420  {ratios['steady_vs_encode_only_i420']:.2f}")
+    if timelapse is not None:
         print(
-            f"60 s time-lapse of {sample}: {row['video_seconds']:.1f} s of video from {row['episodes']} "
-            f"episodes rendered in {row['seconds']:.1f} s (goal < 60)"
+            f"60 s time-lapse of {sample}: {timelapse['video_seconds']:.1f} s of video from {timelapse['episodes']} "
+            f"episodes rendered in {timelapse['seconds']:.1f} s (goal < 60)"
         )
     else:
         print(f"60 s time-lapse: skipped, no run at {DEFAULT_SAMPLE} (pass --sample <run_dir>)")
     report = {
-        "results": results,
+        "rounds": rounds,
+        "naive": naive,
+        "sample_timelapse_60s": timelapse,
         "ratios": ratios,
         "preset": args.preset,
         "crf": args.crf,
