@@ -9,9 +9,10 @@ Contenders, one table (and a JSON file):
   video sees.
 - ``naive``: the same picture made the common way: one thread, per frame a batch-1 forward pass with hooks,
   every element drawn with OpenCV on a blank canvas (text, edges, one circle per node), the same encoder.
-- ``encode-only``: x264 alone at the same size and preset on the pipeline's own frames, through
-  ``VideoEncoder.write`` (RGB, as any caller would) and through ``write_i420`` (planes converted beforehand:
-  the fastest the encoder can go), with OpenCV's default threading (the best for a lone conversion).
+- ``encode-only``: x264 alone at the same size and preset on the pipeline's own frames (the first 600 it
+  handed the encoder, encoded twice over), through ``VideoEncoder.write`` (RGB, as any caller would, with
+  OpenCV's default threading, the best for a lone conversion) and through ``write_i420`` (the very planes the
+  pipeline produced: the fastest the encoder can go).
 
 The pipeline and the encode-only runs alternate for ``--rounds`` rounds (order rotated), and the ratios are
 taken within each round: this machine's speed drifts by 10-20% over minutes, which a ratio of neighbours
@@ -34,7 +35,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import torch
@@ -110,16 +110,23 @@ def build_run(directory: Path, frames: int) -> Path:
     return run
 
 
-class FirstFrame:
-    """Notes when the encoder receives its first frame (the end of the pipeline's start-up)."""
+class EncoderTap:
+    """Notes when the encoder receives its first frame (the end of the pipeline's start-up) and keeps a copy of
+    the first ``keep`` I420 frames it is given (the encode-only contenders encode exactly those)."""
 
-    def __enter__(self) -> FirstFrame:
+    def __init__(self, keep: int = 0) -> None:
+        self.keep = keep
         self.at: float | None = None
+        self.planes: list[np.ndarray] = []
+
+    def __enter__(self) -> EncoderTap:
         self._write = VideoEncoder.write_i420
 
         def write_i420(encoder: VideoEncoder, planes: np.ndarray) -> None:
             if self.at is None:
                 self.at = time.perf_counter()
+            if len(self.planes) < self.keep:
+                self.planes.append(planes.copy())
             self._write(encoder, planes)
 
         VideoEncoder.write_i420 = write_i420
@@ -129,8 +136,11 @@ class FirstFrame:
         VideoEncoder.write_i420 = self._write
 
 
-def bench_pipeline(run: Path, out: Path, video: VideoConfig, workers: int | None) -> dict:
-    with FirstFrame() as first, Clock() as clock:
+def bench_pipeline(
+    run: Path, out: Path, video: VideoConfig, workers: int | None, keep: list[np.ndarray] | None = None
+) -> dict:
+    """Render every frame of ``run``; ``keep``, when given, receives the first frames' I420 planes."""
+    with EncoderTap(ENCODE_ONLY_FRAMES if keep is not None else 0) as first, Clock() as clock:
         result = render_timelapse(
             RenderSource.resolve(run=run, log=None, checkpoint=None),
             out,
@@ -143,6 +153,8 @@ def bench_pipeline(run: Path, out: Path, video: VideoConfig, workers: int | None
     end = clock.start + clock.seconds
     startup = first.at - clock.start
     steady = (result.frames - 1) / (end - first.at)
+    if keep is not None:
+        keep.extend(first.planes)
     return clock.row(result.frames, workers=workers, startup_seconds=startup, steady_fps=steady)
 
 
@@ -169,22 +181,17 @@ def bench_naive(run: Path, out: Path, video: VideoConfig, frames: int) -> dict:
     return clock.row(written)
 
 
-def bench_encode_only(source: Path, out: Path, video: VideoConfig) -> tuple[dict, dict]:
-    """x264 alone on the pipeline's frames: fed RGB (converted in ``write``) and fed ready I420 planes."""
-    with av.open(str(source)) as container:
-        images = []
-        for frame in container.decode(video=0):
-            images.append(frame.to_ndarray(format="rgb24"))
-            if len(images) == ENCODE_ONLY_FRAMES:
-                break
+def bench_encode_only(planes: list[np.ndarray], out: Path, video: VideoConfig) -> tuple[dict, dict]:
+    """x264 alone on the pipeline's own frames, twice over (a longer run evens out this machine's drift): fed
+    RGB (converted in ``write``) and fed the very I420 planes the pipeline gave it."""
+    images = [cv2.cvtColor(item, cv2.COLOR_YUV2RGB_I420) for item in planes]
     with Clock() as rgb, _encoder(out, video) as encoder:
-        for image in images:
+        for image in images + images:
             encoder.write(image)
-    planes = [cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420) for image in images]
     with Clock() as i420, _encoder(out, video) as encoder:
-        for item in planes:
+        for item in planes + planes:
             encoder.write_i420(item)
-    return rgb.row(len(images)), i420.row(len(planes))
+    return rgb.row(2 * len(images)), i420.row(2 * len(planes))
 
 
 def bench_sample_timelapse(sample: Path, out: Path, video: VideoConfig, workers: int | None) -> dict:
@@ -224,7 +231,8 @@ def main() -> None:
     run = build_run(work, args.frames)
 
     rounds: list[dict] = []
-    first = bench_pipeline(run, work / "pipeline.mp4", video, args.workers)  # also makes the encode-only frames
+    frames: list[np.ndarray] = []  # the encode-only contenders' input: the pipeline's first frames
+    first = bench_pipeline(run, work / "pipeline.mp4", video, args.workers, keep=frames)
     for r in range(args.rounds):
         row: dict = {"pipeline": first} if r == 0 else {}
         order = ["pipeline", "encode_only"] if r % 2 else ["encode_only", "pipeline"]
@@ -233,7 +241,7 @@ def main() -> None:
                 row["pipeline"] = bench_pipeline(run, work / "round.mp4", video, args.workers)
             elif name == "encode_only":
                 row["encode_only_rgb"], row["encode_only_i420"] = bench_encode_only(
-                    work / "pipeline.mp4", work / "encode-only.mp4", video
+                    frames, work / "encode-only.mp4", video
                 )
         row["ratios"] = {
             "steady_vs_encode_only_rgb": row["pipeline"]["steady_fps"] / row["encode_only_rgb"]["fps"],
