@@ -95,8 +95,8 @@ class RawOverlay:
         if self._bar is not None:
             # the bar covers game rows: redrawn where the game changed under it, or when it moves
             rect = self._bar.rect
-            under = any(r.bottom > rect.y for r in game)
-            if under or canvas.changed("progress", self._bar.filled(context.progress), (rect,), restore=False):
+            moved = canvas.changed("progress", self._bar.filled(context.progress), (rect,), restore=False)
+            if moved or any(r.bottom > rect.y for r in game):
                 self._bar.draw_static(image)
                 self._bar.draw(image, context.progress)
                 canvas.mark((rect,))

@@ -225,7 +225,7 @@ def _sequence(rng: np.random.Generator, n: int = 16) -> list[FrameContext]:
                 frame=frame,
                 step=step,
                 episode_reward=float(step // 5),
-                progress=0.3 + 0.01 * (step // 4),
+                progress=0.3 + 0.01 * ((step // 3) % 3),  # moves back too (a time-lapse of eval episodes)
                 analytics=analytics,
                 observation=observation,
                 value_history=np.linspace(-1, 1, 30, dtype=np.float32) + step // 2,
@@ -273,3 +273,18 @@ def test_incremental_render_equals_a_full_redraw_and_damage_covers_every_change(
             skipped += image.size // 3 - sum(r.w * r.h for r in damage)
         previous = image.copy()
     assert skipped > 0  # something was left alone
+
+
+def test_raw_progress_bar_over_a_changing_game_follows_progress_back_and_forth() -> None:
+    """The raw overlay's bar lies over the game's bottom rows: redrawn there when the game changes under it, and
+    still redrawn when progress then returns to an earlier value."""
+    rng = np.random.default_rng(13)
+    first = _context(rng, progress=0.2)
+    bottom = first.frame.copy()
+    bottom[-1] = 255 - bottom[-1]
+    moved = dataclasses.replace(first, frame=bottom, progress=0.6)
+    sequence = [first, first, moved, dataclasses.replace(first, frame=bottom)]
+    overlay = RawOverlay(2, progress_bar=True)
+    for k, context in enumerate(sequence):
+        image = overlay.render(context)
+        np.testing.assert_array_equal(image, RawOverlay(2, progress_bar=True).render(context), err_msg=f"frame {k}")
