@@ -66,6 +66,7 @@ class NetworkDiagram:
         self._centres, self._radii = self._place()
         self._edges = self._wire(edges_per_node, np.random.default_rng(seed))
         self._pixels: np.ndarray | None = None
+        self.boxes: tuple[Rect, ...] = ()  # per layer, the rectangle its nodes paint (set by bind)
 
     @property
     def node_count(self) -> int:
@@ -105,7 +106,7 @@ class NetworkDiagram:
             right = min(width, math.ceil((centres[:, 0] + radii).max() + 1) + 1)
             bottom = min(height, math.ceil((centres[:, 1] + radii).max() + 1) + 1)
             boxes.append(Rect(left, top, right - left, bottom - top))
-        self.boxes: tuple[Rect, ...] = tuple(boxes)
+        self.boxes = tuple(boxes)
 
     def shades(self, levels: Sequence[np.ndarray]) -> np.ndarray:
         """Each node's step on the palette ramp (0 cold .. 255 hot): all :meth:`paint` needs, so equal shades

@@ -62,10 +62,12 @@ class I420Converter:
         known = self._planes.get(id(image))
         if known is None or known[0] is not image or damage is None or known[1].shape != (height * 3 // 2, width):
             planes = cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420)
+            self._planes.pop(id(image), None)
             if len(self._planes) >= self._buffers:
                 self._planes.pop(next(iter(self._planes)))
             self._planes[id(image)] = (image, planes)
             return planes
+        self._planes[id(image)] = self._planes.pop(id(image))  # most recently used last: evicted last
         planes = known[1]
         luma, chroma = planes[:height], planes.reshape(-1)[height * width :]
         quarter = height * width // 4
