@@ -8,8 +8,9 @@ the rest too. A 1280x720 frame costs a few small copies instead of a full redraw
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -94,6 +95,18 @@ def blank(width: int, height: int, color: RGB) -> np.ndarray:
     return image
 
 
+class Due(Protocol):
+    """Asked by a part before it draws: whether part ``name``, whose pixels in ``rects`` depend only on ``key``,
+    must be drawn now (:meth:`Canvas.changed` is one; :func:`always` draws everything)."""
+
+    def __call__(self, name: str, key: object, rects: Sequence[Rect], *, restore: bool = True) -> bool: ...
+
+
+def always(name: str, key: object, rects: Sequence[Rect], *, restore: bool = True) -> bool:
+    """The :class:`Due` of a full redraw onto a fresh template: every part is drawn."""
+    return True
+
+
 class Canvas:
     """A persistent frame buffer over a static template that redraws only the parts whose inputs changed.
 
@@ -119,18 +132,20 @@ class Canvas:
         self._first = False
         return self.image
 
-    def changed(self, name: str, key: object, rects: Iterable[Rect], *, restore: bool = True) -> bool:
+    def changed(self, name: str, key: object, rects: Sequence[Rect], *, restore: bool = True) -> bool:
         """Whether part ``name`` must be drawn this frame: its ``key`` differs from the last frame's (or it is
         new). If so its ``rects`` are restored from the template (unless ``restore`` is false) and recorded
         as damage."""
-        if name in self._keys and self._keys[name] == key:
+        known = name in self._keys
+        if known and self._keys[name] == key:
             return False
-        rects = tuple(rects)
-        for rect in rects:
-            if not rect.within(self._width, self._height):
-                size = f"{self._width}x{self._height}"
-                raise ValueError(f"part {name!r}: rectangle {rect} lies outside the {size} canvas")
-            if restore:
+        if not known:  # a part's rectangles never move: checked once
+            for rect in rects:
+                if not rect.within(self._width, self._height):
+                    size = f"{self._width}x{self._height}"
+                    raise ValueError(f"part {name!r}: rectangle {rect} lies outside the {size} canvas")
+        if restore:
+            for rect in rects:
                 rows, cols = rect.slices
                 self.image[rows, cols] = self.template[rows, cols]
         self._keys[name] = key

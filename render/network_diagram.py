@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from render.compose import Rect
+from render.compose import Due, Rect, always
 from render.style import Palette, TextPainter
 
 _MIN_SPACING = 7.0
@@ -108,23 +108,20 @@ class NetworkDiagram:
             boxes.append(Rect(left, top, right - left, bottom - top))
         self.boxes = tuple(boxes)
 
-    def shades(self, levels: Sequence[np.ndarray]) -> np.ndarray:
-        """Each node's step on the palette ramp (0 cold .. 255 hot): all :meth:`paint` needs, so equal shades
-        mean equal pixels."""
-        return np.clip(self._levels(levels) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    def draw(self, image: np.ndarray, levels: Sequence[np.ndarray], due: Due = always) -> None:
+        """Colour every node by its level (0 cold, 1 hot); ``levels`` holds one array per layer.
 
-    def draw(self, image: np.ndarray, levels: Sequence[np.ndarray]) -> None:
-        """Colour every node by its level (0 cold, 1 hot); ``levels`` holds one array per layer."""
-        self.paint(image, self.shades(levels))
-
-    def paint(self, image: np.ndarray, shades: np.ndarray) -> None:
-        """Colour every node by its ramp step; every node pixel is overwritten (the rims blended over the
-        template's background), so whatever the image held there before does not matter. The changed pixels
-        lie inside :attr:`boxes`."""
+        The pixels depend only on each node's step on the palette ramp (its ``due`` key). Every node pixel is
+        overwritten (the rims blended over the template's background), so whatever the image held there does
+        not matter and nothing is restored first; the changed pixels lie inside :attr:`boxes`.
+        """
         if self._pixels is None:
             raise RuntimeError("call NetworkDiagram.bind(template) once the template is drawn, before draw")
         if not image.flags.c_contiguous:
             raise ValueError("NetworkDiagram.draw needs a C-contiguous image (it scatters into its flat bytes)")
+        shades = np.clip(self._levels(levels) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        if not due("diagram", shades.tobytes(), self.boxes, restore=False):
+            return
         colours = self._ramp[shades.astype(np.intp)].reshape(-1)
         inner_bytes, inner_sources, rim_bytes, rim_sources, rim_coverage, rim_background = self._pixels
         channels = image.reshape(-1)

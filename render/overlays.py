@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from render.compose import Canvas, GameView, Rect, blank, fill, upscale_into
+from render.compose import Canvas, Due, GameView, Rect, always, blank, fill, upscale_into
 from render.frame import FrameContext
 from render.network_diagram import DiagramLayer, NetworkDiagram
 from render.panels import FeatureMaps, PolicyBars, StatsPanel, ValueChart
@@ -62,12 +62,11 @@ class _ProgressBar:
     def draw_static(self, template: np.ndarray) -> None:
         fill(template, self.rect, self._style.palette.bar_track)
 
-    def filled(self, progress: float | None) -> int:
-        """Pixels of the bar filled at ``progress`` (its key: equal widths, equal pixels)."""
-        return 0 if progress is None else round(float(np.clip(progress, 0.0, 1.0)) * self.rect.w)
-
-    def draw(self, image: np.ndarray, progress: float | None) -> None:
-        fill(image, Rect(self.rect.x, self.rect.y, self.filled(progress), self.rect.h), self._style.palette.accent)
+    def draw(self, image: np.ndarray, progress: float | None, due: Due = always) -> None:
+        """Fill the bar up to ``progress`` over its track (restored from the template)."""
+        filled = 0 if progress is None else round(float(np.clip(progress, 0.0, 1.0)) * self.rect.w)
+        if due("progress", filled, self.dirty):
+            fill(image, Rect(self.rect.x, self.rect.y, filled, self.rect.h), self._style.palette.accent)
 
 
 class RawOverlay:
@@ -92,14 +91,21 @@ class RawOverlay:
         image = canvas.begin()
         game = self._game.draw(image, context.frame)
         canvas.mark(game)
-        if self._bar is not None:
-            # the bar covers game rows: redrawn where the game changed under it, or when it moves
-            rect = self._bar.rect
-            moved = canvas.changed("progress", self._bar.filled(context.progress), (rect,), restore=False)
-            if moved or any(r.bottom > rect.y for r in game):
-                self._bar.draw_static(image)
-                self._bar.draw(image, context.progress)
-                canvas.mark((rect,))
+        bar = self._bar
+        if bar is not None:
+            # The bar lies over the game's bottom rows (there is no template under it): its track is repainted
+            # when it moves, and the whole bar again where the game was just redrawn under it.
+            def due(name: str, key: object, rects: Sequence[Rect], *, restore: bool = True) -> bool:
+                if canvas.changed(name, key, rects, restore=False):  # moved: recorded as damage
+                    pass
+                elif any(r.bottom > bar.rect.y for r in game):
+                    canvas.mark(rects)
+                else:
+                    return False
+                bar.draw_static(image)
+                return True
+
+            bar.draw(image, context.progress, due)
         return image
 
     def damage(self) -> tuple[Rect, ...] | None:
@@ -160,11 +166,8 @@ class MinimalOverlay:
             f"{context.episode_reward:g}",
             action,
         )
-        for row, value in enumerate(values):
-            if canvas.changed(f"stats{row}", value, (self._stats.cells[row],)):
-                self._stats.draw_row(image, row, value)
-        if canvas.changed("progress", self._bar.filled(context.progress), self._bar.dirty):
-            self._bar.draw(image, context.progress)
+        self._stats.draw(image, values, canvas.changed)
+        self._bar.draw(image, context.progress, canvas.changed)
         return image
 
     def damage(self) -> tuple[Rect, ...] | None:
@@ -304,9 +307,7 @@ class FullOverlay:
                 f"the full overlay needs network analytics for episode {context.episode} step {context.step}"
             )
 
-        def due(name: str, key: object, rects: Sequence[Rect], *, restore: bool = True) -> bool:
-            return canvas is None or canvas.changed(name, key, rects, restore=restore)
-
+        due: Due = always if canvas is None else canvas.changed
         layout, palette = self.layout, self.style.palette
         if canvas is None:
             upscale_into(image[layout.game.slices], context.frame, self.scale)
@@ -316,8 +317,7 @@ class FullOverlay:
         if due("subtitle", phase, (layout.subtitle,)):
             # clipped to its rectangle, like every redrawn text, so a redraw covers all it ever painted
             self.painter.draw(image[layout.subtitle.slices], phase, (0, self.painter.pixels(16)), 16, palette.muted)
-        if due("progress", self.progress_bar.filled(context.progress), self.progress_bar.dirty):
-            self.progress_bar.draw(image, context.progress)
+        self.progress_bar.draw(image, context.progress, due)
         progress = "-" if context.progress is None else f"{context.progress:.1%}"
         values = (
             str(context.step),
@@ -327,32 +327,16 @@ class FullOverlay:
             f"v{context.policy_version}",
             checkpoint_line(context),
         )
-        for row, value in enumerate(values):
-            if due(f"stats{row}", value, (self.stats.cells[row],)):
-                self.stats.draw_row(image, row, value)
-        if due("bars", self.bars.key(analytics.probabilities, context.action), self.bars.dirty):
-            self.bars.draw(image, analytics.probabilities, context.action)
-        number = self.value.number(analytics.value)
-        if due("value", number, self.value.dirty[:1]):
-            self.value.draw_number(image, number)
+        self.stats.draw(image, values, due)
+        self.bars.draw(image, analytics.probabilities, context.action, due)
         history = context.value_history if context.value_history is not None else np.array([analytics.value])
-        points = self.value.points(history)
-        if due("sparkline", points.tobytes(), self.value.dirty[1:]):
-            self.value.draw_plot(image, points)
+        self.value.draw(image, analytics.value, history, due)
         if circles:
             self.diagram.draw_circles(image, analytics.levels)
         else:
-            shades = self.diagram.shades(analytics.levels)
-            if due("diagram", shades.tobytes(), self.diagram.boxes, restore=False):
-                self.diagram.paint(image, shades)
+            self.diagram.draw(image, analytics.levels, due)
         inputs = np.empty((0, 1, 1), np.uint8) if context.observation is None else context.observation
-        stacks = (inputs, *analytics.feature_maps)
-        if len(stacks) != len(self.maps.rows):
-            raise ValueError(f"expected {len(self.maps.rows)} feature-map stacks, one per row, got {len(stacks)}")
-        for row, stack in enumerate(stacks):
-            shown = self.maps.shown(row, stack)
-            if due(f"maps{row}", (shown.shape, shown.tobytes()), self.maps.row_rects[row : row + 1]):
-                self.maps.draw_row(image, row, stack)
+        self.maps.draw(image, (inputs, *analytics.feature_maps), due)
 
 
 def title_card(width: int, height: int, lines: Sequence[str], style: Style | None = None) -> np.ndarray:

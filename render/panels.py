@@ -1,9 +1,9 @@
 """Overlay panels: the stats table, the policy bars, the value chart and the feature-map thumbnails.
 
 Each panel splits its drawing in two: ``draw_static`` paints labels, boxes and tracks into the template once;
-``draw`` paints only what changes per frame and stays inside the panel's ``dirty`` rectangles. Panels also
-expose their parts (a stats row, the value number, a thumbnail row) so an overlay can redraw only those whose
-inputs changed.
+``draw`` paints only what changes per frame and stays inside the panel's ``dirty`` rectangles. ``draw`` asks
+its ``due`` (see :class:`render.compose.Due`) before each part (a stats row, the bars, the value number, the
+sparkline, a thumbnail row), so on a persistent canvas only parts whose inputs changed are redrawn.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from render.compose import Rect, fill
+from render.compose import Due, Rect, always, fill
 from render.style import Palette, TextPainter
 
 
@@ -47,15 +47,12 @@ class StatsPanel:
         for i, label in enumerate(self.labels):
             self._painter.draw(template, label, (self.rect.x + 8, self._baseline(i)), self._size, self._palette.muted)
 
-    def draw(self, image: np.ndarray, values: Sequence[str]) -> None:
-        for i, value in enumerate(values):
-            self.draw_row(image, i, value)
-
-    def draw_row(self, image: np.ndarray, row: int, value: str) -> None:
-        """Draw one value, clipped to its cell (so each row can be redrawn on its own)."""
-        cell = self.cells[row]
-        origin = (0, self._baseline(row) - cell.y)
-        self._painter.draw(image[cell.slices], value, origin, self._size, self._palette.text, 600)
+    def draw(self, image: np.ndarray, values: Sequence[str], due: Due = always) -> None:
+        """Draw each value clipped to its row's cell, so a row can be redrawn on its own."""
+        for row, (value, cell) in enumerate(zip(values, self.cells, strict=True)):
+            if due(f"stats{row}", value, (cell,)):
+                origin = (0, self._baseline(row) - cell.y)
+                self._painter.draw(image[cell.slices], value, origin, self._size, self._palette.text, 600)
 
     def _baseline(self, row: int) -> int:
         return self.rect.y + row * self._row + (self._row + self._painter.pixels(self._size) * 7 // 10) // 2
@@ -102,13 +99,11 @@ class PolicyBars:
             )
             fill(template, Rect(self._track.x, y, self._track.w, self._track.h), self._palette.bar_track)
 
-    def key(self, probabilities: np.ndarray, taken: int | None) -> tuple:
-        """Everything the drawn bars depend on: equal keys, equal pixels."""
-        widths = np.rint(np.clip(probabilities, 0.0, 1.0) * self._track.w).astype(int)
-        return tuple(widths.tolist()), tuple(f"{p:4.0%}" for p in probabilities), taken
-
-    def draw(self, image: np.ndarray, probabilities: np.ndarray, taken: int | None) -> None:
-        widths, texts, _ = self.key(probabilities, taken)
+    def draw(self, image: np.ndarray, probabilities: np.ndarray, taken: int | None, due: Due = always) -> None:
+        widths = tuple(np.rint(np.clip(probabilities, 0.0, 1.0) * self._track.w).astype(int).tolist())
+        texts = tuple(f"{p:4.0%}" for p in probabilities)
+        if not due("bars", (widths, texts, taken), self.dirty):  # all the bars' pixels depend on
+            return
         for i, (width, text) in enumerate(zip(widths, texts, strict=True)):
             y = self._row_top(i)
             color = self._palette.highlight if i == taken else self._palette.bar
@@ -154,15 +149,17 @@ class ValueChart:
         self._painter.draw(template, self._title, (self.rect.x, baseline), self._size, self._palette.accent, 600)
         fill(template, self._plot, self._palette.panel)
 
-    def draw(self, image: np.ndarray, value: float, history: np.ndarray) -> None:
-        self.draw_number(image, self.number(value))
-        self.draw_plot(image, self.points(history))
+    def draw(self, image: np.ndarray, value: float, history: np.ndarray, due: Due = always) -> None:
+        text = f"{value:+.3f}"
+        if due("value", text, (self._number,)):
+            origin = (0, self._painter.pixels(self._size))  # clipped to its rectangle
+            self._painter.draw(image[self._number.slices], text, origin, self._size, self._palette.text, 600)
+        points = self._points(history)
+        if due("sparkline", points.tobytes(), (self._plot,)) and len(points) >= 2:
+            cv2.polylines(image, [points], False, self._palette.accent, 1, cv2.LINE_AA)
+            cv2.circle(image, tuple(int(v) for v in points[-1]), 3, self._palette.highlight, -1, cv2.LINE_AA)
 
-    @staticmethod
-    def number(value: float) -> str:
-        return f"{value:+.3f}"
-
-    def points(self, history: np.ndarray) -> np.ndarray:
+    def _points(self, history: np.ndarray) -> np.ndarray:
         """The sparkline's pixel points for ``history`` (none for fewer than two values)."""
         if history.size < 2:
             return np.empty((0, 2), np.int32)
@@ -172,16 +169,6 @@ class ValueChart:
         x = plot.x + np.linspace(0, plot.w - 1, history.size)
         y = plot.bottom - 1 - (history - low) / span * (plot.h - 1)
         return np.stack([x, y], axis=1).round().astype(np.int32)
-
-    def draw_number(self, image: np.ndarray, text: str) -> None:
-        origin = (0, self._painter.pixels(self._size))  # clipped to its rectangle
-        self._painter.draw(image[self._number.slices], text, origin, self._size, self._palette.text, 600)
-
-    def draw_plot(self, image: np.ndarray, points: np.ndarray) -> None:
-        if len(points) < 2:
-            return
-        cv2.polylines(image, [points], False, self._palette.accent, 1, cv2.LINE_AA)
-        cv2.circle(image, tuple(int(v) for v in points[-1]), 3, self._palette.highlight, -1, cv2.LINE_AA)
 
 
 class FeatureMaps:
@@ -243,25 +230,21 @@ class FeatureMaps:
             for cell in cells:
                 fill(template, cell.inset(-1), self._palette.frame_border)
 
-    def draw(self, image: np.ndarray, maps: Sequence[np.ndarray]) -> None:
+    def draw(self, image: np.ndarray, maps: Sequence[np.ndarray], due: Due = always) -> None:
         """``maps[r]``: a ``(count, h, w)`` uint8 stack for row ``r`` (255 hottest); empty rows stay blank."""
         if len(maps) != len(self.rows):
             raise ValueError(f"expected {len(self.rows)} feature-map stacks, one per row, got {len(maps)}")
-        for row, stack in enumerate(maps):
-            self.draw_row(image, row, stack)
-
-    def shown(self, row: int, stack: np.ndarray) -> np.ndarray:
-        """The part of ``stack`` that row ``row`` shows (its key: equal bytes, equal pixels)."""
-        return stack[: len(self._cells[row])]
-
-    def draw_row(self, image: np.ndarray, row: int, stack: np.ndarray) -> None:
-        """Draw one row of thumbnails over the template (an empty stack leaves the row blank)."""
-        cell, cells, grey = self._cell, self._cells[row], self._grey[row]
-        count = min(len(stack), len(cells))
-        if count:
-            _, h, w = stack.shape
+        cell = self._cell
+        for row, (stack, cells, grey) in enumerate(zip(maps, self._cells, self._grey, strict=True)):
+            shown = stack[: len(cells)]
+            if not due(f"maps{row}", (shown.shape, shown.tobytes()), self.row_rects[row : row + 1]):
+                continue
+            count = len(shown)
+            if not count:
+                continue
+            _, h, w = shown.shape
             # One resize per row: the thumbnails side by side scale exactly like each on its own.
-            strip = np.ascontiguousarray(stack[:count].transpose(1, 0, 2)).reshape(h, count * w)
+            strip = np.ascontiguousarray(shown.transpose(1, 0, 2)).reshape(h, count * w)
             strip = cv2.resize(strip, (count * cell, cell), interpolation=cv2.INTER_NEAREST)
             coloured = cv2.cvtColor(strip, cv2.COLOR_GRAY2RGB) if grey else cv2.applyColorMap(strip, self._lut)
             for i, target in enumerate(cells[:count]):
