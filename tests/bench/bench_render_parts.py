@@ -1,0 +1,251 @@
+"""Where the renderer's time goes, part by part, each against its alternative in the same process.
+
+The figures behind the renderer notes in the README, on the bench run of ``bench_render.py`` (random Breakout):
+
+- ``overlay``: CPU per frame of drawing the full overlay and converting it to I420: full redraw on a fresh
+  template plus whole-frame conversion, against redrawing only what changed plus converting only the damage;
+  each with OpenCV's default threading and with one thread (what ``encode_frames`` sets).
+- ``handoff``: handing I420 planes to PyAV: ``VideoFrame.from_ndarray`` (allocates and copies) against
+  ``from_numpy_buffer`` (wraps).
+- ``checkpoint``: loading a checkpoint into a network built normally (orthogonal initialisation, then the
+  weights) against one built on the ``meta`` device (``load_policy``).
+- ``env``: one agent step of the trainer's env stack, against ale-py's ``AtariEnv.step`` and ALE's own ``act``
+  for the same 4 frames.
+- ``producer``: CPU per frame of everything the product does except x264 (the encoder stubbed out,
+  ``workers=0``).
+- ``queue``: the whole product with 8 and with 32 frames queued before x264 (rounds alternate): frames/s and
+  cores kept busy (CPU time over wall time).
+
+Run:  python tests/bench/bench_render_parts.py [--frames 1500] [--json bench_render_parts.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from unittest import mock
+
+import av
+import cv2
+import numpy as np
+import torch
+from bench_render import Clock, build_run
+
+import render.pipeline as pipeline
+import render.products as products
+from render.analytics import ProbeSettings
+from render.config import OverlayConfig, SelectionConfig, TimelapseProductConfig, VideoConfig
+from render.feed import kept_steps
+from render.overlays import FullOverlay
+from render.pipeline import I420Converter, Rendered
+from render.policies import PolicyLibrary
+from render.products import RenderSource, render_timelapse
+from render.scenes import SceneSettings, episode_scene
+from render.schedule import TrainingSchedule
+from replay import TrajectoryLog
+from replay.atari import EnvConfig, make_env
+from replay.checkpoints import FORMAT, _load, _restore_weights, load_policy
+from replay.network import ActorCritic
+
+CONTEXTS = 600
+
+
+def contexts(run: Path) -> tuple[FullOverlay, list]:
+    """The full overlay and the first ``CONTEXTS`` frame contexts of the run, analysed."""
+    with TrajectoryLog(run / "trajectories.h5") as log:
+        schedule = TrainingSchedule.from_metadata(log.metadata)
+        policies = PolicyLibrary(checkpoints=run / "checkpoints", settings=ProbeSettings(batch_size=64))
+        probe, _ = policies.lookup(0)
+        overlay = FullOverlay(log.game, log.action_meanings, probe.diagram_layers(), probe.feature_rows())
+        found = []
+        for episode in log.episodes:
+            steps = kept_steps(log, episode, 1, observations=True)
+            found.extend(episode_scene(episode, steps, schedule, SceneSettings(), policies))
+            if len(found) >= CONTEXTS:
+                break
+    return overlay, found[:CONTEXTS]
+
+
+def bench_overlay(overlay: FullOverlay, frames: list) -> dict:
+    def full() -> None:
+        for context in frames:
+            image = overlay._canvas.template.copy()
+            overlay.draw_dynamic(image, context)
+            cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420)
+
+    def incremental() -> None:
+        converter = I420Converter()
+        for context in frames:
+            converter.convert(Rendered(overlay.render(context), overlay.damage()))
+
+    rows, default = {}, cv2.getNumThreads()
+    for threads in (default, 1):
+        cv2.setNumThreads(threads)
+        for name, work in (("full redraw + whole conversion", full), ("damage only", incremental)):
+            start = time.process_time()
+            work()
+            rows[f"{name}, OpenCV threads {threads}"] = 1000 * (time.process_time() - start) / len(frames)
+    cv2.setNumThreads(default)
+    return rows
+
+
+def bench_handoff(planes: np.ndarray, repeats: int = 500) -> dict:
+    rows = {}
+    for name, wrap in (
+        ("from_ndarray", av.VideoFrame.from_ndarray),
+        ("from_numpy_buffer", av.VideoFrame.from_numpy_buffer),
+    ):
+        start = time.process_time()
+        for _ in range(repeats):
+            wrap(planes, format="yuv420p")
+        rows[name] = 1000 * (time.process_time() - start) / repeats
+    return rows
+
+
+def bench_checkpoint(path: Path, repeats: int = 10) -> dict:
+    def normal() -> None:
+        payload = _load(path, FORMAT)
+        _restore_weights(path, ActorCritic(int(payload["n_actions"])), payload["state_dict"])
+
+    rows = {}
+    for name, work in (("initialised, then loaded", normal), ("meta device (load_policy)", lambda: load_policy(path))):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            work()
+        rows[name] = 1000 * (time.perf_counter() - start) / repeats
+    return rows
+
+
+def bench_env(steps: int = 2000) -> dict:
+    env = make_env(EnvConfig(id="ALE/Breakout-v5"))
+    atari = env.unwrapped
+    actions = np.random.default_rng(0).integers(0, 4, steps * 4)
+
+    def stack() -> None:
+        env.reset(seed=0)
+        for action in actions[:steps]:
+            _, _, terminated, truncated, _ = env.step(int(action))
+            if terminated or truncated:
+                env.reset()
+
+    def ale_env() -> None:
+        env.reset(seed=0)
+        for action in actions:
+            _, _, terminated, truncated, _ = atari.step(int(action))
+            if terminated or truncated:
+                atari.reset()
+
+    def ale() -> None:
+        env.reset(seed=0)
+        for action in actions:
+            atari.ale.act(atari._action_set[int(action)])
+            if atari.ale.game_over():
+                atari.ale.reset_game()
+
+    rows = {}
+    for name, work in (("trainer stack", stack), ("AtariEnv.step x4", ale_env), ("ALE act x4", ale)):
+        start = time.process_time()
+        work()
+        rows[name] = 1e6 * (time.process_time() - start) / steps
+    env.close()
+    return rows
+
+
+def _render(run: Path, out: Path) -> products.RenderResult:
+    return render_timelapse(
+        RenderSource.resolve(run=run, log=None, checkpoint=None),
+        out,
+        selection=SelectionConfig(kind="every", every=1),
+        product=TimelapseProductConfig(frame_stride=1),
+        overlay=OverlayConfig(kind="full"),
+        video=VideoConfig(fps=30, crf=23, preset="veryfast", progress=False),
+        workers=0,
+    )
+
+
+class _NoEncoder:
+    """Stands in for VideoEncoder: takes the planes and does nothing."""
+
+    def __init__(self, *args: object, width: int, height: int, **kwargs: object) -> None:
+        self.width, self.height = width, height
+
+    def __enter__(self) -> _NoEncoder:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+    def write_i420(self, planes: np.ndarray) -> None:
+        pass
+
+
+def bench_producer(run: Path, out: Path) -> dict:
+    with mock.patch.object(products, "VideoEncoder", _NoEncoder), Clock() as clock:
+        result = _render(run, out)
+    return clock.row(result.frames)
+
+
+def bench_queue(run: Path, out: Path, rounds: int) -> dict:
+    rows: dict[str, list[dict]] = {"8": [], "32": []}
+    encode = pipeline.encode_frames
+    for r in range(rounds):
+        for depth in ("8", "32") if r % 2 == 0 else ("32", "8"):
+            queued = mock.patch.object(products, "encode_frames", lambda f, e, d=int(depth): encode(f, e, prefetch=d))
+            with queued, Clock() as clock:
+                result = _render(run, out)
+            row = clock.row(result.frames)
+            row["cores"] = row["cpu_ms_per_frame"] * row["fps"] / 1000
+            rows[depth].append(row)
+    return {
+        depth: {key: float(np.median([row[key] for row in found])) for key in ("fps", "cores")}
+        for depth, found in rows.items()
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=1500, help="recorded frames of the bench run (default 1500)")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of the queue comparison (default 4)")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the bench run here (default: temp dir)")
+    parser.add_argument("--json", type=Path, default=Path("bench_render_parts.json"), help="where to write results")
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # as python -m render does
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-render-parts-"))
+    work.mkdir(parents=True, exist_ok=True)
+    run = build_run(work, args.frames)
+
+    overlay, frames = contexts(run)
+    results = {"overlay_cpu_ms_per_frame": bench_overlay(overlay, frames)}
+    planes = cv2.cvtColor(overlay.render(frames[-1]), cv2.COLOR_RGB2YUV_I420)
+    results["handoff_cpu_ms_per_frame"] = bench_handoff(planes)
+    results["checkpoint_load_ms"] = bench_checkpoint(next((run / "checkpoints").glob("*.pt")))
+    results["env_cpu_us_per_agent_step"] = bench_env()
+    results["producer"] = bench_producer(run, work / "producer.mp4")
+    results["queue"] = bench_queue(run, work / "queue.mp4", args.rounds)
+
+    print(f"\nrenderer parts, 1280x720 overlay=full, {os.cpu_count()} cores")
+    for section, unit in (
+        ("overlay_cpu_ms_per_frame", "ms CPU/frame"),
+        ("handoff_cpu_ms_per_frame", "ms CPU/frame"),
+        ("checkpoint_load_ms", "ms/load"),
+        ("env_cpu_us_per_agent_step", "us CPU/agent step"),
+    ):
+        print(f"{section} ({unit})")
+        for name, value in results[section].items():
+            print(f"  {name:<48}{value:>10.3f}")
+    producer = results["producer"]
+    print(f"producer without x264: {producer['cpu_ms_per_frame']:.2f} ms CPU/frame over {producer['frames']} frames")
+    for depth, row in results["queue"].items():
+        print(f"queue of {depth:>2} frames: {row['fps']:.1f} frames/s, {row['cores']:.2f} cores busy (medians)")
+    report = {**results, "cpu_count": os.cpu_count(), "machine": platform.platform()}
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
