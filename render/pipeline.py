@@ -97,12 +97,12 @@ def encode_frames(
 
     Up to ``prefetch`` converted frames wait for the encoder (1.4 MB each at 720p). The deeper queue evens out
     x264's frame threads against the producer's bursts (a batch of analytics every 64 frames): rendering kept
-    1.86 of this machine's 2 cores busy with 32 against 1.72 with 8 (CPU time over wall time).
+    1.88 of this machine's 2 cores busy with 32 against 1.73 with 8 (``tests/bench/bench_render_parts.py``).
 
     An exception in the producer is re-raised here; an exception here stops the producer. While it runs,
     OpenCV uses ``opencv_threads`` threads (``None``: leave OpenCV's setting alone): x264 keeps every core
     busy, and OpenCV's own pool, which splits each full-frame call and then spins waiting for work, cost
-    ~1 ms of CPU a 720p frame here for nothing.
+    ~0.6-0.8 ms of CPU a 720p frame here for nothing (``tests/bench/bench_render_parts.py``).
     """
     if prefetch < 1:
         raise ValueError(f"expected a positive prefetch, got {prefetch}")
