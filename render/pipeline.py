@@ -69,20 +69,19 @@ class I420Converter:
             return planes
         self._planes[id(image)] = self._planes.pop(id(image))  # most recently used last: evicted last
         planes = known[1]
-        luma, chroma = planes[:height], planes.reshape(-1)[height * width :]
-        quarter = height * width // 4
-        u, v = chroma[:quarter].reshape(height // 2, width // 2), chroma[quarter:].reshape(height // 2, width // 2)
+        luma = planes[:height]
+        chroma = planes.reshape(-1)[height * width :].reshape(2, height // 2, width // 2)  # U then V
+        convert = cv2.cvtColor
         for rect in damage:
+            # Per rectangle, Python costs more than the pixels (most are small): keep this loop lean.
             x0, y0 = rect.x & ~1, rect.y & ~1
-            x1, y1 = min(width, (rect.right + 1) & ~1), min(height, (rect.bottom + 1) & ~1)
+            x1, y1 = min(width, (rect.x + rect.w + 1) & ~1), min(height, (rect.y + rect.h + 1) & ~1)
             if x1 <= x0 or y1 <= y0:
                 continue
-            part = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_RGB2YUV_I420)
-            h, w = y1 - y0, x1 - x0
+            part = convert(image[y0:y1, x0:x1], cv2.COLOR_RGB2YUV_I420)
+            h = y1 - y0
             luma[y0:y1, x0:x1] = part[:h]
-            rest = part.reshape(-1)[h * w :]
-            u[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = rest[: h * w // 4].reshape(h // 2, w // 2)
-            v[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = rest[h * w // 4 :].reshape(h // 2, w // 2)
+            chroma[:, y0 >> 1 : y1 >> 1, x0 >> 1 : x1 >> 1] = part[h:].reshape(2, h >> 1, (x1 - x0) >> 1)
         return planes
 
 

@@ -141,12 +141,42 @@ def spec_from_json(spec_json: str, source: str) -> EnvSpec:
 def make_env(spec: EnvSpec, source: str = "the log") -> gym.Env:
     """Build the recorded wrapper stack. The checker is off: it would step the env and shift its RNG."""
     try:
-        return gym.make(spec, disable_env_checker=True)
+        env = gym.make(spec, disable_env_checker=True)
     except (TypeError, ValueError, KeyError, AttributeError, gym.error.Error) as error:
         raise LogFormatError(
             f"{source}: the recorded env {spec.id!r} cannot be built from its recorded arguments ({error}); the "
             "spec is damaged, or was recorded with wrappers or ale-py options this installation lacks"
         ) from None
+    skip_unread_screens(env)
+    return env
+
+
+# Wrappers that hand the observation from below up unchanged and never look at it.
+_OBSERVATION_BLIND = (gym.wrappers.TimeLimit, gym.wrappers.OrderEnforcing, gym.wrappers.PassiveEnvChecker)
+_UNREAD = np.zeros(0, dtype=np.uint8)
+
+
+def skip_unread_screens(env: gym.Env) -> bool:
+    """Stop the base env copying out a screen no one reads; returns whether it did.
+
+    ``AtariPreprocessing`` throws away the observation of every inner ``step`` and ``reset`` (it reads the
+    ALE's screen itself), yet the base env copies the RGB screen each emulated frame: ~30 us, four times an
+    agent step. When only observation-blind wrappers stand between the two, the base env returns an empty
+    array instead. Emulation, RNG draws and every observation above ``AtariPreprocessing`` are untouched
+    (the bit-exact replay tests compare them byte for byte).
+    """
+    layer = env
+    while isinstance(layer, gym.Wrapper) and not isinstance(layer, gym.wrappers.AtariPreprocessing):
+        layer = layer.env
+    if not isinstance(layer, gym.wrappers.AtariPreprocessing):
+        return False
+    inner = layer.env
+    while isinstance(inner, _OBSERVATION_BLIND):
+        inner = inner.env
+    if isinstance(inner, gym.Wrapper) or not hasattr(inner, "_get_obs") or not hasattr(inner, "ale"):
+        return False
+    inner._get_obs = _UNREAD.view  # an instance attribute: this env only
+    return True
 
 
 def current_state_crc(env: gym.Env) -> int:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 
+import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import PREPROCESSED, STICKY, record_single, record_vector, replay_in_fresh_process
+from conftest import PREPROCESSED, STICKY, make_env, record_single, record_vector, replay_in_fresh_process
 
-from replay import TrajectoryLog, verify
+from replay import TrajectoryLog, emulator, verify
+from replay.atari import EnvConfig
+from replay.atari import make_env as trainer_env
 
 GAMES = ["Breakout", "Pong", "MsPacman", "Seaquest"]
 
@@ -112,3 +115,20 @@ def test_verify_stays_callable_after_the_cli_module_is_imported(tmp_path):
     path = tmp_path / "log.h5"
     record_vector(path, "Breakout", STICKY, 60, n_envs=1, snapshot_interval=20)
     assert replay.verify(path, progress=False).ok
+
+
+def test_replay_skips_only_screens_no_one_reads():
+    # the trainer's stack: AtariPreprocessing discards the base env's observation, so replay need not copy it
+
+    preprocessed = emulator.make_env(trainer_env(EnvConfig(id="ALE/Pong-v5")).spec)
+    assert emulator.base_env(preprocessed)._get_obs().size == 0
+    observation, _ = preprocessed.reset(seed=3)
+    assert np.asarray(observation).shape == (4, 84, 84) and np.asarray(observation).any()
+    # without AtariPreprocessing the base observation is what the agent sees: left alone
+    plain = emulator.make_env(make_env("Pong", STICKY).spec)
+    observation, _ = plain.reset(seed=3)
+    assert observation.shape == (210, 160, 3)
+    assert not emulator.skip_unread_screens(plain)
+    # a wrapper that may read observations below AtariPreprocessing keeps them coming
+    inner = gym.wrappers.TransformObservation(gym.make("ALE/Pong-v5", frameskip=1), lambda o: o, None)
+    assert not emulator.skip_unread_screens(gym.wrappers.AtariPreprocessing(inner, frame_skip=4))
