@@ -143,6 +143,7 @@ class ValueChart:
         self._number = Rect(rect.x + title_width, rect.y, rect.w - title_width, head)
         self._plot = Rect(rect.x, rect.y + head, rect.w, rect.h - head).inset(2)
         self.dirty = (self._number, self._plot)
+        self._columns: np.ndarray | None = None
 
     def draw_static(self, template: np.ndarray) -> None:
         baseline = self.rect.y + self._painter.pixels(self._size)
@@ -161,14 +162,18 @@ class ValueChart:
 
     def _points(self, history: np.ndarray) -> np.ndarray:
         """The sparkline's pixel points for ``history`` (none for fewer than two values)."""
-        if history.size < 2:
+        n = history.size
+        if n < 2:
             return np.empty((0, 2), np.int32)
         plot = self._plot.inset(4)
+        if self._columns is None or len(self._columns) != n:  # x depends only on the length: kept
+            self._columns = np.rint(plot.x + np.linspace(0, plot.w - 1, n)).astype(np.int32)
         low, high = float(history.min()), float(history.max())
         span = max(high - low, 1e-6)
-        x = plot.x + np.linspace(0, plot.w - 1, history.size)
-        y = plot.bottom - 1 - (history - low) / span * (plot.h - 1)
-        return np.stack([x, y], axis=1).round().astype(np.int32)
+        points = np.empty((n, 2), np.int32)
+        points[:, 0] = self._columns
+        points[:, 1] = np.rint(plot.bottom - 1 - (history - low) / span * (plot.h - 1))
+        return points
 
 
 class FeatureMaps:
@@ -195,7 +200,7 @@ class FeatureMaps:
         self._grey = [name in grey_rows for name, _ in self.rows]
         self._palette = palette
         self._painter = painter
-        self._lut = palette.ramp().reshape(256, 1, 3)
+        self._ramp = np.ascontiguousarray(palette.ramp().reshape(256, 3))
         self._title = title
         self._size = 13.0
         head = painter.pixels(15.0) + 8
@@ -243,9 +248,29 @@ class FeatureMaps:
             if not count:
                 continue
             _, h, w = shown.shape
-            # One resize per row: the thumbnails side by side scale exactly like each on its own.
+            # One resize per row: the thumbnails side by side scale exactly like each on its own. Colour
+            # maps go through the ramp before the (nearest-neighbour) resize: the same pixels, fewer lookups.
             strip = np.ascontiguousarray(shown.transpose(1, 0, 2)).reshape(h, count * w)
-            strip = cv2.resize(strip, (count * cell, cell), interpolation=cv2.INTER_NEAREST)
-            coloured = cv2.cvtColor(strip, cv2.COLOR_GRAY2RGB) if grey else cv2.applyColorMap(strip, self._lut)
-            for i, target in enumerate(cells[:count]):
-                image[target.slices] = coloured[:, i * cell : (i + 1) * cell]
+            if grey:
+                strip = cv2.resize(strip, (count * cell, cell), interpolation=cv2.INTER_NEAREST)
+                coloured = cv2.cvtColor(strip, cv2.COLOR_GRAY2RGB)
+            else:
+                coloured = cv2.resize(
+                    np.take(self._ramp, strip, axis=0), (count * cell, cell), interpolation=cv2.INTER_NEAREST
+                )
+            self._place(image, cells[:count], coloured)
+
+    def _place(self, image: np.ndarray, cells: Sequence[Rect], coloured: np.ndarray) -> None:
+        """Copy the side-by-side thumbnails ``coloured`` into ``cells`` (equally spaced in a row): one strided
+        copy where the row's span fits the image, else cell by cell."""
+        cell, count = self._cell, len(cells)
+        pitch = self._cell + 6
+        first = cells[0]
+        span = image[first.y : first.y + cell, first.x : first.x + count * pitch]
+        if span.shape[1] == count * pitch:
+            grid = span.view()
+            grid.shape = (cell, count, pitch, span.shape[2])  # raises rather than copies: always a view
+            grid[:, :, :cell] = coloured.reshape(cell, count, cell, -1)
+            return
+        for i, target in enumerate(cells):
+            image[target.slices] = coloured[:, i * cell : (i + 1) * cell]
