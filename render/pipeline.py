@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from render.compose import Rect
-from render.encoder import VideoEncoder
+from render.encoder import VideoEncoder, i420_frame
 
 _DONE = object()
 
@@ -117,8 +117,6 @@ def encode_frames(
 
 def _encode_frames(frames: Iterable[np.ndarray | Rendered], encoder: VideoEncoder, prefetch: int) -> int:
     ready: queue.Queue = queue.Queue(maxsize=prefetch)
-    # plane buffers go round: the producer fills a free one, the encoder hands it back once written
-    spare: queue.SimpleQueue = queue.SimpleQueue()
     stop = threading.Event()
     failure: list[BaseException] = []
     expected = (encoder.height, encoder.width, 3)
@@ -130,15 +128,12 @@ def _encode_frames(frames: Iterable[np.ndarray | Rendered], encoder: VideoEncode
                 image = frame.image if isinstance(frame, Rendered) else frame
                 if image.shape != expected or image.dtype != np.uint8:
                     raise ValueError(f"expected {expected} uint8 RGB frames, got {image.shape} {image.dtype}")
-                converted = converter.convert(frame)
-                try:
-                    planes = spare.get_nowait()
-                except queue.Empty:
-                    planes = np.empty_like(converted)
-                np.copyto(planes, converted)
+                # the converter reuses its planes: each frame is copied into FFmpeg memory here, which the
+                # encoder then references without copying again
+                item = i420_frame(converter.convert(frame))
                 while not stop.is_set():
                     try:
-                        ready.put(planes, timeout=0.1)
+                        ready.put(item, timeout=0.1)
                         break
                     except queue.Full:
                         continue
@@ -154,8 +149,7 @@ def _encode_frames(frames: Iterable[np.ndarray | Rendered], encoder: VideoEncode
     written = 0
     try:
         while (item := ready.get()) is not _DONE:
-            encoder.write_i420(item)
-            spare.put(item)
+            encoder.write_frame(item)
             written += 1
     finally:
         stop.set()

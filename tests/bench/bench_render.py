@@ -35,6 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import torch
@@ -120,20 +121,26 @@ class EncoderTap:
         self.planes: list[np.ndarray] = []
 
     def __enter__(self) -> EncoderTap:
-        self._write = VideoEncoder.write_i420
+        self._write = VideoEncoder.write_frame
 
-        def write_i420(encoder: VideoEncoder, planes: np.ndarray) -> None:
+        def write_frame(encoder: VideoEncoder, frame: av.VideoFrame) -> None:
             if self.at is None:
                 self.at = time.perf_counter()
             if len(self.planes) < self.keep:
-                self.planes.append(planes.copy())
-            self._write(encoder, planes)
+                self.planes.append(frame_planes(frame))
+            self._write(encoder, frame)
 
-        VideoEncoder.write_i420 = write_i420
+        VideoEncoder.write_frame = write_frame
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        VideoEncoder.write_i420 = self._write
+        VideoEncoder.write_frame = self._write
+
+
+def frame_planes(frame: av.VideoFrame) -> np.ndarray:
+    """A yuv420p frame's planes as one ``cv2.COLOR_RGB2YUV_I420`` array (a copy)."""
+    rows = [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width].reshape(-1) for p in frame.planes]
+    return np.concatenate(rows).reshape(frame.height * 3 // 2, frame.width)
 
 
 def bench_pipeline(

@@ -169,7 +169,7 @@ def _render(run: Path, out: Path) -> products.RenderResult:
 
 
 class _NoEncoder:
-    """Stands in for VideoEncoder: takes the planes and does nothing."""
+    """Stands in for VideoEncoder: takes the frames and does nothing."""
 
     def __init__(self, *args: object, width: int, height: int, **kwargs: object) -> None:
         self.width, self.height = width, height
@@ -180,7 +180,7 @@ class _NoEncoder:
     def __exit__(self, *exc_info: object) -> None:
         pass
 
-    def write_i420(self, planes: np.ndarray) -> None:
+    def write_frame(self, frame: object) -> None:
         pass
 
 
