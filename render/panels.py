@@ -84,10 +84,11 @@ class PolicyBars:
             max(8, rect.w - label_width - number_width - 4),
             max(3, int(self._row * 0.55)),
         )
-        self.dirty = (
-            Rect(rect.x, self._top, 14, rect.bottom - self._top),
-            Rect(self._track.x, self._top, rect.right - self._track.x, rect.bottom - self._top),
-        )
+        column = rect.bottom - self._top
+        self._arrows = Rect(rect.x, self._top, 14, column)
+        self._fills = Rect(self._track.x, self._top, self._track.w, column)
+        self._numbers = Rect(self._track.right, self._top, rect.right - self._track.right, column)
+        self.dirty = (self._arrows, self._fills, self._numbers)
 
     def draw_static(self, template: np.ndarray) -> None:
         baseline = self.rect.y + self._painter.pixels(self._title_size)
@@ -102,25 +103,22 @@ class PolicyBars:
     def draw(self, image: np.ndarray, probabilities: np.ndarray, taken: int | None, due: Due = always) -> None:
         widths = tuple(np.rint(np.clip(probabilities, 0.0, 1.0) * self._track.w).astype(int).tolist())
         texts = tuple(f"{p:4.0%}" for p in probabilities)
-        if not due("bars", (widths, texts, taken), self.dirty):  # all the bars' pixels depend on
-            return
-        for i, (width, text) in enumerate(zip(widths, texts, strict=True)):
-            y = self._row_top(i)
-            color = self._palette.highlight if i == taken else self._palette.bar
-            if width:
-                fill(image, Rect(self._track.x, y, int(width), self._track.h), color)
-            text_color = self._palette.highlight if i == taken else self._palette.muted
-            self._painter.draw(
-                image,
-                text,
-                (self._track.right + 6, self._text_baseline(i)),
-                self._size,
-                text_color,
-            )
-        if taken is not None and 0 <= taken < len(self.names):
-            y = self._row_top(taken) + self._track.h // 2
-            triangle = np.array([[self.rect.x + 2, y - 5], [self.rect.x + 10, y], [self.rect.x + 2, y + 5]])
-            cv2.fillConvexPoly(image, triangle, self._palette.highlight, cv2.LINE_AA)
+        # The bars move with every small change of a probability, the rounded percentages far less often.
+        if due("bars", (widths, taken), (self._arrows, self._fills)):
+            for i, width in enumerate(widths):
+                if width:
+                    color = self._palette.highlight if i == taken else self._palette.bar
+                    fill(image, Rect(self._track.x, self._row_top(i), int(width), self._track.h), color)
+            if taken is not None and 0 <= taken < len(self.names):
+                y = self._row_top(taken) + self._track.h // 2
+                triangle = np.array([[self.rect.x + 2, y - 5], [self.rect.x + 10, y], [self.rect.x + 2, y + 5]])
+                cv2.fillConvexPoly(image, triangle, self._palette.highlight, cv2.LINE_AA)
+        if due("bar-numbers", (texts, taken), (self._numbers,)):
+            numbers = image[self._numbers.slices]  # clipped to its rectangle
+            for i, text in enumerate(texts):
+                color = self._palette.highlight if i == taken else self._palette.muted
+                origin = (6, self._text_baseline(i) - self._numbers.y)
+                self._painter.draw(numbers, text, origin, self._size, color)
 
     def _row_top(self, i: int) -> int:
         return int(self._top + i * self._row + (self._row - self._track.h) / 2)
