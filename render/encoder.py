@@ -211,14 +211,21 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def i420_frame(planes: np.ndarray) -> av.VideoFrame:
+def i420_frame(planes: np.ndarray, into: av.VideoFrame | None = None) -> av.VideoFrame:
     """A yuv420p frame in FFmpeg's own reference-counted memory holding a copy of ``planes`` (the
     ``cv2.COLOR_RGB2YUV_I420`` layout, ``(height * 3 // 2, width)``), for :meth:`VideoEncoder.write_frame`.
+
+    ``into``, a frame of the same size from an earlier call, is filled and returned instead of a new one:
+    allocating 1.4 MB a 720p frame costs page faults (~0.3-0.7 ms here, against ~0.05 ms for the copy). Should
+    FFmpeg still hold a reference to its memory, it gets fresh buffers first (``make_writable``), so a frame
+    the encoder has not let go of is never overwritten.
 
     Example:
         >>> frame = i420_frame(np.full((6, 4), 128, np.uint8))
         >>> frame.width, frame.height, frame.format.name
         (4, 4, 'yuv420p')
+        >>> i420_frame(np.zeros((6, 4), np.uint8), into=frame) is frame
+        True
     """
     rows, width = planes.shape
     height = rows * 2 // 3
@@ -226,7 +233,12 @@ def i420_frame(planes: np.ndarray) -> av.VideoFrame:
         raise EncoderError(
             f"expected I420 planes of shape (height * 3 // 2, width) with even sides, got {planes.shape}"
         )
-    frame = av.VideoFrame(width, height, "yuv420p")
+    if into is not None and (into.width, into.height, into.format.name) == (width, height, "yuv420p"):
+        frame = into
+        frame.make_writable()
+        frame.pts = None  # the encoder stamped it: let it number this frame afresh
+    else:
+        frame = av.VideoFrame(width, height, "yuv420p")
     luma, u, v = frame.planes
     _plane_view(luma, height, width)[:] = planes[:height]
     chroma = planes.reshape(-1)[height * width :].reshape(2, height // 2, width // 2)

@@ -117,6 +117,8 @@ def encode_frames(
 
 def _encode_frames(frames: Iterable[np.ndarray | Rendered], encoder: VideoEncoder, prefetch: int) -> int:
     ready: queue.Queue = queue.Queue(maxsize=prefetch)
+    # frames go round: the producer fills a free one, the encoder hands it back once written
+    spare: queue.SimpleQueue = queue.SimpleQueue()
     stop = threading.Event()
     failure: list[BaseException] = []
     expected = (encoder.height, encoder.width, 3)
@@ -130,7 +132,11 @@ def _encode_frames(frames: Iterable[np.ndarray | Rendered], encoder: VideoEncode
                     raise ValueError(f"expected {expected} uint8 RGB frames, got {image.shape} {image.dtype}")
                 # the converter reuses its planes: each frame is copied into FFmpeg memory here, which the
                 # encoder then references without copying again
-                item = i420_frame(converter.convert(frame))
+                try:
+                    free = spare.get_nowait()
+                except queue.Empty:
+                    free = None
+                item = i420_frame(converter.convert(frame), into=free)
                 while not stop.is_set():
                     try:
                         ready.put(item, timeout=0.1)
@@ -150,6 +156,7 @@ def _encode_frames(frames: Iterable[np.ndarray | Rendered], encoder: VideoEncode
     try:
         while (item := ready.get()) is not _DONE:
             encoder.write_frame(item)
+            spare.put(item)
             written += 1
     finally:
         stop.set()

@@ -61,14 +61,18 @@ def test_i420_planes_can_be_overwritten_once_written(tmp_path: Path) -> None:
 def test_frames_in_ffmpeg_memory_encode_like_wrapped_planes(tmp_path: Path, width: int, height: int) -> None:
     frames = _frames(20, height, width - width % 8)
     frames = [np.pad(f, ((0, 0), (0, width - f.shape[1]), (0, 0)), mode="edge") for f in frames]
-    videos = {}
+    videos, reused = {}, None
     for kind in ("wrapped", "owned"):
         out = tmp_path / f"{kind}.mp4"
         with VideoEncoder(out, width=width, height=height, crf=0, preset="veryfast", progress=False) as video:
             for frame in frames:
                 planes = cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420)
-                video.write_i420(planes) if kind == "wrapped" else video.write_frame(i420_frame(planes))
+                video.write_i420(planes) if kind == "wrapped" else video.write_frame(
+                    reused := i420_frame(planes, reused)
+                )
                 planes[:] = 0  # the frame holds its own copy
+                if kind == "owned":
+                    i420_frame(planes, into=reused)  # and its memory may be filled again once written
         videos[kind] = out.read_bytes()
     assert videos["wrapped"] == videos["owned"]
     decoded = _decode(tmp_path / "owned.mp4")
