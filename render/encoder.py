@@ -104,29 +104,13 @@ class VideoEncoder:
         wrapped, not copied (``from_ndarray`` would allocate and copy 1.4 MB a 720p frame); FFmpeg takes its
         own copy before ``encode`` returns, so the caller may overwrite ``planes`` as soon as this returns.
         """
-        self._check_open()
+        if self._closed:
+            raise EncoderError(f"{self.path.name} is already closed; open a new VideoEncoder to write more")
         if planes.shape != (self.height * 3 // 2, self.width):
             raise EncoderError(
                 f"expected I420 planes of shape ({self.height * 3 // 2}, {self.width}), got {planes.shape}"
             )
-        self._encode(av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(planes), format="yuv420p"))
-
-    def write_frame(self, frame: av.VideoFrame) -> None:
-        """Encode one yuv420p frame made by :func:`i420_frame`. FFmpeg takes a reference to its memory
-        instead of the copy :meth:`write_i420` costs it, so a producer thread can pay for the copy."""
-        self._check_open()
-        if (frame.width, frame.height, frame.format.name) != (self.width, self.height, "yuv420p"):
-            raise EncoderError(
-                f"expected a {self.width}x{self.height} yuv420p frame for {self.path.name}, "
-                f"got {frame.width}x{frame.height} {frame.format.name}"
-            )
-        self._encode(frame)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise EncoderError(f"{self.path.name} is already closed; open a new VideoEncoder to write more")
-
-    def _encode(self, frame: av.VideoFrame) -> None:
+        frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(planes), format="yuv420p")
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.frames_written += 1
@@ -209,44 +193,3 @@ def _write_atomically(path: Path, text: str) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
-
-
-def i420_frame(planes: np.ndarray, into: av.VideoFrame | None = None) -> av.VideoFrame:
-    """A yuv420p frame in FFmpeg's own reference-counted memory holding a copy of ``planes`` (the
-    ``cv2.COLOR_RGB2YUV_I420`` layout, ``(height * 3 // 2, width)``), for :meth:`VideoEncoder.write_frame`.
-
-    ``into``, a frame of the same size from an earlier call, is filled and returned instead of a new one:
-    allocating 1.4 MB a 720p frame costs page faults (~0.3-0.7 ms here, against ~0.05 ms for the copy). Should
-    FFmpeg still hold a reference to its memory, it gets fresh buffers first (``make_writable``), so a frame
-    the encoder has not let go of is never overwritten.
-
-    Example:
-        >>> frame = i420_frame(np.full((6, 4), 128, np.uint8))
-        >>> frame.width, frame.height, frame.format.name
-        (4, 4, 'yuv420p')
-        >>> i420_frame(np.zeros((6, 4), np.uint8), into=frame) is frame
-        True
-    """
-    rows, width = planes.shape
-    height = rows * 2 // 3
-    if planes.dtype != np.uint8 or rows != height * 3 // 2 or height % 2 or width % 2:
-        raise EncoderError(
-            f"expected I420 planes of shape (height * 3 // 2, width) with even sides, got {planes.shape}"
-        )
-    if into is not None and (into.width, into.height, into.format.name) == (width, height, "yuv420p"):
-        frame = into
-        frame.make_writable()
-        frame.pts = None  # the encoder stamped it: let it number this frame afresh
-    else:
-        frame = av.VideoFrame(width, height, "yuv420p")
-    luma, u, v = frame.planes
-    _plane_view(luma, height, width)[:] = planes[:height]
-    chroma = planes.reshape(-1)[height * width :].reshape(2, height // 2, width // 2)
-    _plane_view(u, height // 2, width // 2)[:] = chroma[0]
-    _plane_view(v, height // 2, width // 2)[:] = chroma[1]
-    return frame
-
-
-def _plane_view(plane: av.video.plane.VideoPlane, height: int, width: int) -> np.ndarray:
-    """A writable ``(height, width)`` view of an FFmpeg plane (its rows may be padded to ``line_size``)."""
-    return np.frombuffer(plane, np.uint8).reshape(height, plane.line_size)[:, :width]

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from render.compose import Rect
-from render.encoder import VideoEncoder, i420_frame
+from render.encoder import VideoEncoder
 
 _DONE = object()
 
@@ -117,7 +117,7 @@ def encode_frames(
 
 def _encode_frames(frames: Iterable[np.ndarray | Rendered], encoder: VideoEncoder, prefetch: int) -> int:
     ready: queue.Queue = queue.Queue(maxsize=prefetch)
-    # frames go round: the producer fills a free one, the encoder hands it back once written
+    # plane buffers go round: the producer fills a free one, the encoder hands it back once written
     spare: queue.SimpleQueue = queue.SimpleQueue()
     stop = threading.Event()
     failure: list[BaseException] = []
@@ -130,16 +130,15 @@ def _encode_frames(frames: Iterable[np.ndarray | Rendered], encoder: VideoEncode
                 image = frame.image if isinstance(frame, Rendered) else frame
                 if image.shape != expected or image.dtype != np.uint8:
                     raise ValueError(f"expected {expected} uint8 RGB frames, got {image.shape} {image.dtype}")
-                # the converter reuses its planes: each frame is copied into FFmpeg memory here, which the
-                # encoder then references without copying again
+                converted = converter.convert(frame)
                 try:
-                    free = spare.get_nowait()
+                    planes = spare.get_nowait()
                 except queue.Empty:
-                    free = None
-                item = i420_frame(converter.convert(frame), into=free)
+                    planes = np.empty_like(converted)
+                np.copyto(planes, converted)
                 while not stop.is_set():
                     try:
-                        ready.put(item, timeout=0.1)
+                        ready.put(planes, timeout=0.1)
                         break
                     except queue.Full:
                         continue
@@ -155,7 +154,7 @@ def _encode_frames(frames: Iterable[np.ndarray | Rendered], encoder: VideoEncode
     written = 0
     try:
         while (item := ready.get()) is not _DONE:
-            encoder.write_frame(item)
+            encoder.write_i420(item)
             spare.put(item)
             written += 1
     finally:

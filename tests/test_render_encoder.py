@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from render.compose import Rect
-from render.encoder import VideoEncoder, i420_frame
+from render.encoder import VideoEncoder
 from render.errors import EncoderError
 from render.pipeline import I420Converter, Rendered, encode_frames
 
@@ -55,37 +55,6 @@ def test_i420_planes_can_be_overwritten_once_written(tmp_path: Path) -> None:
     decoded = _decode(out)
     errors = [np.abs(f.astype(int) - d.astype(int)).mean() for f, d in zip(frames, decoded, strict=True)]
     assert len(decoded) == 30 and max(errors) < 3
-
-
-@pytest.mark.parametrize(("width", "height"), [(64, 48), (650, 40)])  # 650: FFmpeg pads its rows to 656
-def test_frames_in_ffmpeg_memory_encode_like_wrapped_planes(tmp_path: Path, width: int, height: int) -> None:
-    frames = _frames(20, height, width - width % 8)
-    frames = [np.pad(f, ((0, 0), (0, width - f.shape[1]), (0, 0)), mode="edge") for f in frames]
-    videos, reused = {}, None
-    for kind in ("wrapped", "owned"):
-        out = tmp_path / f"{kind}.mp4"
-        with VideoEncoder(out, width=width, height=height, crf=0, preset="veryfast", progress=False) as video:
-            for frame in frames:
-                planes = cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420)
-                video.write_i420(planes) if kind == "wrapped" else video.write_frame(
-                    reused := i420_frame(planes, reused)
-                )
-                planes[:] = 0  # the frame holds its own copy
-                if kind == "owned":
-                    i420_frame(planes, into=reused)  # and its memory may be filled again once written
-        videos[kind] = out.read_bytes()
-    assert videos["wrapped"] == videos["owned"]
-    decoded = _decode(tmp_path / "owned.mp4")
-    assert len(decoded) == 20 and np.abs(decoded[7].astype(int) - frames[7].astype(int)).mean() < 3
-
-
-def test_write_frame_refuses_a_frame_of_another_size(tmp_path: Path) -> None:
-    with VideoEncoder(tmp_path / "clip.mp4", width=64, height=48, progress=False) as video:
-        with pytest.raises(EncoderError, match="expected a 64x48 yuv420p frame"):
-            video.write_frame(i420_frame(np.zeros((36, 32), np.uint8)))
-        video.write_frame(i420_frame(np.zeros((72, 64), np.uint8)))
-    with pytest.raises(EncoderError, match="expected I420 planes"):
-        i420_frame(np.zeros((35, 32), np.uint8))
 
 
 def test_sidecar_holds_provenance_and_encoder_settings(tmp_path: Path) -> None:

@@ -35,7 +35,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import torch
@@ -121,26 +120,20 @@ class EncoderTap:
         self.planes: list[np.ndarray] = []
 
     def __enter__(self) -> EncoderTap:
-        self._write = VideoEncoder.write_frame
+        self._write = VideoEncoder.write_i420
 
-        def write_frame(encoder: VideoEncoder, frame: av.VideoFrame) -> None:
+        def write_i420(encoder: VideoEncoder, planes: np.ndarray) -> None:
             if self.at is None:
                 self.at = time.perf_counter()
             if len(self.planes) < self.keep:
-                self.planes.append(frame_planes(frame))
-            self._write(encoder, frame)
+                self.planes.append(planes.copy())
+            self._write(encoder, planes)
 
-        VideoEncoder.write_frame = write_frame
+        VideoEncoder.write_i420 = write_i420
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        VideoEncoder.write_frame = self._write
-
-
-def frame_planes(frame: av.VideoFrame) -> np.ndarray:
-    """A yuv420p frame's planes as one ``cv2.COLOR_RGB2YUV_I420`` array (a copy)."""
-    rows = [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width].reshape(-1) for p in frame.planes]
-    return np.concatenate(rows).reshape(frame.height * 3 // 2, frame.width)
+        VideoEncoder.write_i420 = self._write
 
 
 def bench_pipeline(

@@ -7,10 +7,6 @@ The figures behind the renderer notes in the README, on the bench run of ``bench
   each with OpenCV's default threading and with one thread (what ``encode_frames`` sets).
 - ``handoff``: handing I420 planes to PyAV: ``VideoFrame.from_ndarray`` (allocates and copies) against
   ``from_numpy_buffer`` (wraps).
-- ``encoder handoff``: the CPU, on the threads that hand frames to x264 (x264's own threads excluded), of a
-  copy into a pooled array plus ``write_i420`` (FFmpeg copies the wrapped planes again) against ``i420_frame``
-  plus ``write_frame`` (one copy, into FFmpeg memory, referenced by the encoder), with a new frame each time
-  or a reused one; rounds alternate.
 - ``checkpoint``: loading a checkpoint into a network built normally (orthogonal initialisation, then the
   weights) against one built on the ``meta`` device (``load_policy``).
 - ``env``: one agent step of the trainer's env stack, the same stack as re-simulation builds it (base-env
@@ -45,7 +41,6 @@ import render.pipeline as pipeline
 import render.products as products
 from render.analytics import ProbeSettings
 from render.config import OverlayConfig, SelectionConfig, TimelapseProductConfig, VideoConfig
-from render.encoder import VideoEncoder, i420_frame
 from render.feed import kept_steps
 from render.overlays import FullOverlay
 from render.pipeline import I420Converter, Rendered
@@ -111,43 +106,6 @@ def bench_handoff(planes: np.ndarray, repeats: int = 500) -> dict:
             wrap(planes, format="yuv420p")
         rows[name] = 1000 * (time.process_time() - start) / repeats
     return rows
-
-
-def bench_encoder_handoff(frames: list[np.ndarray], out: Path, rounds: int = 4) -> dict:
-    """CPU per frame of getting converted planes (reused by the converter, so copied once) into x264, on the
-    threads that do it, with x264's own threads excluded: a copy into a pooled array, then ``write_i420``
-    (FFmpeg copies the wrapped planes again), against ``i420_frame`` (the copy lands in FFmpeg memory: a new
-    frame each time, or one frame reused as the pipeline does) then ``write_frame`` (referenced)."""
-    spare = np.empty_like(frames[0])
-
-    def pooled(encoder: VideoEncoder, planes: np.ndarray) -> None:
-        np.copyto(spare, planes)
-        encoder.write_i420(spare)
-
-    reused: list[av.VideoFrame | None] = [None]
-
-    def owned(encoder: VideoEncoder, planes: np.ndarray) -> None:
-        reused[0] = i420_frame(planes, into=reused[0])
-        encoder.write_frame(reused[0])
-
-    def fresh(encoder: VideoEncoder, planes: np.ndarray) -> None:
-        encoder.write_frame(i420_frame(planes))
-
-    variants = (
-        ("pooled copy + write_i420", pooled),
-        ("i420_frame, new each time + write_frame", fresh),
-        ("i420_frame, reused + write_frame", owned),
-    )
-    found: dict[str, list[float]] = {name: [] for name, _ in variants}
-    for r in range(rounds):
-        for name, hand in variants if r % 2 == 0 else variants[::-1]:
-            height, width = frames[0].shape[0] * 2 // 3, frames[0].shape[1]
-            with VideoEncoder(out, width=width, height=height, preset="veryfast", progress=False) as encoder:
-                start = time.thread_time()
-                for planes in frames:
-                    hand(encoder, planes)
-                found[name].append(1000 * (time.thread_time() - start) / len(frames))
-    return {name: float(np.median(values)) for name, values in found.items()}
 
 
 def bench_checkpoint(path: Path, repeats: int = 10) -> dict:
@@ -229,7 +187,7 @@ def _render(run: Path, out: Path) -> products.RenderResult:
 
 
 class _NoEncoder:
-    """Stands in for VideoEncoder: takes the frames and does nothing."""
+    """Stands in for VideoEncoder: takes the planes and does nothing."""
 
     def __init__(self, *args: object, width: int, height: int, **kwargs: object) -> None:
         self.width, self.height = width, height
@@ -240,7 +198,7 @@ class _NoEncoder:
     def __exit__(self, *exc_info: object) -> None:
         pass
 
-    def write_frame(self, frame: object) -> None:
+    def write_i420(self, planes: np.ndarray) -> None:
         pass
 
 
@@ -283,10 +241,6 @@ def main() -> None:
     results = {"overlay_cpu_ms_per_frame": bench_overlay(overlay, frames)}
     planes = cv2.cvtColor(overlay.render(frames[-1]), cv2.COLOR_RGB2YUV_I420)
     results["handoff_cpu_ms_per_frame"] = bench_handoff(planes)
-    converter, converted = I420Converter(), []
-    for context in frames:
-        converted.append(converter.convert(Rendered(overlay.render(context), overlay.damage())).copy())
-    results["encoder_handoff_cpu_ms_per_frame"] = bench_encoder_handoff(converted, work / "handoff.mp4")
     results["checkpoint_load_ms"] = bench_checkpoint(next((run / "checkpoints").glob("*.pt")))
     results["env_cpu_us_per_agent_step"] = bench_env()
     results["producer"] = bench_producer(run, work / "producer.mp4")
@@ -296,7 +250,6 @@ def main() -> None:
     for section, unit in (
         ("overlay_cpu_ms_per_frame", "ms CPU/frame"),
         ("handoff_cpu_ms_per_frame", "ms CPU/frame"),
-        ("encoder_handoff_cpu_ms_per_frame", "ms CPU/frame, calling thread"),
         ("checkpoint_load_ms", "ms/load"),
         ("env_cpu_us_per_agent_step", "us CPU/agent step"),
     ):
