@@ -174,6 +174,9 @@ class ValueChart:
         return points
 
 
+_GAP = 6  # pixels between feature-map thumbnails, across and down
+
+
 class FeatureMaps:
     """Rows of small feature-map thumbnails, one row per layer, with the layer name at the left.
 
@@ -205,12 +208,12 @@ class FeatureMaps:
         label_width = max(painter.width(name, self._size) for name, _ in self.rows) + 10
         most = max(count for _, count in self.rows)
         row_height = (rect.h - head) // len(self.rows)
-        self._cell = max(8, min(row_height - 6, (rect.w - label_width) // most - 6))
+        self._cell = max(8, min(row_height - _GAP, (rect.w - label_width) // most - _GAP))
         self._cells: list[list[Rect]] = []
         for r, (_, count) in enumerate(self.rows):
             y = rect.y + head + r * row_height
             self._cells.append(
-                [Rect(rect.x + label_width + c * (self._cell + 6), y, self._cell, self._cell) for c in range(count)]
+                [Rect(rect.x + label_width + c * (self._cell + _GAP), y, self._cell, self._cell) for c in range(count)]
             )
         self.dirty = tuple(cell for row in self._cells for cell in row)
         self.row_rects = tuple(
@@ -262,13 +265,13 @@ class FeatureMaps:
         """Copy the side-by-side thumbnails ``coloured`` into ``cells`` (equally spaced in a row): one strided
         copy where the row's span fits the image, else cell by cell."""
         cell, count = self._cell, len(cells)
-        pitch = self._cell + 6
+        pitch = self._cell + _GAP
         first = cells[0]
         span = image[first.y : first.y + cell, first.x : first.x + count * pitch]
         if span.shape[1] == count * pitch:
-            grid = span.view()
-            grid.shape = (cell, count, pitch, span.shape[2])  # raises rather than copies: always a view
-            grid[:, :, :cell] = coloured.reshape(cell, count, cell, -1)
-            return
+            grid = span.reshape(cell, count, pitch, span.shape[2])
+            if np.may_share_memory(grid, span):  # a view (splitting a row of a strided view always is)
+                grid[:, :, :cell] = coloured.reshape(cell, count, cell, -1)
+                return
         for i, target in enumerate(cells):
             image[target.slices] = coloured[:, i * cell : (i + 1) * cell]

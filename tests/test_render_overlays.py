@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import numpy as np
 import pytest
 
@@ -288,3 +289,27 @@ def test_raw_progress_bar_over_a_changing_game_follows_progress_back_and_forth()
     for k, context in enumerate(sequence):
         image = overlay.render(context)
         np.testing.assert_array_equal(image, RawOverlay(2, progress_bar=True).render(context), err_msg=f"frame {k}")
+
+
+def test_feature_map_rows_land_in_their_cells_at_the_image_edge_too() -> None:
+    # rows are copied in one strided copy when the row's span (cells and the gaps after them) fits the image,
+    # cell by cell where the last gap would cross the right edge: both must give the same cells
+    from render.panels import FeatureMaps
+
+    style = Style()
+    painter = TextPainter(style.typeface, 720)
+    maps = FeatureMaps(Rect(10, 10, 300, 200), [("input", 4), ("conv1", 3)], style.palette, painter)
+    rng = np.random.default_rng(0)
+    stacks = (rng.integers(0, 256, (4, 84, 84), np.uint8), rng.integers(0, 256, (3, 20, 20), np.uint8))
+    wide = np.zeros((240, 400, 3), np.uint8)
+    maps.draw(wide, stacks)
+    edge = max(row[-1].right for row in maps._cells) + 2  # the last gap does not fit
+    narrow = np.zeros((240, edge, 3), np.uint8)
+    maps.draw(narrow, stacks)
+    assert np.array_equal(narrow, wide[:, :edge])
+    ramp, size = style.palette.ramp().reshape(256, 3), maps._cell
+    for cells, stack, grey in zip(maps._cells, stacks, (True, False), strict=True):
+        for cell, feature_map in zip(cells, stack, strict=True):  # each cell shows its own map, enlarged
+            shade = cv2.resize(feature_map, (size, size), interpolation=cv2.INTER_NEAREST)
+            assert np.array_equal(wide[cell.slices], np.repeat(shade[..., None], 3, -1) if grey else ramp[shade])
+    assert not wide[:, edge:].any()  # nothing beyond the cells
