@@ -132,3 +132,5 @@ def test_replay_skips_only_screens_no_one_reads():
     # a wrapper that may read observations below AtariPreprocessing keeps them coming
     inner = gym.wrappers.TransformObservation(gym.make("ALE/Pong-v5", frameskip=1), lambda o: o, None)
     assert not emulator.skip_unread_screens(gym.wrappers.AtariPreprocessing(inner, frame_skip=4))
+    for env in (preprocessed, plain, inner):
+        env.close()

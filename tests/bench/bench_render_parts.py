@@ -28,11 +28,13 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
 
 import av
 import cv2
+import gymnasium as gym
 import numpy as np
 import torch
 from bench_render import Clock, build_run
@@ -127,12 +129,15 @@ def bench_env(steps: int = 2000, rounds: int = 4) -> dict:
     atari = env.unwrapped
     actions = np.random.default_rng(0).integers(0, 4, steps * 4)
 
-    def stack() -> None:
-        env.reset(seed=0)
-        for action in actions[:steps]:
-            _, _, terminated, truncated, _ = env.step(int(action))
-            if terminated or truncated:
-                env.reset()
+    def agent_steps(stack: gym.Env) -> Callable[[], None]:
+        def work() -> None:
+            stack.reset(seed=0)
+            for action in actions[:steps]:
+                _, _, terminated, truncated, _ = stack.step(int(action))
+                if terminated or truncated:
+                    stack.reset()
+
+        return work
 
     def ale_env() -> None:
         env.reset(seed=0)
@@ -149,17 +154,9 @@ def bench_env(steps: int = 2000, rounds: int = 4) -> dict:
                 atari.ale.reset_game()
 
     replayed = emulator.make_env(env.spec)  # the same stack as re-simulation builds it: unread screens skipped
-
-    def replay_stack() -> None:
-        replayed.reset(seed=0)
-        for action in actions[:steps]:
-            _, _, terminated, truncated, _ = replayed.step(int(action))
-            if terminated or truncated:
-                replayed.reset()
-
     variants = (
-        ("trainer stack", stack),
-        ("the stack as replay builds it (unread screens skipped)", replay_stack),
+        ("trainer stack", agent_steps(env)),
+        ("the stack as replay builds it (unread screens skipped)", agent_steps(replayed)),
         ("AtariEnv.step x4", ale_env),
         ("ALE act x4", ale),
     )
