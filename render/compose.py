@@ -182,18 +182,31 @@ class GameView:
             upscale_into(target, frame, scale)
             self._last = frame.copy()
             return (self.rect,)
-        rows = np.flatnonzero((_row_words(frame) != _row_words(last)).any(axis=1))
-        if rows.size == 0:
+        words = _row_words(frame)
+        changed_words = words != _row_words(last)  # (rows, words of a row)
+        rows = np.flatnonzero(changed_words.any(axis=1)).tolist()
+        if not rows:
             return ()
-        # contiguous bands of changed rows (gaps of a few rows are bridged: one call is cheaper than two)
-        breaks = np.flatnonzero(np.diff(rows) > 4)
-        starts = np.concatenate(([rows[0]], rows[breaks + 1]))
-        stops = np.concatenate((rows[breaks], [rows[-1]])) + 1
+        # contiguous bands of changed rows (gaps of a few rows are bridged: one call is cheaper than two); a
+        # few bands a frame, so plain Python beats NumPy's per-call cost here
+        bands, start, previous = [], rows[0], rows[0]
+        for row in rows[1:]:
+            if row - previous > 4:
+                bands.append((start, previous + 1))
+                start = row
+            previous = row
+        bands.append((start, previous + 1))
+        unit = frame[0].nbytes // words.shape[1]  # bytes a word covers
+        pixel = frame[0, 0].nbytes  # bytes a pixel takes
+        width = frame.shape[1]
         changed = []
-        for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
-            upscale_into(target[a * scale : b * scale], frame[a:b], scale)
-            cols = np.flatnonzero((frame[a:b] != last[a:b]).any(axis=0).any(axis=-1))
-            left, right = int(cols[0]), int(cols[-1]) + 1
+        for a, b in bands:
+            # the band's changed columns, from the words compared above: every changed pixel lies in a word
+            # that differs, so the pixels those words overlap cover them all
+            cols = np.flatnonzero(changed_words[a:b].any(axis=0))
+            left = int(cols[0]) * unit // pixel
+            right = min(width, ((int(cols[-1]) + 1) * unit - 1) // pixel + 1)
+            upscale_into(target[a * scale : b * scale, left * scale : right * scale], frame[a:b, left:right], scale)
             x, y = self.rect.x + left * scale, self.rect.y + a * scale
             changed.append(Rect(x, y, (right - left) * scale, (b - a) * scale))
         last[...] = frame

@@ -141,7 +141,7 @@ class ValueChart:
         self._number = Rect(rect.x + title_width, rect.y, rect.w - title_width, head)
         self._plot = Rect(rect.x, rect.y + head, rect.w, rect.h - head).inset(2)
         self.dirty = (self._number, self._plot)
-        self._columns: np.ndarray | None = None
+        self._columns: dict[int, np.ndarray] = {}  # x of each point, per history length
 
     def draw_static(self, template: np.ndarray) -> None:
         baseline = self.rect.y + self._painter.pixels(self._size)
@@ -164,12 +164,15 @@ class ValueChart:
         if n < 2:
             return np.empty((0, 2), np.int32)
         plot = self._plot.inset(4)
-        if self._columns is None or len(self._columns) != n:  # x depends only on the length: kept
-            self._columns = np.rint(plot.x + np.linspace(0, plot.w - 1, n)).astype(np.int32)
+        columns = self._columns.get(n)
+        if columns is None:  # x depends only on the length (which grows anew every episode): kept per length
+            if len(self._columns) >= 4096:
+                self._columns.clear()
+            columns = self._columns[n] = np.rint(plot.x + np.linspace(0, plot.w - 1, n)).astype(np.int32)
         low, high = float(history.min()), float(history.max())
         span = max(high - low, 1e-6)
         points = np.empty((n, 2), np.int32)
-        points[:, 0] = self._columns
+        points[:, 0] = columns
         points[:, 1] = np.rint(plot.bottom - 1 - (history - low) / span * (plot.h - 1))
         return points
 
@@ -243,9 +246,11 @@ class FeatureMaps:
         cell = self._cell
         for row, (stack, cells, grey) in enumerate(zip(maps, self._cells, self._grey, strict=True)):
             shown = stack[: len(cells)]
-            if not due(f"maps{row}", (shown.shape, shown.tobytes()), self.row_rects[row : row + 1]):
-                continue
             count = len(shown)
+            # a full row paints every cell (the gaps between them never change): nothing to restore first
+            restore = count < len(cells)
+            if not due(f"maps{row}", (shown.shape, shown.tobytes()), self.row_rects[row : row + 1], restore=restore):
+                continue
             if not count:
                 continue
             _, h, w = shown.shape

@@ -313,3 +313,54 @@ def test_feature_map_rows_land_in_their_cells_at_the_image_edge_too() -> None:
             shade = cv2.resize(feature_map, (size, size), interpolation=cv2.INTER_NEAREST)
             assert np.array_equal(wide[cell.slices], np.repeat(shade[..., None], 3, -1) if grey else ramp[shade])
     assert not wide[:, edge:].any()  # nothing beyond the cells
+
+
+@pytest.mark.parametrize("width", [160, 7])  # rows compared as 8-byte words (480 bytes), or byte by byte (21)
+def test_game_view_redraws_exactly_the_changed_pixels_and_reports_them(width: int) -> None:
+    from render.compose import GameView
+
+    rng = np.random.default_rng(21)
+    scale, rect = 3, Rect(5, 4, width * 3, 60 * 3)
+    view = GameView(rect, scale)
+    image = np.zeros((rect.bottom + 3, rect.right + 2, 3), np.uint8)
+    frame = rng.integers(0, 256, (60, width, 3), dtype=np.uint8)
+    assert view.draw(image, frame) == (rect,)
+    for k in range(40):
+        frame = frame.copy()
+        for _ in range(int(rng.integers(0, 4))):  # a few specks and blocks, a single byte now and then
+            y, x = int(rng.integers(0, 60)), int(rng.integers(0, width))
+            if rng.random() < 0.3:
+                frame[y, x, int(rng.integers(0, 3))] ^= 1
+            else:
+                frame[y : y + int(rng.integers(1, 8)), x : x + int(rng.integers(1, 4))] = rng.integers(0, 256, 3)
+        previous = image.copy()
+        damage = view.draw(image, frame)
+        expected = previous.copy()
+        expected[rect.slices] = upscale_nearest(frame, scale)
+        np.testing.assert_array_equal(image, expected, err_msg=f"frame {k}")
+        assert _changed_outside(previous, image, damage) == 0, f"frame {k}: change outside damage"
+        assert all(r.within(image.shape[1], image.shape[0]) and r.x >= rect.x and r.right <= rect.right for r in damage)
+
+
+def test_feature_map_rows_that_shrink_and_grow_redraw_like_a_fresh_template() -> None:
+    # a full row paints every cell, so it skips restoring the template; a shorter row must still clear the
+    # cells the longer one painted
+    from render.panels import FeatureMaps
+
+    style = Style()
+    painter = TextPainter(style.typeface, 720)
+    maps = FeatureMaps(Rect(10, 10, 300, 200), [("input", 4), ("conv1", 3)], style.palette, painter)
+    template = np.zeros((240, 400, 3), np.uint8)
+    maps.draw_static(template)
+    canvas = Canvas(template)
+    rng = np.random.default_rng(5)
+    for k, counts in enumerate([(4, 3), (4, 3), (2, 3), (4, 1), (4, 3), (0, 3), (4, 3)]):
+        stacks = (
+            rng.integers(0, 256, (counts[0], 84, 84), np.uint8),
+            rng.integers(0, 256, (counts[1], 20, 20), np.uint8),
+        )
+        image = canvas.begin()
+        maps.draw(image, stacks, canvas.changed)
+        reference = template.copy()
+        maps.draw(reference, stacks)
+        np.testing.assert_array_equal(image, reference, err_msg=f"frame {k} with {counts} maps")
