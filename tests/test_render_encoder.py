@@ -138,7 +138,7 @@ def test_pipeline_reraises_producer_errors_and_discards(tmp_path: Path) -> None:
 @pytest.mark.parametrize("size", [(720, 1280), (42, 62)])
 def test_converting_only_the_damage_gives_the_whole_frame_conversion(size: tuple[int, int]) -> None:
     """Rectangles at odd places and sizes, overlapping, at the edges: every frame's planes must be the bytes
-    of converting the whole frame (chroma is averaged over 2x2 blocks, so rectangles are widened to them)."""
+    of converting the whole frame (chroma is one value per 2x2 block, so rectangles are widened to whole blocks)."""
     height, width = size
     rng = np.random.default_rng(3)
     image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
@@ -156,6 +156,28 @@ def test_converting_only_the_damage_gives_the_whole_frame_conversion(size: tuple
         planes = converter.convert(Rendered(image, damage))
         np.testing.assert_array_equal(planes, cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420), err_msg=f"frame {frame}")
     np.testing.assert_array_equal(converter.convert(Rendered(other, ())), cv2.cvtColor(other, cv2.COLOR_RGB2YUV_I420))
+
+
+def test_converter_halves_keep_planes_per_buffer_and_forget_the_oldest() -> None:
+    """Prepared on one side and applied on the other (as the pipeline's two threads do), with more buffers in
+    play than planes kept: every frame is the whole frame's conversion, and a buffer forgotten on one side is
+    forgotten on the other (its next frame comes whole)."""
+    rng = np.random.default_rng(8)
+    images = [rng.integers(0, 256, (12, 16, 3), dtype=np.uint8) for _ in range(3)]
+    converter = I420Converter(buffers=2)
+    for step, which in enumerate([0, 1, 0, 2, 1, 0, 2, 2, 1]):
+        image = images[which]
+        image[2:5, 3:9] = rng.integers(0, 256, (3, 6, 3), dtype=np.uint8)
+        update = converter.prepare(Rendered(image, [Rect(3, 2, 6, 3)]))
+        planes = converter.apply(update)
+        np.testing.assert_array_equal(planes, cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420), err_msg=f"step {step}")
+        assert len(converter._planes) <= 2
+    # buffers 2 and 1 were used last: 0 is forgotten, so it comes whole, and then as patches again
+    first = converter.prepare(Rendered(images[0], [Rect(0, 0, 2, 2)]))
+    assert first.whole is not None and first.forget == (id(images[2]),)
+    converter.apply(first)
+    assert converter.prepare(Rendered(images[0], [Rect(0, 0, 2, 2)])).whole is None
+    assert sorted(converter._planes) == sorted(id(images[k]) for k in (0, 1))
 
 
 def test_pipeline_encodes_damaged_frames_like_whole_ones(tmp_path: Path) -> None:
