@@ -80,9 +80,9 @@ class I420Converter:
             frame = Rendered(frame)
         image, damage = frame.image, frame.damage
         key = id(image)
-        known = self._known.get(key)
-        # The buffer itself is kept (not just its id): an id is unique only while its object lives.
-        if known is None or known is not image or damage is None:
+        # The buffers themselves are kept, not just their ids: an id is unique only while its object lives, so
+        # a known id is this very buffer.
+        if key not in self._known or damage is None:
             forget = ()
             self._known.pop(key, None)
             if len(self._known) >= self._buffers:
@@ -132,8 +132,8 @@ def encode_frames(
 
     Up to ``prefetch`` converted frames wait for the encoder, each only its changed regions (a whole frame
     is 1.4 MB of I420 at 720p). The deeper queue evens out x264's frame threads against the producer's bursts (a
-    batch of analytics every 64 frames): rendering kept 1.88 of this machine's 2 cores busy with 32 against 1.73
-    with 8 (``tests/bench/bench_render_parts.py``).
+    batch of analytics every 64 frames): rendering kept 1.84-1.88 of this machine's 2 cores busy with 32 against
+    1.73-1.74 with 8 (``tests/bench/bench_render_parts.py``, ``queue``).
 
     An exception in the producer is re-raised here; an exception here stops the producer. While it runs,
     OpenCV uses ``opencv_threads`` threads (``None``: leave OpenCV's setting alone): x264 keeps every core
