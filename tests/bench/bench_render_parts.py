@@ -14,6 +14,10 @@ The figures behind the renderer notes in the README, on the bench run of ``bench
   for the same 4 frames; rounds alternate, medians.
 - ``producer``: CPU per frame of everything the product does except x264 (the encoder stubbed out,
   ``workers=0``).
+- ``threads``: CPU per frame by thread, the whole product (``workers=0``) against x264 alone on the very planes
+  the product handed it (rounds alternate, medians): the producer thread (re-simulation, analytics, overlay,
+  conversion of the damage), the calling thread (writing the damage into the kept planes, x264's ``encode``
+  call) and the rest (x264's own threads).
 - ``queue``: the whole product with 8 and with 32 frames queued before x264 (rounds alternate): frames/s and
   cores kept busy (CPU time over wall time).
 
@@ -28,7 +32,7 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from unittest import mock
 
@@ -37,12 +41,13 @@ import cv2
 import gymnasium as gym
 import numpy as np
 import torch
-from bench_render import Clock, build_run
+from bench_render import Clock, EncoderTap, build_run
 
 import render.pipeline as pipeline
 import render.products as products
 from render.analytics import ProbeSettings
 from render.config import OverlayConfig, SelectionConfig, TimelapseProductConfig, VideoConfig
+from render.encoder import VideoEncoder
 from render.feed import kept_steps
 from render.overlays import FullOverlay
 from render.pipeline import I420Converter, Rendered
@@ -205,6 +210,52 @@ def bench_producer(run: Path, out: Path) -> dict:
     return clock.row(result.frames)
 
 
+def bench_threads(run: Path, out: Path, rounds: int) -> dict:
+    encode = pipeline.encode_frames
+    found: dict[str, list[float]] = {}
+    planes: list[np.ndarray] = []
+
+    def timed(frames: Iterable, encoder: object) -> int:
+        producer: list[float] = []
+
+        def produced() -> Iterator:
+            start = time.thread_time()  # the first item is asked for in the producer thread, as is the last
+            yield from frames
+            producer.append(time.thread_time() - start)
+
+        calling, everything = time.thread_time(), time.process_time()
+        written = encode(produced(), encoder)
+        calling, everything = time.thread_time() - calling, time.process_time() - everything
+        for name, seconds in (
+            ("product: producer thread", producer[0]),
+            ("product: calling thread", calling),
+            ("product: x264's threads", everything - producer[0] - calling),
+        ):
+            found.setdefault(name, []).append(1000 * seconds / written)
+        return written
+
+    def alone() -> None:
+        calling, everything = time.thread_time(), time.process_time()
+        with VideoEncoder(out, width=1280, height=720, fps=30, crf=23, preset="veryfast", progress=False) as encoder:
+            for item in planes:
+                encoder.write_i420(item)
+        calling, everything = time.thread_time() - calling, time.process_time() - everything
+        found.setdefault("x264 alone: calling thread", []).append(1000 * calling / len(planes))
+        found.setdefault("x264 alone: x264's threads", []).append(1000 * (everything - calling) / len(planes))
+
+    with EncoderTap(keep=1 << 30) as tap:
+        _render(run, out)  # a warm-up, and every plane x264 alone is given (1.4 MB a frame)
+    planes.extend(tap.planes)
+    for r in range(rounds):
+        for kind in ("product", "alone") if r % 2 == 0 else ("alone", "product"):
+            if kind == "alone":
+                alone()
+                continue
+            with mock.patch.object(products, "encode_frames", timed):
+                _render(run, out)
+    return {name: float(np.median(values)) for name, values in found.items()}
+
+
 def bench_queue(run: Path, out: Path, rounds: int) -> dict:
     rows: dict[str, list[dict]] = {"8": [], "32": []}
     encode = pipeline.encode_frames
@@ -225,7 +276,7 @@ def bench_queue(run: Path, out: Path, rounds: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=1500, help="recorded frames of the bench run (default 1500)")
-    parser.add_argument("--rounds", type=int, default=4, help="rounds of the queue comparison (default 4)")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of the threads and queue comparisons (default 4)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the bench run here (default: temp dir)")
     parser.add_argument("--json", type=Path, default=Path("bench_render_parts.json"), help="where to write results")
     args = parser.parse_args()
@@ -241,6 +292,7 @@ def main() -> None:
     results["checkpoint_load_ms"] = bench_checkpoint(next((run / "checkpoints").glob("*.pt")))
     results["env_cpu_us_per_agent_step"] = bench_env()
     results["producer"] = bench_producer(run, work / "producer.mp4")
+    results["threads_cpu_ms_per_frame"] = bench_threads(run, work / "threads.mp4", args.rounds)
     results["queue"] = bench_queue(run, work / "queue.mp4", args.rounds)
 
     print(f"\nrenderer parts, 1280x720 overlay=full, {os.cpu_count()} cores")
@@ -249,6 +301,7 @@ def main() -> None:
         ("handoff_cpu_ms_per_frame", "ms CPU/frame"),
         ("checkpoint_load_ms", "ms/load"),
         ("env_cpu_us_per_agent_step", "us CPU/agent step"),
+        ("threads_cpu_ms_per_frame", "ms CPU/frame, medians"),
     ):
         print(f"{section} ({unit})")
         for name, value in results[section].items():
