@@ -10,13 +10,15 @@ Contenders, one table (and a JSON file):
 - ``naive``: the same picture made the common way: one thread, per frame a batch-1 forward pass with hooks,
   every element drawn with OpenCV on a blank canvas (text, edges, one circle per node), the same encoder.
 - ``encode-only``: x264 alone at the same size and preset on the pipeline's own frames (the first 600 it
-  handed the encoder, encoded twice over), through ``VideoEncoder.write`` (RGB, as any caller would, with
-  OpenCV's default threading, the best for a lone conversion) and through ``write_i420`` (the very planes the
-  pipeline produced: the fastest the encoder can go).
+  handed the encoder), through ``VideoEncoder.write`` (RGB, as any caller would, with OpenCV's default
+  threading, the best for a lone conversion) and through ``write_i420`` (the very planes the pipeline
+  produced: the fastest the encoder can go).
 
-The pipeline and the encode-only runs alternate for ``--rounds`` rounds (order rotated), and the ratios are
-taken within each round: this machine's speed drifts by 10-20% over minutes, which a ratio of neighbours
-mostly cancels. Every row also gives CPU milliseconds per frame (all threads and worker processes).
+Each of ``--rounds`` rounds brackets one pipeline run between two encode-only runs, in mirrored order (RGB,
+I420, pipeline, I420, RGB), and takes the ratios within the round: this machine's speed drifts by 10-30% over
+minutes, and a bracket cancels the part of that drift which is linear over the ~25 s of a round. The medians
+over rounds go in the table. Every row also gives CPU milliseconds per frame (all threads and worker
+processes).
 
 With ``--sample <run_dir>`` (default ``data/sample/breakout`` when present) it also renders a 60-second
 time-lapse of that run with full overlays and times it.
@@ -181,17 +183,21 @@ def bench_naive(run: Path, out: Path, video: VideoConfig, frames: int) -> dict:
     return clock.row(written)
 
 
-def bench_encode_only(planes: list[np.ndarray], out: Path, video: VideoConfig) -> tuple[dict, dict]:
-    """x264 alone on the pipeline's own frames, twice over (a longer run evens out this machine's drift): fed
-    RGB (converted in ``write``) and fed the very I420 planes the pipeline gave it."""
-    images = [cv2.cvtColor(item, cv2.COLOR_YUV2RGB_I420) for item in planes]
-    with Clock() as rgb, _encoder(out, video) as encoder:
-        for image in images + images:
-            encoder.write(image)
-    with Clock() as i420, _encoder(out, video) as encoder:
-        for item in planes + planes:
-            encoder.write_i420(item)
-    return rgb.row(2 * len(images)), i420.row(2 * len(planes))
+def bench_encode_only(frames: list[np.ndarray], out: Path, video: VideoConfig, *, rgb: bool) -> dict:
+    """x264 alone on the pipeline's own frames: RGB images through ``write`` (converted there), or the very I420
+    planes the pipeline gave it through ``write_i420``."""
+    with Clock() as clock, _encoder(out, video) as encoder:
+        write = encoder.write if rgb else encoder.write_i420
+        for frame in frames:
+            write(frame)
+    return clock.row(len(frames))
+
+
+def merged(first: dict, second: dict) -> dict:
+    """One row of two runs of the same contender: their frames over their summed time."""
+    frames, seconds = first["frames"] + second["frames"], first["seconds"] + second["seconds"]
+    cpu = first["cpu_ms_per_frame"] * first["frames"] + second["cpu_ms_per_frame"] * second["frames"]
+    return {"frames": frames, "seconds": seconds, "fps": frames / seconds, "cpu_ms_per_frame": cpu / frames}
 
 
 def bench_sample_timelapse(sample: Path, out: Path, video: VideoConfig, workers: int | None) -> dict:
@@ -231,18 +237,22 @@ def main() -> None:
     run = build_run(work, args.frames)
 
     rounds: list[dict] = []
-    frames: list[np.ndarray] = []  # the encode-only contenders' input: the pipeline's first frames
-    first = bench_pipeline(run, work / "pipeline.mp4", video, args.workers, keep=frames)
+    planes: list[np.ndarray] = []  # the encode-only contenders' input: the pipeline's first frames
+    first = bench_pipeline(run, work / "pipeline.mp4", video, args.workers, keep=planes)  # also a warm-up
+    inputs = {"rgb": [cv2.cvtColor(item, cv2.COLOR_YUV2RGB_I420) for item in planes], "i420": planes}
     for r in range(args.rounds):
-        row: dict = {"pipeline": first} if r == 0 else {}
-        order = ["pipeline", "encode_only"] if r % 2 else ["encode_only", "pipeline"]
-        for name in order:
-            if name == "pipeline" and "pipeline" not in row:
-                row["pipeline"] = bench_pipeline(run, work / "round.mp4", video, args.workers)
-            elif name == "encode_only":
-                row["encode_only_rgb"], row["encode_only_i420"] = bench_encode_only(
-                    frames, work / "encode-only.mp4", video
-                )
+        runs: dict[str, list[dict]] = {"rgb": [], "i420": [], "pipeline": []}
+        for name in ("rgb", "i420", "pipeline", "i420", "rgb"):  # mirrored: linear drift cancels
+            if name == "pipeline":
+                runs[name].append(bench_pipeline(run, work / "round.mp4", video, args.workers))
+            else:
+                out = work / "encode-only.mp4"
+                runs[name].append(bench_encode_only(inputs[name], out, video, rgb=name == "rgb"))
+        row = {
+            "pipeline": runs["pipeline"][0],
+            "encode_only_rgb": merged(*runs["rgb"]),
+            "encode_only_i420": merged(*runs["i420"]),
+        }
         row["ratios"] = {
             "steady_vs_encode_only_rgb": row["pipeline"]["steady_fps"] / row["encode_only_rgb"]["fps"],
             "end_to_end_vs_encode_only_rgb": row["pipeline"]["fps"] / row["encode_only_rgb"]["fps"],

@@ -1,0 +1,64 @@
+"""The renderer's benchmark scripts still run end to end at a tiny size, and compare what they claim to compare.
+
+Their figures are only meaningful at full size on an idle machine (see the README's Benchmarks); these cases
+keep the scripts from rotting between the sessions that run them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import pytest
+
+BENCH = Path(__file__).resolve().parent / "bench"
+
+pytestmark = pytest.mark.slow
+
+
+def _run(script: str, tmp_path: Path, *args: str) -> dict:
+    out = tmp_path / f"{script}.json"
+    command = [sys.executable, str(BENCH / f"{script}.py"), "--frames", "60", "--rounds", "1", "--json", str(out)]
+    # from an empty folder, so the default sample run (data/sample/breakout) is not found and its time-lapse skipped
+    done = subprocess.run(
+        [*command, "--workdir", str(tmp_path / "work"), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def _decoded_frames(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def test_bench_render_brackets_the_pipeline_with_x264_alone_on_its_own_frames(tmp_path):
+    report = _run("bench_render", tmp_path, "--preset", "ultrafast")
+    (row,) = report["rounds"]
+    frames = row["pipeline"]["frames"]
+    assert frames >= 61  # every recorded frame of at least one whole episode, reset frame included
+    assert _decoded_frames(tmp_path / "work" / "round.mp4") == frames
+    # two runs of each encode-only contender per round, on the pipeline's first (up to 600) frames
+    assert row["encode_only_rgb"]["frames"] == row["encode_only_i420"]["frames"] == 2 * min(600, frames)
+    assert _decoded_frames(tmp_path / "work" / "encode-only.mp4") == min(600, frames)
+    assert report["naive"]["frames"] == frames
+    ratio = row["ratios"]["steady_vs_encode_only_rgb"]
+    assert ratio == pytest.approx(row["pipeline"]["steady_fps"] / row["encode_only_rgb"]["fps"])
+    assert report["sample_timelapse_60s"] is None
+
+
+def test_bench_render_parts_covers_every_section(tmp_path):
+    report = _run("bench_render_parts", tmp_path)
+    for section in ("overlay_cpu_ms_per_frame", "handoff_cpu_ms_per_frame", "checkpoint_load_ms"):
+        assert report[section] and all(value > 0 for value in report[section].values()), section
+    assert report["env_cpu_us_per_agent_step"]
+    assert report["threads_cpu_ms_per_frame"]
+    assert report["producer"]["frames"] >= 61
+    assert {int(depth) for depth in report["queue"]} == {8, 32}
