@@ -10,13 +10,13 @@ Contenders, one table (and a JSON file):
 - ``naive``: the same picture made the common way: one thread, per frame a batch-1 forward pass with hooks,
   every element drawn with OpenCV on a blank canvas (text, edges, one circle per node), the same encoder.
 - ``encode-only``: x264 alone at the same size and preset on the pipeline's own frames (the first 600 it
-  handed the encoder), through ``VideoEncoder.write`` (RGB, as any caller would, with OpenCV's default
-  threading, the best for a lone conversion) and through ``write_i420`` (the very planes the pipeline
-  produced: the fastest the encoder can go).
+  handed the encoder, encoded twice over in each run), through ``VideoEncoder.write`` (RGB, as any caller
+  would, with OpenCV's default threading, the best for a lone conversion) and through ``write_i420`` (the
+  very planes the pipeline produced: the fastest the encoder can go).
 
 Each of ``--rounds`` rounds brackets one pipeline run between two encode-only runs, in mirrored order (RGB,
 I420, pipeline, I420, RGB), and takes the ratios within the round: this machine's speed drifts by 10-30% over
-minutes, and a bracket cancels the part of that drift which is linear over the ~25 s of a round. The medians
+minutes, and a bracket cancels the part of that drift which is linear over the ~30 s of a round. The medians
 over rounds go in the table. Every row also gives CPU milliseconds per frame (all threads and worker
 processes).
 
@@ -184,13 +184,15 @@ def bench_naive(run: Path, out: Path, video: VideoConfig, frames: int) -> dict:
 
 
 def bench_encode_only(frames: list[np.ndarray], out: Path, video: VideoConfig, *, rgb: bool) -> dict:
-    """x264 alone on the pipeline's own frames: RGB images through ``write`` (converted there), or the very I420
-    planes the pipeline gave it through ``write_i420``."""
+    """x264 alone on the pipeline's own frames, twice over: RGB images through ``write`` (converted there), or the
+    very I420 planes the pipeline gave it through ``write_i420``. Twice over, because each run pays x264's
+    start and its flush at the end (the last frames in flight encode with less parallelism) once, and a run as
+    long as the pipeline's pays them as rarely as it does."""
     with Clock() as clock, _encoder(out, video) as encoder:
         write = encoder.write if rgb else encoder.write_i420
-        for frame in frames:
+        for frame in frames + frames:
             write(frame)
-    return clock.row(len(frames))
+    return clock.row(2 * len(frames))
 
 
 def merged(first: dict, second: dict) -> dict:
