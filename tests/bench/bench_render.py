@@ -23,7 +23,7 @@ processes).
 With ``--sample <run_dir>`` (default ``data/sample/breakout`` when present) it also renders a 60-second
 time-lapse of that run with full overlays and times it.
 
-Run:  python tests/bench/bench_render.py [--frames 1500] [--rounds 3] [--preset veryfast] [--sample <run_dir>]
+Run:  python tests/bench/bench_render.py [--frames 1500] [--rounds 9] [--preset veryfast] [--sample <run_dir>]
 """
 
 from __future__ import annotations
@@ -222,7 +222,7 @@ def _encoder(out: Path, video: VideoConfig) -> VideoEncoder:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=1500, help="recorded frames to render (default 1500)")
-    parser.add_argument("--rounds", type=int, default=3, help="pipeline / encode-only rounds (default 3)")
+    parser.add_argument("--rounds", type=int, default=9, help="bracketed pipeline rounds (default 9, ~7 min)")
     parser.add_argument("--preset", default="veryfast", help="x264 preset for every contender")
     parser.add_argument("--crf", type=int, default=23)
     parser.add_argument(
