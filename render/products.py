@@ -32,6 +32,7 @@ from render.scenes import SceneSettings, episode_scene
 from render.schedule import TrainingSchedule
 from render.selection import SeekCost, Selector, chronological, evenly, every, pick_episode, progress_range
 from replay import EpisodeRecord, TrajectoryLog
+from replay.network import OBS_SHAPE
 
 LOG_FILE = "trajectories.h5"
 CHECKPOINT_DIR = "checkpoints"
@@ -279,6 +280,7 @@ class _Session:
         config = self.overlay_config
         self.settings = SceneSettings(stride, config.value_history, config.batch_size)
         if config.kind == "full":
+            self._check_observations(episodes)
             self.policies = self._policies()
         self.overlay = make_overlay(
             config, self.video, self.log.game, self.log.action_meanings, self.policies,
@@ -355,6 +357,21 @@ class _Session:
         ) as encoder:
             written = encode_frames(frames, encoder)
         return RenderResult(Path(output), written, tuple(e.index for e in episodes), dict(self.used))
+
+    def _check_observations(self, episodes: Sequence[EpisodeRecord]) -> None:
+        """The full overlay feeds the recorded observations to the network: refuse, before any work, a log whose
+        observations the network cannot take (e.g. raw RGB screens from an env without the Atari
+        preprocessing)."""
+        for stream in sorted({episode.stream for episode in episodes}):
+            info = self.log.streams[stream]
+            if tuple(info.obs_shape) != tuple(OBS_SHAPE) or info.obs_dtype != "uint8":
+                raise RenderConfigError(
+                    f"{self.source.log}: overlay=full runs the network on the recorded observations, but stream "
+                    f"{stream} ({info.env_id}) recorded {info.obs_dtype} observations of shape "
+                    f"{list(info.obs_shape)}, and the network takes uint8 {list(OBS_SHAPE)} (84x84 grayscale, 4 "
+                    "stacked frames, as python -m replay.train records them); render this log with "
+                    "overlay=minimal or overlay=raw"
+                )
 
     def _policies(self) -> PolicyLibrary:
         source, probe = self.source, self.overlay_config.probe()

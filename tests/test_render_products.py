@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import av
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -24,7 +25,7 @@ from render.config import (
     TimelapseProductConfig,
     VideoConfig,
 )
-from render.errors import MissingCheckpointError
+from render.errors import MissingCheckpointError, RenderConfigError
 from render.feed import ReplayFeed
 from render.products import RenderSource, render_episode, render_progression, render_timelapse
 from replay import EpisodeIndexError, RecordTrajectory, TrajectoryLog
@@ -177,6 +178,23 @@ def test_log_without_checkpoint_renders_minimal_but_not_full(run_dir: Path, tmp_
     with_checkpoint = RenderSource.resolve(run=None, log=log, checkpoint=run_dir / "checkpoints" / "v000008.pt")
     result = render_episode(with_checkpoint, tmp_path / "full.mp4", episode=3, product=stride, video=QUICK)
     assert result.checkpoints == {"v000008.pt": 0}  # versions 0..1 are older than v8: no negative lag
+
+
+def test_full_overlay_refuses_a_log_whose_observations_the_network_cannot_take(run_dir: Path, tmp_path: Path) -> None:
+    """A log from someone else's trainer without the Atari preprocessing records raw screens: a clear error
+    before any work, nothing at the output, and the log still renders raw."""
+    log = tmp_path / "v5.h5"
+    env = RecordTrajectory(gym.make(ENV_ID), log)  # plain v5: (210, 160, 3) RGB observations
+    env.reset(seed=0)
+    for _ in range(20):
+        env.step(0)
+    env.close()
+    source = RenderSource.resolve(run=None, log=log, checkpoint=run_dir / "checkpoints" / "v000008.pt")
+    with pytest.raises(RenderConfigError, match=r"uint8 observations of shape \[210, 160, 3\].*overlay=raw"):
+        render_episode(source, tmp_path / "full.mp4", episode=0, video=QUICK)
+    assert not (tmp_path / "full.mp4").exists()
+    result = render_episode(source, tmp_path / "raw.mp4", episode=0, overlay=OverlayConfig(kind="raw"), video=QUICK)
+    assert result.frames == 21 == len(_decode(tmp_path / "raw.mp4"))
 
 
 def test_timelapse_fits_target_duration_and_shows_progress(run_dir: Path, tmp_path: Path) -> None:
