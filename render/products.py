@@ -98,7 +98,10 @@ def render_episode(
     """
     product = product or EpisodeProductConfig()
     with _Session(source, overlay or OverlayConfig(), video or VideoConfig(), workers=workers) as session:
-        chosen = pick_episode(session.log.episodes, episode, product.tag)
+        try:
+            chosen = pick_episode(session.log.episodes, episode, product.tag)
+        except SelectionError as error:
+            raise SelectionError(f"{source.log}: {error}") from None
         session.prepare([chosen], product.frame_stride)
         return session.encode(session.frames(0), output, "episode", config)
 

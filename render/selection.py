@@ -36,7 +36,10 @@ def pick_episode(episodes: Sequence[EpisodeRecord], which: str | int, tag: str =
     if text.lstrip("-").isdigit():
         index = int(text)
         if not -len(episodes) <= index < len(episodes):
-            raise SelectionError(f"episode {index} is out of range; the log has {len(episodes)} episodes")
+            raise SelectionError(
+                f"episode {index} is out of range; the log has {len(episodes)} episodes: pick one of "
+                f"0..{len(episodes) - 1} (negative counts from the end), or best, worst or last"
+            )
         return episodes[index]
     pool = chronological(episodes, tag, finished_only=True)  # an unfinished episode has no total reward
     if not pool:

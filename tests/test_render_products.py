@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ from render.config import (
     TimelapseProductConfig,
     VideoConfig,
 )
-from render.errors import MissingCheckpointError, RenderConfigError
+from render.errors import MissingCheckpointError, RenderConfigError, SelectionError
 from render.feed import ReplayFeed
 from render.products import RenderSource, render_episode, render_progression, render_timelapse
 from replay import EpisodeIndexError, RecordTrajectory, TrajectoryLog
@@ -195,6 +196,14 @@ def test_full_overlay_refuses_a_log_whose_observations_the_network_cannot_take(r
     assert not (tmp_path / "full.mp4").exists()
     result = render_episode(source, tmp_path / "raw.mp4", episode=0, overlay=OverlayConfig(kind="raw"), video=QUICK)
     assert result.frames == 21 == len(_decode(tmp_path / "raw.mp4"))
+
+
+def test_an_episode_out_of_range_names_the_log_and_the_valid_choices(run_dir: Path, tmp_path: Path) -> None:
+    source = RenderSource.resolve(run=run_dir, log=None, checkpoint=None)
+    expected = rf"{re.escape(str(source.log))}: episode 99 is out of range; the log has 6 episodes: pick one of 0..5"
+    with pytest.raises(SelectionError, match=expected):
+        render_episode(source, tmp_path / "e.mp4", episode=99, overlay=OverlayConfig(kind="raw"), video=QUICK)
+    assert not (tmp_path / "e.mp4").exists()
 
 
 def test_timelapse_fits_target_duration_and_shows_progress(run_dir: Path, tmp_path: Path) -> None:
