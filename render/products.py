@@ -124,7 +124,14 @@ def render_timelapse(
         selector = make_selector(selection or SelectionConfig(), session.schedule, seek_distance(session.log))
         chosen = selector(session.log.episodes)
         if not chosen:
-            raise SelectionError(f"{source.log}: the selection matched no finished episode; widen it")
+            episodes = session.log.episodes
+            finished = {tag: sum(e.finished and e.tag == tag for e in episodes) for tag in ("train", "eval")}
+            raise SelectionError(
+                f"{source.log}: the selection (tag {(selection or SelectionConfig()).tag!r}) matched no finished "
+                f"episode; the log has {len(episodes)} episodes, of them finished: {finished['train']} train, "
+                f"{finished['eval']} eval. Widen the selection (selection.tag=any, a wider selection.start/stop), "
+                "or render an unfinished episode with product=episode episode=<index>"
+            )
         stride = product.frame_stride or timelapse_stride(chosen, product.target_duration, video.fps)
         session.prepare(chosen, stride)
         frames = (frame for order in range(len(chosen)) for frame in session.frames(order))

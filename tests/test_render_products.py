@@ -181,15 +181,21 @@ def test_log_without_checkpoint_renders_minimal_but_not_full(run_dir: Path, tmp_
     assert result.checkpoints == {"v000008.pt": 0}  # versions 0..1 are older than v8: no negative lag
 
 
-def test_full_overlay_refuses_a_log_whose_observations_the_network_cannot_take(run_dir: Path, tmp_path: Path) -> None:
-    """A log from someone else's trainer without the Atari preprocessing records raw screens: a clear error
-    before any work, nothing at the output, and the log still renders raw."""
-    log = tmp_path / "v5.h5"
-    env = RecordTrajectory(gym.make(ENV_ID), log)  # plain v5: (210, 160, 3) RGB observations
+def _plain_v5_log(path: Path) -> Path:
+    """20 steps of plain ``ALE/Breakout-v5`` ((210, 160, 3) RGB observations), cut short: one unfinished
+    training episode, as someone else's trainer might leave."""
+    env = RecordTrajectory(gym.make(ENV_ID), path)
     env.reset(seed=0)
     for _ in range(20):
         env.step(0)
     env.close()
+    return path
+
+
+def test_full_overlay_refuses_a_log_whose_observations_the_network_cannot_take(run_dir: Path, tmp_path: Path) -> None:
+    """A log from someone else's trainer without the Atari preprocessing records raw screens: a clear error
+    before any work, nothing at the output, and the log still renders raw."""
+    log = _plain_v5_log(tmp_path / "v5.h5")
     source = RenderSource.resolve(run=None, log=log, checkpoint=run_dir / "checkpoints" / "v000008.pt")
     with pytest.raises(RenderConfigError, match=r"uint8 observations of shape \[210, 160, 3\].*overlay=raw"):
         render_episode(source, tmp_path / "full.mp4", episode=0, video=QUICK)
@@ -204,6 +210,13 @@ def test_an_episode_out_of_range_names_the_log_and_the_valid_choices(run_dir: Pa
     with pytest.raises(SelectionError, match=expected):
         render_episode(source, tmp_path / "e.mp4", episode=99, overlay=OverlayConfig(kind="raw"), video=QUICK)
     assert not (tmp_path / "e.mp4").exists()
+
+
+def test_a_timelapse_of_a_log_without_finished_episodes_says_what_the_log_has(tmp_path: Path) -> None:
+    source = RenderSource.resolve(run=None, log=_plain_v5_log(tmp_path / "v5.h5"), checkpoint=None)
+    with pytest.raises(SelectionError, match=r"the log has 1 episodes, of them finished: 0 train, 0 eval"):
+        render_timelapse(source, tmp_path / "t.mp4", overlay=OverlayConfig(kind="raw"), video=QUICK)
+    assert not (tmp_path / "t.mp4").exists()
 
 
 def test_timelapse_fits_target_duration_and_shows_progress(run_dir: Path, tmp_path: Path) -> None:
