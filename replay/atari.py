@@ -8,6 +8,7 @@ Episodes are whole games: losing a life never ends an episode here; the learner 
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Any, Literal, SupportsFloat
 
@@ -118,10 +119,24 @@ class EnvConfig:
     vector: str = "sync"
 
 
+def check_env_id(env_id: str) -> None:
+    """Refuse an id ale-py does not register, with the closest ones it does."""
+    if not env_id.startswith("ALE/"):
+        raise ValueError(f"expected an ALE game id like 'ALE/Pong-v5', got env.id={env_id!r}")
+    if env_id not in gym.registry:
+        known = sorted(name for name in gym.registry if name.startswith("ALE/"))
+        close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise ValueError(
+            f"unknown ALE game env.id={env_id!r}; {hint}ale-py {ale_py.__version__} registers {len(known)} ids, "
+            'e.g. ALE/Breakout-v5 (list them with: python -c "import gymnasium as gym, ale_py; '
+            "print([n for n in gym.registry if n.startswith('ALE/')])\")"
+        )
+
+
 def make_env(config: EnvConfig, *, max_episode_frames: int | None = None, render_mode: str | None = None) -> gym.Env:
     """One environment with the whole stack; ``max_episode_frames`` overrides the config's frame cap."""
-    if not config.id.startswith("ALE/"):
-        raise ValueError(f"expected an ALE game id like 'ALE/Pong-v5', got env.id={config.id!r}")
+    check_env_id(config.id)
     frames = config.max_episode_frames if max_episode_frames is None else max_episode_frames
     if frames <= 0:
         raise ValueError(f"expected a positive max_episode_frames, got {frames}")

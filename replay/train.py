@@ -36,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from replay import ppo
-from replay.atari import EnvConfig, life_lost, make_env, make_vector_env
+from replay.atari import EnvConfig, check_env_id, life_lost, make_env, make_vector_env
 from replay.checkpoints import (
     DTYPES,
     RESUME_FILE,
@@ -138,6 +138,7 @@ class TrainConfig:
 
 def _validate(config: TrainConfig) -> None:
     p = config.ppo
+    check_env_id(config.env.id)  # before the run folder is made
     if config.total_steps <= 0:
         raise ValueError(f"expected a positive total_steps, got {config.total_steps}")
     if p.batch_size % p.num_minibatches:

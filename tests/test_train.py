@@ -183,6 +183,14 @@ def test_resume_after_sigkill_keeps_the_log_and_completes(tmp_path: Path) -> Non
     assert verify(run_dir / "trajectories.h5", progress=False).ok
 
 
+def test_a_mistyped_game_is_refused_with_the_closest_ids_before_the_run_folder_is_made(tmp_path: Path) -> None:
+    run_dir = tmp_path / "typo"
+    config = compose_config([*FAST, "env.id=ALE/Breakot-v5", f"run_dir={run_dir}"])
+    with pytest.raises(ValueError, match=r"unknown ALE game env.id='ALE/Breakot-v5'; did you mean ALE/Breakout-v5"):
+        train(config)
+    assert not run_dir.exists()
+
+
 def test_fire_on_life_loss_is_rebuilt_from_the_spec_and_keeps_playing_after_a_life() -> None:
     env = make_env(EnvConfig(id="ALE/Breakout-v5"))
     rebuilt = gym.make(gym.envs.registration.EnvSpec.from_json(env.spec.to_json()))
