@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -62,16 +62,16 @@ class VideoEncoder:
         if preset not in _PRESETS:
             raise EncoderError(f"unknown x264 preset {preset!r}; choose one of {', '.join(_PRESETS)}")
         self.path = Path(path)
+        if self.path.is_dir():
+            raise EncoderError(
+                f"output {self.path} is a directory; name a video file, e.g. output={self.path / 'video.mp4'}"
+            )
         self.sidecar_path = self.path.with_name(self.path.name + ".json")
         self.width, self.height, self.fps = width, height, fps
         self.provenance: dict[str, Any] = dict(provenance or {})
         self.frames_written = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=f".part{self.path.suffix}", dir=self.path.parent
-        )
-        os.close(handle)
-        self._temp = Path(temp)
+        self._temp = _new_temp(self.path, f".part{self.path.suffix}")
         try:
             self._container = av.open(str(self._temp), mode="w", format=_container_format(self.path))
             stream = self._container.add_stream("libx264", rate=fps)
@@ -184,12 +184,24 @@ def _container_format(path: Path) -> str:
         raise EncoderError(f"cannot tell the container for {path}; name it .mp4, .mov or .mkv") from None
 
 
+def _new_temp(path: Path, suffix: str) -> Path:
+    """An empty new file beside ``path`` with a unique hidden name. Unlike ``tempfile.mkstemp`` (always 0600), it
+    takes the permissions the umask gives any new file, so the finished video can be shared like any other."""
+    for _ in range(100):
+        temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{suffix}")
+        try:
+            os.close(os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return temp
+    raise EncoderError(f"could not create a temporary file beside {path}; clear the stale .{path.name}.* files")
+
+
 def _write_atomically(path: Path, text: str) -> None:
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    temp = _new_temp(path, ".part")
     try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
+        temp.write_text(text)
         os.replace(temp, path)
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise

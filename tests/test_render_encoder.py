@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import av
@@ -66,6 +68,25 @@ def test_sidecar_holds_provenance_and_encoder_settings(tmp_path: Path) -> None:
     sidecar = json.loads((tmp_path / "clip.mp4.json").read_text())
     assert sidecar["run"] == "r1" and sidecar["episodes"] == [3] and sidecar["frames"] == 2
     assert sidecar["encoder"]["fps"] == 15 and sidecar["encoder"]["codec"] == "libx264"
+
+
+def test_outputs_take_the_permissions_of_any_new_file(tmp_path: Path) -> None:
+    """The temporary file becomes the video: it must not keep mkstemp's owner-only 0600."""
+    previous = os.umask(0o022)
+    try:
+        with VideoEncoder(tmp_path / "clip.mp4", width=64, height=48, progress=False) as video:
+            video.write(_frames(1)[0])
+    finally:
+        os.umask(previous)
+    for name in ("clip.mp4", "clip.mp4.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+
+
+def test_a_directory_as_output_is_refused_before_any_work(tmp_path: Path) -> None:
+    (tmp_path / "videos").mkdir()
+    with pytest.raises(EncoderError, match=r"videos is a directory; name a video file, e.g. output=.*video.mp4"):
+        VideoEncoder(tmp_path / "videos", width=64, height=48, progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["videos"] and not any((tmp_path / "videos").iterdir())
 
 
 def test_exception_leaves_nothing_at_the_output(tmp_path: Path) -> None:
