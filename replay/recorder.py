@@ -18,7 +18,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from replay import log_format as fmt
 from replay.emulator import LaneState, base_env, obs_crc, rom_md5, state_crc
 from replay.errors import RecordingError
-from replay.writer import StreamWriter, TrajectoryWriter
+from replay.writer import StreamWriter, TrajectoryWriter, check_appendable
 
 ACTION_IDLE = 255  # a lane that neither stepped nor reset at a position (partial vector resets)
 _BOOKKEEPING_WRAPPERS = (gym.wrappers.OrderEnforcing, gym.wrappers.PassiveEnvChecker, gym.wrappers.TimeLimit)
@@ -73,20 +73,26 @@ class _Recording:
         if isinstance(destination, TrajectoryWriter):
             self.writer, self.owns_writer = destination, False
         else:
+            check_appendable(Path(destination), spec.id, game, action_meanings)
             self.writer, self.owns_writer = TrajectoryWriter(destination, flush_seconds=flush_seconds), True
-        self.stream: StreamWriter = self.writer.add_stream(
-            spec_json=spec.to_json(),
-            env_id=spec.id,
-            game=game,
-            rom_md5=rom_md5(game),
-            tag=tag,
-            n_lanes=n_lanes,
-            snapshot_interval=snapshot_interval,
-            sync_interval=sync_interval,
-            action_meanings=action_meanings,
-            obs_shape=tuple(observation_space.shape or ()),
-            obs_dtype=str(observation_space.dtype),
-        )
+        try:
+            self.stream: StreamWriter = self.writer.add_stream(
+                spec_json=spec.to_json(),
+                env_id=spec.id,
+                game=game,
+                rom_md5=rom_md5(game),
+                tag=tag,
+                n_lanes=n_lanes,
+                snapshot_interval=snapshot_interval,
+                sync_interval=sync_interval,
+                action_meanings=action_meanings,
+                obs_shape=tuple(observation_space.shape or ()),
+                obs_dtype=str(observation_space.dtype),
+            )
+        except BaseException:
+            if self.owns_writer:
+                self.writer.close()
+            raise
         # Without sticky actions nothing reads the sticky-action generator: snapshots leave it out.
         self.snapshot_rng = _sticky(spec)
         self.n_lanes = n_lanes

@@ -14,7 +14,7 @@ import resource
 import shutil
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -83,6 +83,7 @@ class TrajectoryWriter:
         obs_dtype: str,
     ) -> StreamWriter:
         self._check_open()
+        self._check_same_game(env_id, game, action_meanings)
         with self._restructuring() as handle:
             index = len(handle[fmt.GROUP_STREAMS])
             _create_stream(
@@ -105,6 +106,9 @@ class TrajectoryWriter:
         stream = StreamWriter(self, index, n_lanes)
         self._streams.append(stream)
         return stream
+
+    def _check_same_game(self, env_id: str, game: str, action_meanings: Sequence[str]) -> None:
+        _refuse_another_game(self.path, self._file, env_id, game, action_meanings)
 
     def set_metadata(self, key: str, value: Any) -> None:
         """Store a JSON-able run fact (total steps, config...) in the log."""
@@ -378,6 +382,37 @@ def _create_stream(group: h5py.Group, attributes: dict[str, Any], n_lanes: int) 
     group.create_dataset(
         fmt.DATASET_SNAPSHOT_BYTES, shape=(0,), maxshape=(None,), dtype=np.uint8, chunks=(fmt.BLOB_CHUNK,)
     )
+
+
+def check_appendable(path: Path, env_id: str, game: str, action_meanings: Sequence[str]) -> None:
+    """Refuse, before opening it for writing (which would touch it), a log at ``path`` that holds another game or
+    action set; nothing happens for a path with no log yet."""
+    if not path.is_file():
+        return
+    try:
+        handle = storage.open_for_reading(path)
+    except OSError:
+        return  # not readable as a log: opening it for appending gives the precise error
+    with handle:
+        if fmt.GROUP_STREAMS in handle:
+            _refuse_another_game(path, handle, env_id, game, action_meanings)
+
+
+def _refuse_another_game(path: Path, handle: h5py.File, env_id: str, game: str, action_meanings: Sequence[str]) -> None:
+    """One log holds one game with one action set: readers label every episode with the first stream's game
+    and action names."""
+    streams = handle[fmt.GROUP_STREAMS]
+    if not len(streams):
+        return
+    first = streams[fmt.stream_name(0)].attrs
+    recorded_game = str(first[fmt.ATTR_GAME])
+    recorded_actions = json.loads(first[fmt.ATTR_ACTION_MEANINGS])
+    if recorded_game != game or recorded_actions != list(action_meanings):
+        raise RecordingError(
+            f"{path} holds {first[fmt.ATTR_ENV_ID]} ({recorded_game}, {len(recorded_actions)} actions); "
+            f"{env_id} ({game}, {len(action_meanings)} actions) cannot be appended, as one log holds one game "
+            "and action set: record it into a new file"
+        )
 
 
 def _open_for_append(path: Path) -> h5py.File:

@@ -10,12 +10,14 @@ import sys
 
 import h5py
 import pytest
-from conftest import STICKY, record_single
+from conftest import STICKY, make_env, record_single
 
 from replay import (
     EnvironmentMismatchError,
     EpisodeIndexError,
     LogFormatError,
+    RecordingError,
+    RecordTrajectory,
     TrajectoryLog,
     verify,
 )
@@ -97,6 +99,19 @@ def test_truncated_file(good_log, tmp_path):
         with TrajectoryLog(path) as log:
             for episode in log.episodes:
                 list(log.frames(episode.index))
+
+
+def test_appending_another_game_is_refused_and_the_log_untouched(good_log, tmp_path):
+    path = _copy(good_log, tmp_path)
+    before = _digest(path)
+    with pytest.raises(RecordingError, match=r"holds ALE/Breakout-v5 \(breakout, 4 actions\); ALE/Pong-v5"):
+        RecordTrajectory(make_env("Pong", STICKY), path)
+    assert _digest(path) == before
+    with TrajectoryLog(good_log) as log:
+        recorded = len(log.episodes)
+    record_single(path, "Breakout", STICKY, 30, seed=5)  # the same game appends, and the lock was released
+    with TrajectoryLog(path) as log:
+        assert len(log.episodes) == recorded + 1 and len(log.streams) == 2
 
 
 def test_episode_index_out_of_range(good_log):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -97,7 +98,7 @@ def test_a_killed_writers_log_takes_new_recordings_and_keeps_every_byte(tmp_path
     before = _episode_rows(path)
     with pytest.raises(OSError, match="already open for write"):
         h5py.File(path, "r", locking=False).close()  # SWMR flags left set: an ordinary open refuses
-    env = gym.make("ALE/Pong-v5")
+    env = gym.make("ALE/Breakout-v5", repeat_action_probability=0.0)  # the same game, other settings
     with RecordTrajectory(env, path, snapshot_interval=50) as recorder:  # recovers the file, then appends
         recorder.reset(seed=1)
         for _ in range(120):
@@ -106,7 +107,8 @@ def test_a_killed_writers_log_takes_new_recordings_and_keeps_every_byte(tmp_path
     with h5py.File(path, "r", locking=False) as handle:  # closed cleanly: any HDF5 reader opens it again
         assert len(handle[fmt.GROUP_STREAMS]) == 2
     with TrajectoryLog(path) as log:
-        assert [s.env_id for s in log.streams] == ["ALE/Breakout-v5", "ALE/Pong-v5"]
+        assert [s.env_id for s in log.streams] == ["ALE/Breakout-v5", "ALE/Breakout-v5"]
+        assert [json.loads(s.spec_json)["kwargs"].get("repeat_action_probability") for s in log.streams] == [0.25, 0.0]
     assert verify(path, progress=False).ok
 
 
