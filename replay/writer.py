@@ -83,7 +83,7 @@ class TrajectoryWriter:
         obs_dtype: str,
     ) -> StreamWriter:
         self._check_open()
-        self._check_same_game(env_id, game, action_meanings)
+        _refuse_another_game(self.path, self._file, env_id, game, action_meanings)
         with self._restructuring() as handle:
             index = len(handle[fmt.GROUP_STREAMS])
             _create_stream(
@@ -106,9 +106,6 @@ class TrajectoryWriter:
         stream = StreamWriter(self, index, n_lanes)
         self._streams.append(stream)
         return stream
-
-    def _check_same_game(self, env_id: str, game: str, action_meanings: Sequence[str]) -> None:
-        _refuse_another_game(self.path, self._file, env_id, game, action_meanings)
 
     def set_metadata(self, key: str, value: Any) -> None:
         """Store a JSON-able run fact (total steps, config...) in the log."""
