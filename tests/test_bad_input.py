@@ -112,6 +112,10 @@ def test_appending_another_game_is_refused_and_the_log_untouched(good_log, tmp_p
     record_single(path, "Breakout", STICKY, 30, seed=5)  # the same game appends, and the lock was released
     with TrajectoryLog(path) as log:
         assert len(log.episodes) == recorded + 1 and len(log.streams) == 2
+    shared = RecordTrajectory(make_env("Breakout", STICKY), tmp_path / "shared.h5")
+    with pytest.raises(RecordingError, match="cannot be appended, as one log holds one game"):
+        RecordTrajectory(make_env("Pong", STICKY), shared.writer, tag="eval")  # through an open writer too
+    shared.close()
 
 
 def test_episode_index_out_of_range(good_log):
