@@ -29,6 +29,14 @@ def make_env(game: str, setting: str) -> gym.Env:
     return gym.wrappers.FrameStackObservation(env, 4)
 
 
+def decode_video(path: Path) -> list[np.ndarray]:
+    """Every frame of a video file, decoded back with PyAV as RGB."""
+    import av
+
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
 class Digest:
     """Running sha256 of the frames and observations of one episode."""
 

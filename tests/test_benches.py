@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
 import pytest
+from conftest import decode_video
 
 BENCH = Path(__file__).resolve().parent / "bench"
 
@@ -34,20 +34,15 @@ def _run(script: str, tmp_path: Path, *args: str) -> dict:
     return json.loads(out.read_text())
 
 
-def _decoded_frames(path: Path) -> int:
-    with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(video=0))
-
-
 def test_bench_render_brackets_the_pipeline_with_x264_alone_on_its_own_frames(tmp_path):
     report = _run("bench_render", tmp_path, "--preset", "ultrafast")
     (row,) = report["rounds"]
     frames = row["pipeline"]["frames"]
     assert frames >= 61  # every recorded frame of at least one whole episode, reset frame included
-    assert _decoded_frames(tmp_path / "work" / "round.mp4") == frames
+    assert len(decode_video(tmp_path / "work" / "round.mp4")) == frames
     # two runs of each encode-only contender per round, each on the pipeline's first (up to 600) frames twice
     assert row["encode_only_rgb"]["frames"] == row["encode_only_i420"]["frames"] == 4 * min(600, frames)
-    assert _decoded_frames(tmp_path / "work" / "encode-only.mp4") == 2 * min(600, frames)
+    assert len(decode_video(tmp_path / "work" / "encode-only.mp4")) == 2 * min(600, frames)
     assert report["naive"]["frames"] == frames
     ratio = row["ratios"]["steady_vs_encode_only_rgb"]
     assert ratio == pytest.approx(row["pipeline"]["steady_fps"] / row["encode_only_rgb"]["fps"])

@@ -10,11 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import STICKY, decode_video, record_single
 from hydra import compose, initialize_config_dir
 
 from render.cli import run_product
@@ -95,11 +94,6 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
-def _decode(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-
-
 def _compose(overrides: list[str]):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name="render", overrides=overrides)
@@ -125,7 +119,7 @@ def test_cli_contract_raw_episode_is_the_upscaled_replay(run_dir: Path, tmp_path
         ]
     )
     result = run_product(cfg, tmp_path / "unused")
-    decoded = _decode(out)
+    decoded = decode_video(out)
     with TrajectoryLog(run_dir / "trajectories.h5") as log:
         expected = list(log.frames(4))
     assert result.frames == len(decoded) == log.episodes[4].length + 1
@@ -140,7 +134,7 @@ def test_cli_contract_raw_episode_is_the_upscaled_replay(run_dir: Path, tmp_path
 def test_full_episode_states_checkpoints_and_lags(run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "full.mp4"
     result = render_episode(RenderSource.resolve(run=run_dir, log=None, checkpoint=None), out, episode=5, video=QUICK)
-    decoded = _decode(out)
+    decoded = decode_video(out)
     assert len(decoded) == result.frames and decoded[0].shape == (720, 1280, 3)
     # episode 5 was played by versions 10 and 11; the nearest saved checkpoint is v8
     assert result.checkpoints == {"v000008.pt": 3}
@@ -157,7 +151,7 @@ def test_eval_episode_lag_is_zero(run_dir: Path, tmp_path: Path) -> None:
     product = EpisodeProductConfig(tag="eval", frame_stride=8)
     result = render_episode(source, tmp_path / "eval.mp4", episode="last", product=product, video=QUICK)
     assert result.episodes == (2,) and result.checkpoints == {"v000016.pt": 0}
-    assert result.frames == len(_decode(tmp_path / "eval.mp4"))
+    assert result.frames == len(decode_video(tmp_path / "eval.mp4"))
 
 
 def test_log_without_checkpoint_renders_minimal_but_not_full(run_dir: Path, tmp_path: Path) -> None:
@@ -172,7 +166,7 @@ def test_log_without_checkpoint_renders_minimal_but_not_full(run_dir: Path, tmp_
         overlay=OverlayConfig(kind="minimal"),
         video=QUICK,
     )
-    assert _decode(tmp_path / "min.mp4")[0].shape == (420, 320 + 360, 3) and result.frames == 11
+    assert decode_video(tmp_path / "min.mp4")[0].shape == (420, 320 + 360, 3) and result.frames == 11
     with pytest.raises(MissingCheckpointError, match="pass checkpoint=<file.pt>"):
         render_episode(source, tmp_path / "full.mp4", episode=0, overlay=OverlayConfig(kind="full"), video=QUICK)
     assert not (tmp_path / "full.mp4").exists()
@@ -181,27 +175,17 @@ def test_log_without_checkpoint_renders_minimal_but_not_full(run_dir: Path, tmp_
     assert result.checkpoints == {"v000008.pt": 0}  # versions 0..1 are older than v8: no negative lag
 
 
-def _plain_v5_log(path: Path) -> Path:
-    """20 steps of plain ``ALE/Breakout-v5`` ((210, 160, 3) RGB observations), cut short: one unfinished
-    training episode, as someone else's trainer might leave."""
-    env = RecordTrajectory(gym.make(ENV_ID), path)
-    env.reset(seed=0)
-    for _ in range(20):
-        env.step(0)
-    env.close()
-    return path
-
-
 def test_full_overlay_refuses_a_log_whose_observations_the_network_cannot_take(run_dir: Path, tmp_path: Path) -> None:
     """A log from someone else's trainer without the Atari preprocessing records raw screens: a clear error
     before any work, nothing at the output, and the log still renders raw."""
-    log = _plain_v5_log(tmp_path / "v5.h5")
+    log = tmp_path / "v5.h5"
+    record_single(log, "Breakout", STICKY, 20)  # plain v5: (210, 160, 3) screens, one unfinished episode
     source = RenderSource.resolve(run=None, log=log, checkpoint=run_dir / "checkpoints" / "v000008.pt")
     with pytest.raises(RenderConfigError, match=r"uint8 observations of shape \[210, 160, 3\].*overlay=raw"):
         render_episode(source, tmp_path / "full.mp4", episode=0, video=QUICK)
     assert not (tmp_path / "full.mp4").exists()
     result = render_episode(source, tmp_path / "raw.mp4", episode=0, overlay=OverlayConfig(kind="raw"), video=QUICK)
-    assert result.frames == 21 == len(_decode(tmp_path / "raw.mp4"))
+    assert result.frames == 21 == len(decode_video(tmp_path / "raw.mp4"))
 
 
 def test_an_episode_out_of_range_names_the_log_and_the_valid_choices(run_dir: Path, tmp_path: Path) -> None:
@@ -213,7 +197,8 @@ def test_an_episode_out_of_range_names_the_log_and_the_valid_choices(run_dir: Pa
 
 
 def test_a_timelapse_of_a_log_without_finished_episodes_says_what_the_log_has(tmp_path: Path) -> None:
-    source = RenderSource.resolve(run=None, log=_plain_v5_log(tmp_path / "v5.h5"), checkpoint=None)
+    record_single(tmp_path / "v5.h5", "Breakout", STICKY, 20)  # one unfinished training episode
+    source = RenderSource.resolve(run=None, log=tmp_path / "v5.h5", checkpoint=None)
     with pytest.raises(SelectionError, match=r"the log has 1 episodes, of them finished: 0 train, 0 eval"):
         render_timelapse(source, tmp_path / "t.mp4", overlay=OverlayConfig(kind="raw"), video=QUICK)
     assert not (tmp_path / "t.mp4").exists()
@@ -232,7 +217,7 @@ def test_timelapse_fits_target_duration_and_shows_progress(run_dir: Path, tmp_pa
         ]
     )
     result = run_product(cfg, tmp_path)
-    frames = _decode(tmp_path / "timelapse.mp4")
+    frames = decode_video(tmp_path / "timelapse.mp4")
     assert result.episodes == (3, 4, 5) and len(frames) == result.frames
     assert 50 <= len(frames) <= 75  # ~2 s at 30 fps (stride rounding, last frames kept)
     accent = np.array([96, 200, 255])
@@ -248,7 +233,7 @@ def test_progression_shows_a_card_before_each_eval_episode(run_dir: Path, tmp_pa
     result = render_progression(
         source, tmp_path / "prog.mp4", product=product, overlay=OverlayConfig(kind="minimal"), video=QUICK
     )
-    frames = _decode(tmp_path / "prog.mp4")
+    frames = decode_video(tmp_path / "prog.mp4")
     assert result.episodes == (0, 1, 2) and len(frames) == result.frames
     card = frames[0]
     assert (
@@ -295,7 +280,7 @@ def test_multirun_writes_one_video_per_job_into_its_own_folder(run_dir: Path, tm
         "0_episode=3,overlay=raw,product.frame_stride=10,video=preview",
         "1_episode=3,overlay=minimal,product.frame_stride=10,video=preview",
     ]
-    sizes = [_decode(v)[0].shape for v in videos]
+    sizes = [decode_video(v)[0].shape for v in videos]
     assert sizes == [(420, 320, 3), (420, 320 + 360, 3)]
     assert all(v.with_name("episode.mp4.json").is_file() for v in videos)
 
@@ -303,7 +288,7 @@ def test_multirun_writes_one_video_per_job_into_its_own_folder(run_dir: Path, tm
 @pytest.mark.slow
 def test_multirun_with_the_joblib_launcher(run_dir: Path, tmp_path: Path) -> None:
     videos = _multirun(run_dir, tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
-    assert len(videos) == 2 and all(len(_decode(v)) == 11 for v in videos)
+    assert len(videos) == 2 and all(len(decode_video(v)) == 11 for v in videos)
 
 
 def test_worker_processes_render_the_same_video_as_in_process(run_dir: Path, tmp_path: Path) -> None:
@@ -313,7 +298,7 @@ def test_worker_processes_render_the_same_video_as_in_process(run_dir: Path, tmp
     for workers in (0, 2):
         out = tmp_path / f"w{workers}.mp4"
         render_timelapse(source, out, product=product, overlay=OverlayConfig(kind="full"), video=QUICK, workers=workers)
-        videos.append(_decode(out))
+        videos.append(decode_video(out))
     assert len(videos[0]) == len(videos[1]) > 0
     for a, b in zip(*videos, strict=True):
         np.testing.assert_array_equal(a, b)
@@ -357,4 +342,4 @@ def test_a_render_killed_mid_way_leaves_nothing_at_the_output_and_the_next_run_s
     child.wait()
     assert not output.exists(), "a killed render must leave nothing at the output path"
     subprocess.run(command, check=True, capture_output=True, timeout=600)
-    assert len(_decode(output)) > 0
+    assert len(decode_video(output)) > 0

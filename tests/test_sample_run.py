@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
+from conftest import decode_video
 
 from render.compose import upscale_nearest
 from render.overlays import FullLayout
@@ -34,11 +34,6 @@ def _render(*overrides: str) -> tuple[Path, tuple[int, ...]]:
     return Path(said[1]), tuple(int(i) for i in said[3].split(",") if i.strip())
 
 
-def _decode(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-
-
 def test_the_readme_main_command_renders_the_best_sample_episode_with_the_full_overlay(tmp_path: Path) -> None:
     # the README's `python -m render`, with Hydra's output folder moved out of the checkout
     video, episodes = _render(f"hydra.run.dir={tmp_path}", "video.progress=false")
@@ -47,7 +42,7 @@ def test_the_readme_main_command_renders_the_best_sample_episode_with_the_full_o
         best = max(finished, key=lambda e: (e.total_reward, e.index))
         recorded = list(log.frames(best.index))
     assert video == tmp_path / "episode.mp4" and episodes == (best.index,)
-    frames = _decode(video)
+    frames = decode_video(video)
     assert len(frames) == best.length + 1 == len(recorded)  # one video frame per recorded frame, reset first
     assert frames[0].shape == (720, 1280, 3)
     game = FullLayout.fit(1280, 720, n_actions=4, stats_rows=6).game
@@ -80,5 +75,5 @@ def test_progression_of_the_sample_run_shows_each_milestone_in_order(tmp_path: P
     assert len(milestones) == 11  # 0%, 10%, ..., 100%
     assert episodes == tuple(first)
     sidecar = json.loads(output.with_name("progression.mp4.json").read_text())
-    assert sidecar["frames"] == len(_decode(output))
+    assert sidecar["frames"] == len(decode_video(output))
     assert all(lag == 0 for lag in sidecar["checkpoints"].values()), "milestone episodes use their own checkpoint"
