@@ -12,10 +12,14 @@ Contenders, one table (and a JSON file):
 - ``encode-only``: x264 alone at the same size and preset on the pipeline's own frames (the first 600 it
   handed the encoder, encoded twice over in each run), through ``VideoEncoder.write`` (RGB, as any caller
   would, with OpenCV's default threading, the best for a lone conversion) and through ``write_i420`` (the
-  very planes the pipeline produced: the fastest the encoder can go).
+  very planes the pipeline produced: the fastest the encoder can go). The ratio goal is judged against the RGB
+  one.
+- ``encode-only, PyAV's stock path``: the same frames through ``av.VideoFrame.from_ndarray(frame, "rgb24")`` and
+  ``stream.encode``, FFmpeg's swscale converting to yuv420p: how a script using PyAV encodes frames it already
+  has, and the path the issue's figure for x264 alone (~165 frames/s here) describes. Shown for reference.
 
-Each of ``--rounds`` rounds brackets one pipeline run between two encode-only runs, in mirrored order (RGB,
-I420, pipeline, I420, RGB), and takes the ratios within the round: this machine's speed drifts by 10-30% over
+Each of ``--rounds`` rounds brackets one pipeline run between pairs of encode-only runs, in mirrored order
+(RGB, I420, PyAV, pipeline, PyAV, I420, RGB), and takes the ratios within the round: this machine's speed drifts by 10-30% over
 minutes, and a bracket cancels the part of that drift which is linear over the ~30 s of a round. The medians
 over rounds go in the table. Every row also gives CPU milliseconds per frame (all threads and worker
 processes).
@@ -37,6 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import torch
@@ -195,6 +200,21 @@ def bench_encode_only(frames: list[np.ndarray], out: Path, video: VideoConfig, *
     return clock.row(2 * len(frames))
 
 
+def bench_encode_only_pyav(frames: list[np.ndarray], out: Path, video: VideoConfig) -> dict:
+    """x264 alone fed the way a plain PyAV script feeds it: each RGB frame through ``VideoFrame.from_ndarray``,
+    converted by FFmpeg's swscale inside ``encode``; same codec settings and frame threading as
+    :class:`VideoEncoder`, the same frames twice over."""
+    with Clock() as clock, av.open(str(out), "w") as container:
+        stream = container.add_stream("libx264", rate=video.fps)
+        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+        stream.options = {"crf": str(video.crf), "preset": video.preset}
+        stream.thread_type = "FRAME"
+        for frame in frames + frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return clock.row(2 * len(frames))
+
+
 def merged(first: dict, second: dict) -> dict:
     """One row of two runs of the same contender: their frames over their summed time."""
     frames, seconds = first["frames"] + second["frames"], first["seconds"] + second["seconds"]
@@ -222,7 +242,7 @@ def _encoder(out: Path, video: VideoConfig) -> VideoEncoder:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=1500, help="recorded frames to render (default 1500)")
-    parser.add_argument("--rounds", type=int, default=9, help="bracketed pipeline rounds (default 9, ~7 min)")
+    parser.add_argument("--rounds", type=int, default=9, help="bracketed pipeline rounds (default 9, ~9 min)")
     parser.add_argument("--preset", default="veryfast", help="x264 preset for every contender")
     parser.add_argument("--crf", type=int, default=23)
     parser.add_argument(
@@ -243,10 +263,12 @@ def main() -> None:
     first = bench_pipeline(run, work / "pipeline.mp4", video, args.workers, keep=planes)  # also a warm-up
     inputs = {"rgb": [cv2.cvtColor(item, cv2.COLOR_YUV2RGB_I420) for item in planes], "i420": planes}
     for r in range(args.rounds):
-        runs: dict[str, list[dict]] = {"rgb": [], "i420": [], "pipeline": []}
-        for name in ("rgb", "i420", "pipeline", "i420", "rgb"):  # mirrored: linear drift cancels
+        runs: dict[str, list[dict]] = {"rgb": [], "i420": [], "pyav": [], "pipeline": []}
+        for name in ("rgb", "i420", "pyav", "pipeline", "pyav", "i420", "rgb"):  # mirrored: linear drift cancels
             if name == "pipeline":
                 runs[name].append(bench_pipeline(run, work / "round.mp4", video, args.workers))
+            elif name == "pyav":
+                runs[name].append(bench_encode_only_pyav(inputs["rgb"], work / "encode-only-pyav.mp4", video))
             else:
                 out = work / "encode-only.mp4"
                 runs[name].append(bench_encode_only(inputs[name], out, video, rgb=name == "rgb"))
@@ -254,11 +276,13 @@ def main() -> None:
             "pipeline": runs["pipeline"][0],
             "encode_only_rgb": merged(*runs["rgb"]),
             "encode_only_i420": merged(*runs["i420"]),
+            "encode_only_pyav": merged(*runs["pyav"]),
         }
         row["ratios"] = {
             "steady_vs_encode_only_rgb": row["pipeline"]["steady_fps"] / row["encode_only_rgb"]["fps"],
             "end_to_end_vs_encode_only_rgb": row["pipeline"]["fps"] / row["encode_only_rgb"]["fps"],
             "steady_vs_encode_only_i420": row["pipeline"]["steady_fps"] / row["encode_only_i420"]["fps"],
+            "steady_vs_encode_only_pyav": row["pipeline"]["steady_fps"] / row["encode_only_pyav"]["fps"],
         }
         rounds.append(row)
         print(
@@ -270,7 +294,12 @@ def main() -> None:
     naive = bench_naive(run, work / "naive.mp4", video, first["frames"])
     ratios = {
         name: statistics.median(row["ratios"][name] for row in rounds)
-        for name in ("steady_vs_encode_only_rgb", "end_to_end_vs_encode_only_rgb", "steady_vs_encode_only_i420")
+        for name in (
+            "steady_vs_encode_only_rgb",
+            "end_to_end_vs_encode_only_rgb",
+            "steady_vs_encode_only_i420",
+            "steady_vs_encode_only_pyav",
+        )
     }
     pipelines = [row["pipeline"] for row in rounds]
     ratios["end_to_end_vs_naive"] = statistics.median(p["fps"] for p in pipelines) / naive["fps"]
@@ -293,7 +322,7 @@ def main() -> None:
     )
     print(f"{'pipeline, steady':<22}{first['frames']:>8}{median('pipeline', 'steady_fps'):>10.1f}{'':>14}")
     print(f"{'naive':<22}{naive['frames']:>8}{naive['fps']:>10.1f}{naive['cpu_ms_per_frame']:>14.2f}")
-    for name in ("encode_only_rgb", "encode_only_i420"):
+    for name in ("encode_only_rgb", "encode_only_i420", "encode_only_pyav"):
         frames, fps, cpu = rounds[0][name]["frames"], median(name, "fps"), median(name, "cpu_ms_per_frame")
         print(f"{name:<22}{frames:>8}{fps:>10.1f}{cpu:>14.2f}")
     print(f"pipeline start-up (log, checkpoint, layout, first batch): {median('pipeline', 'startup_seconds'):.2f} s")
@@ -301,6 +330,7 @@ def main() -> None:
     print(f"pipeline steady / encode-only RGB   {ratios['steady_vs_encode_only_rgb']:.2f}  (goal >= 0.8)")
     print(f"pipeline end to end / encode-only   {ratios['end_to_end_vs_encode_only_rgb']:.2f}")
     print(f"pipeline steady / encode-only I420  {ratios['steady_vs_encode_only_i420']:.2f}")
+    print(f"pipeline steady / PyAV's stock path {ratios['steady_vs_encode_only_pyav']:.2f}  (reference only)")
     if timelapse is not None:
         print(
             f"60 s time-lapse of {sample}: {timelapse['video_seconds']:.1f} s of video from {timelapse['episodes']} "
