@@ -19,10 +19,10 @@ Contenders, one table (and a JSON file):
   has, and the path the issue's figure for x264 alone (~165 frames/s here) describes. Shown for reference.
 
 Each of ``--rounds`` rounds brackets one pipeline run between pairs of encode-only runs, in mirrored order
-(RGB, I420, PyAV, pipeline, PyAV, I420, RGB), and takes the ratios within the round: this machine's speed drifts by 10-30% over
-minutes, and a bracket cancels the part of that drift which is linear over the ~30 s of a round. The medians
-over rounds go in the table. Every row also gives CPU milliseconds per frame (all threads and worker
-processes).
+(RGB, I420, PyAV, pipeline, PyAV, I420, RGB), and takes the ratios within the round: this machine's speed
+drifts by 10-30% over minutes, and a bracket cancels the part of that drift which is linear over the ~50 s of
+a round. The medians over rounds go in the table. Every row also gives CPU milliseconds per frame (all
+threads and worker processes).
 
 With ``--sample <run_dir>`` (default ``data/sample/breakout`` when present) it also renders a 60-second
 time-lapse of that run with full overlays and times it.
