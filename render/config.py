@@ -46,9 +46,10 @@ class OverlayConfig:
     Attributes:
         kind: ``raw`` (game only), ``minimal`` (game and stats) or ``full`` (Neural Activity Viewer).
         width, height: Canvas of the ``full`` overlay (``raw``/``minimal`` follow ``video.scale``).
-        panel_width: Width of the ``minimal`` overlay's stats panel.
+        panel_width: Least width of the ``minimal`` overlay's stats panel (it widens to fit its longest text).
         font: OpenCV 5 font face (``sans``, ``uni``, ``italic`` or a font file).
-        font_scale: Multiplies every text size.
+        font_scale: Multiplies every text size; the layouts make room for it (a canvas too small for the text is
+            refused, saying what to change).
         palette: Colour overrides by name (see :class:`render.style.Palette`), e.g. ``{background: [0,0,0]}``.
         value_history: Frames shown by the value sparkline.
         batch_size: Observations per forward pass of the network.

@@ -113,9 +113,14 @@ class RawOverlay:
 
 
 class MinimalOverlay:
-    """The enlarged game with a small stats panel to its right."""
+    """The enlarged game with a small stats panel to its right.
+
+    The panel is ``panel_width`` wide, or wider where its longest texts (the game's name, an action's name, a
+    six-digit frame number) need more at this size and font scale.
+    """
 
     rows = ("Game", "Phase", "Progress", "Episode", "Frame", "Reward", "Action")
+    _widest_numbers = ("Evaluation", "100.0%", "999999", "-99999")
 
     def __init__(
         self,
@@ -133,18 +138,31 @@ class MinimalOverlay:
         self.action_names = tuple(action_names)
         self.scale = scale
         self.height = GAME_HEIGHT * scale
-        self.width = GAME_WIDTH * scale + panel_width
-        self._game_rect = Rect(0, 0, GAME_WIDTH * scale, self.height)
         painter = TextPainter(style.typeface, max(self.height, 540))
         margin = painter.pixels(16)
+        label_width = max(painter.width(label, StatsPanel.size) for label in self.rows) + StatsPanel.gap
+        longest = max(
+            painter.width(text, StatsPanel.size, 600) for text in (game, *self.action_names, *self._widest_numbers)
+        )
+        needed = 2 * margin + StatsPanel.inset + label_width + longest + 2
+        panel_width = max(panel_width, needed + needed % 2)  # even: yuv420p needs an even frame width
+        self.width = GAME_WIDTH * scale + panel_width
+        self._game_rect = Rect(0, 0, GAME_WIDTH * scale, self.height)
         panel = Rect(
             self._game_rect.right + margin,
             margin,
             panel_width - 2 * margin,
             painter.pixels(32) * len(self.rows),
         )
-        self._stats = StatsPanel(panel, self.rows, style.palette, painter)
-        self._bar = _ProgressBar(Rect(panel.x, panel.bottom + margin, panel.w, painter.pixels(6)), style)
+        bar = Rect(panel.x, panel.bottom + margin, panel.w, painter.pixels(6))
+        if bar.bottom > self.height:
+            raise ValueError(
+                f"the minimal overlay's {len(self.rows)} stats rows at font_scale {style.typeface.scale:g} need "
+                f"{bar.bottom} pixels of height, video scale {scale} gives {self.height}; use a smaller font_scale "
+                "or a larger video.scale"
+            )
+        self._stats = StatsPanel(panel, self.rows, style.palette, painter, label_width=label_width)
+        self._bar = _ProgressBar(bar, style)
         template = blank(self.width, self.height, style.palette.background)
         self._stats.draw_static(template)
         self._bar.draw_static(template)
@@ -177,7 +195,13 @@ class MinimalOverlay:
 @dataclass(frozen=True)
 class FullLayout:
     """Where each part of the full overlay goes on a ``width`` x ``height`` canvas (proportional to
-    1280x720)."""
+    1280x720).
+
+    Everything that holds text (the header, the stats rows, the middle column, the headroom of the bars) grows
+    with ``text_scale``, the overlay's ``font_scale``, so bigger text pushes the parts apart instead of
+    overflowing them; the game shrinks to the next integer scale when the taller header leaves it too little
+    height.
+    """
 
     width: int
     height: int
@@ -193,22 +217,36 @@ class FullLayout:
     maps: Rect
 
     @classmethod
-    def fit(cls, width: int, height: int, n_actions: int, stats_rows: int) -> FullLayout:
+    def fit(cls, width: int, height: int, n_actions: int, stats_rows: int, text_scale: float = 1.0) -> FullLayout:
+        if text_scale <= 0:
+            raise ValueError(f"expected a positive text scale, got {text_scale}")
         s = height / 720.0
-        margin, header = round(16 * s), round(76 * s)
-        scale = int(min((height - header - round(6 * s)) // GAME_HEIGHT, (width * 0.40) // GAME_WIDTH))
+        t = s * text_scale  # lengths that hold text
+        margin, header, middle_w = round(16 * s), round(76 * t), round(300 * t)
+        # the game takes what the header above it and the middle and right columns beside it leave
+        beside = width - 4 * margin - middle_w - round(200 * s)
+        scale = int(
+            min((height - header - round(6 * s)) // GAME_HEIGHT, (width * 0.40) // GAME_WIDTH, beside // GAME_WIDTH)
+        )
         if scale < 1:
-            raise ValueError(f"a {width}x{height} canvas is too small for the full overlay; use at least 640x360")
+            raise ValueError(
+                f"a {width}x{height} canvas is too small for the full overlay at font_scale {text_scale:g}; "
+                "use at least 640x360 at 16:9, or a smaller font_scale"
+            )
         top = header + (height - header - GAME_HEIGHT * scale) // 2
         game = Rect(margin, top, GAME_WIDTH * scale, GAME_HEIGHT * scale)
-        middle_x, middle_w = game.right + margin, round(300 * s)
+        middle_x = game.right + margin
         right_x = middle_x + middle_w + margin
-        right_w, body_h = width - margin - right_x, height - header - margin
-        if right_w < 200 * s:
-            raise ValueError(f"a {width}x{height} canvas is too narrow for the full overlay; widen it to 16:9")
-        stats_h = round(28 * s) * stats_rows
+        right_w, body_h = width - margin - right_x, height - header - margin  # right_w >= 200 * s, by `beside`
+        stats_h = round(28 * t) * stats_rows
         bars_top = header + stats_h + margin
-        bars_h = min(body_h - stats_h - round(120 * s) - 2 * margin, round((30 + 26 * n_actions) * s))
+        chart_h = round(25 * t) + round(95 * s)  # the value chart: its title, then at least this much sparkline
+        bars_h = min(body_h - stats_h - chart_h - 2 * margin, round((30 + 26 * n_actions) * t))
+        if bars_h < round((30 + 10 * n_actions) * t):  # each bar's row must hold its action's name
+            raise ValueError(
+                f"a {width}x{height} canvas leaves no room for {n_actions} policy bars at font_scale "
+                f"{text_scale:g}; make it taller, or use a smaller font_scale"
+            )
         value_top = bars_top + bars_h + margin
         diagram_h = round(body_h * 0.58)
         maps_top = header + diagram_h + margin
@@ -217,9 +255,9 @@ class FullLayout:
             height=height,
             scale=scale,
             game=game,
-            title=(margin, round(32 * s)),
-            subtitle=Rect(margin, round(40 * s), width - 2 * margin, round(22 * s)),
-            progress=Rect(margin, round(66 * s), width - 2 * margin, max(2, round(4 * s))),
+            title=(margin, round(32 * t)),
+            subtitle=Rect(margin, round(40 * t), width - 2 * margin, round(22 * t)),
+            progress=Rect(margin, round(66 * t), width - 2 * margin, max(2, round(4 * s))),
             stats=Rect(middle_x, header, middle_w, stats_h),
             bars=Rect(middle_x, bars_top, middle_w, bars_h),
             value=Rect(middle_x, value_top, middle_w, height - margin - value_top),
@@ -258,7 +296,9 @@ class FullOverlay:
         self.width, self.height = width, height
         self.title = f"{game.upper()} - {title}"
         self.action_names = tuple(action_names)
-        self.layout = layout = FullLayout.fit(width, height, len(self.action_names), len(self.stats_rows))
+        self.layout = layout = FullLayout.fit(
+            width, height, len(self.action_names), len(self.stats_rows), self.style.typeface.scale
+        )
         self.scale = layout.scale
         palette = self.style.palette
         self.painter = painter = TextPainter(self.style.typeface, height)

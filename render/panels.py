@@ -18,7 +18,15 @@ from render.style import Palette, TextPainter
 
 
 class StatsPanel:
-    """Label/value rows such as ``Frame  1234``; labels are static, values are redrawn each frame."""
+    """Label/value rows such as ``Frame  1234``; labels are static, values are redrawn each frame.
+
+    A row is ``inset`` pixels of padding, the label column (the widest label and a ``gap``), then the value's
+    cell; values are drawn at ``size`` in weight 600, labels at ``size`` in 400.
+    """
+
+    size = 17.0
+    inset = 8
+    gap = 14
 
     def __init__(
         self,
@@ -27,7 +35,7 @@ class StatsPanel:
         palette: Palette,
         painter: TextPainter,
         *,
-        size: float = 17.0,
+        size: float = size,
         label_width: int | None = None,
     ) -> None:
         self.rect = rect
@@ -36,8 +44,8 @@ class StatsPanel:
         self._painter = painter
         self._size = size
         self._row = rect.h // max(1, len(self.labels))
-        self._label_width = label_width or max(painter.width(label, size) for label in self.labels) + 14
-        value_x = rect.x + 8 + self._label_width
+        self._label_width = label_width or max(painter.width(label, size) for label in self.labels) + self.gap
+        value_x = rect.x + self.inset + self._label_width
         self.cells = tuple(
             Rect(value_x, rect.y + i * self._row, rect.right - value_x, self._row) for i in range(len(self.labels))
         )
@@ -45,7 +53,8 @@ class StatsPanel:
 
     def draw_static(self, template: np.ndarray) -> None:
         for i, label in enumerate(self.labels):
-            self._painter.draw(template, label, (self.rect.x + 8, self._baseline(i)), self._size, self._palette.muted)
+            origin = (self.rect.x + self.inset, self._baseline(i))
+            self._painter.draw(template, label, origin, self._size, self._palette.muted)
 
     def draw(self, image: np.ndarray, values: Sequence[str], due: Due = always) -> None:
         """Draw each value clipped to its row's cell, so a row can be redrawn on its own."""

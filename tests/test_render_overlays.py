@@ -364,3 +364,110 @@ def test_feature_map_rows_that_shrink_and_grow_redraw_like_a_fresh_template() ->
         reference = template.copy()
         maps.draw(reference, stacks)
         np.testing.assert_array_equal(image, reference, err_msg=f"frame {k} with {counts} maps")
+
+
+# The longest values each stats row shows in practice: a 27k-step episode, a 10k-update run.
+WIDEST_STATS = ("999999", "100.0%", "99999", "-9999", "v9999", "v9999 (lag 999)")
+
+
+def _ink(draw, height: int, width: int) -> tuple[int, int, int, int]:
+    """The bounding box (top, bottom, left, right) of what ``draw(image)`` paints on a black image."""
+    image = np.zeros((height, width, 3), np.uint8)
+    draw(image)
+    rows, cols = np.flatnonzero(image.any(axis=(1, 2))), np.flatnonzero(image.any(axis=(0, 2)))
+    assert rows.size, "nothing was drawn"
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "font_scale", "actions"),
+    [
+        (1280, 720, 1.0, ACTIONS),
+        (1280, 720, 1.5, ACTIONS),
+        (1280, 720, 1.2, ["UPRIGHTFIRE"] * 18),
+        (960, 720, 1.5, ACTIONS),
+        (1920, 1080, 1.5, ACTIONS),
+        (854, 480, 1.25, ACTIONS),
+    ],
+)
+def test_full_overlay_layout_makes_room_for_bigger_text(width, height, font_scale, actions) -> None:
+    """At any font_scale the layout accepts, the parts stay apart and the longest texts are drawn whole: the ink
+    of each, drawn unclipped where the overlay draws it, stays inside the rectangle the overlay clips it to."""
+    style = Style(typeface=Typeface(scale=font_scale))
+    overlay = FullOverlay("Breakout", actions, LAYERS, ROWS, width=width, height=height, style=style)
+    layout, painter = overlay.layout, overlay.painter
+    parts = [layout.game.inset(-2), layout.stats, layout.bars, layout.value, layout.diagram, layout.maps]
+    header = Rect(0, 0, width, layout.progress.bottom)
+    for i, a in enumerate([header, *parts]):
+        assert a.within(width, height), a
+        for b in [header, *parts][i + 1 :]:
+            apart = a.right <= b.x or b.right <= a.x or a.bottom <= b.y or b.bottom <= a.y
+            assert apart, (a, b)
+    margin = layout.subtitle.x
+    # title, then the progress line (clipped to its rectangle), above the progress bar
+    title = overlay.title
+    top, bottom, left, right = _ink(
+        lambda im: painter.draw(im, title, layout.title, 26, (255,) * 3, 700), height, width
+    )
+    assert bottom <= layout.subtitle.y and right <= width - margin
+    phase = "Training | Progress: 100.0% | lr=2.5e-04"
+    sub = layout.subtitle
+    top, bottom, left, right = _ink(
+        lambda im: painter.draw(im, phase, (sub.x, sub.y + painter.pixels(16)), 16, (255,) * 3), height, width
+    )
+    assert sub.y <= top and bottom <= sub.bottom <= layout.progress.y and right <= sub.right
+    # every stats value within its cell
+    stats = overlay.stats
+    for row, (value, cell) in enumerate(zip(WIDEST_STATS, stats.cells, strict=True)):
+        baseline = stats._baseline(row)
+        top, bottom, left, right = _ink(
+            lambda im, v=value, y=baseline, x=cell.x: painter.draw(im, v, (x, y), 17, (255,) * 3, 600), height, width
+        )
+        assert cell.y <= top and bottom <= cell.bottom and right <= cell.right, (value, cell, (top, bottom, right))
+    # every action's name and percentage within its bar's row
+    bars = overlay.bars
+    for i, name in enumerate(actions):
+        row_top = bars._top + i * bars._row
+        baseline = bars._text_baseline(i)
+        for text, x in ((name, bars.rect.x + 14), ("100%", bars._numbers.x + 6)):
+            top, bottom, left, right = _ink(
+                lambda im, t=text, x=x, y=baseline: painter.draw(im, t, (x, y), bars._size, (255,) * 3), height, width
+            )
+            assert row_top <= top and bottom <= row_top + bars._row + 1 and right <= bars.rect.right, (text, i)
+        assert bars.rect.x + 14 + painter.width(name, bars._size) < bars._track.x
+    overlay.render(_context(np.random.default_rng(0), checkpoint=CheckpointUse("v9999.pt", 9999, 999)))
+
+
+def test_full_overlay_refuses_text_too_big_for_its_canvas() -> None:
+    cases = (((1280, 720), 1.5, ["UP"] * 18, "no room for 18 policy bars"), ((640, 360), 3.0, ACTIONS, "too small"))
+    for (width, height), font_scale, actions, problem in cases:
+        style = Style(typeface=Typeface(scale=font_scale))
+        with pytest.raises(
+            ValueError, match=f"{width}x{height} .*{problem}.*font_scale {font_scale:g}.*smaller font_scale"
+        ):
+            FullOverlay("Breakout", actions, LAYERS, ROWS, width=width, height=height, style=style)
+
+
+@pytest.mark.parametrize(("scale", "font_scale"), [(2, 1.0), (4, 1.0), (4, 1.5), (3, 2.0)])
+def test_minimal_overlay_panel_widens_to_fit_its_longest_text(scale, font_scale) -> None:
+    game, actions = "MontezumaRevenge", ["NOOP", "UPRIGHTFIRE"]
+    overlay = MinimalOverlay(game, actions, scale, style=Style(typeface=Typeface(scale=font_scale)))
+    assert overlay.width >= 160 * scale + 360 and overlay.width % 2 == 0
+    stats = overlay._stats
+    painter = stats._painter
+    longest = (game, "Evaluation", "100.0%", "4", "999999", "-99999", "UPRIGHTFIRE")
+    for row, (value, cell) in enumerate(zip(longest, stats.cells, strict=True)):
+        baseline = stats._baseline(row)
+        top, bottom, left, right = _ink(
+            lambda im, v=value, y=baseline, x=cell.x: painter.draw(im, v, (x, y), 17, (255,) * 3, 600),
+            overlay.height,
+            overlay.width + 400,
+        )
+        assert cell.y <= top and bottom <= cell.bottom and right <= cell.right <= overlay.width, (value, cell)
+    image = overlay.render(_context(np.random.default_rng(2), analytics=None, action=1))
+    assert image.shape == (210 * scale, overlay.width, 3)
+
+
+def test_minimal_overlay_refuses_text_taller_than_the_game() -> None:
+    with pytest.raises(ValueError, match="font_scale 3 need .* video scale 2 gives 420.*smaller font_scale"):
+        MinimalOverlay("Breakout", ACTIONS, 2, style=Style(typeface=Typeface(scale=3.0)))
