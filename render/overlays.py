@@ -120,7 +120,7 @@ class MinimalOverlay:
     """
 
     rows = ("Game", "Phase", "Progress", "Episode", "Frame", "Reward", "Action")
-    _widest_numbers = ("Evaluation", "100.0%", "999999", "-99999")
+    _widest_values = ("Evaluation", "100.0%", "999999", "-99999")
 
     def __init__(
         self,
@@ -142,7 +142,7 @@ class MinimalOverlay:
         margin = painter.pixels(16)
         label_width = max(painter.width(label, StatsPanel.size) for label in self.rows) + StatsPanel.gap
         longest = max(
-            painter.width(text, StatsPanel.size, 600) for text in (game, *self.action_names, *self._widest_numbers)
+            painter.width(text, StatsPanel.size, 600) for text in (game, *self.action_names, *self._widest_values)
         )
         needed = 2 * margin + StatsPanel.inset + label_width + longest + 2
         panel_width = max(panel_width, needed + needed % 2)  # even: yuv420p needs an even frame width
@@ -199,8 +199,8 @@ class FullLayout:
 
     Everything that holds text (the header, the stats rows, the middle column, the headroom of the bars) grows
     with ``text_scale``, the overlay's ``font_scale``, so bigger text pushes the parts apart instead of
-    overflowing them; the game shrinks to the next integer scale when the taller header leaves it too little
-    height.
+    overflowing them; the game drops to the next integer scale when the taller header or the wider middle
+    column leaves it too little room.
     """
 
     width: int
