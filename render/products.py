@@ -232,14 +232,18 @@ def make_overlay(
     """Build the overlay ``overlay.kind`` names; ``full`` takes its diagram layout from the policies'
     network."""
     style = overlay.style()
-    if overlay.kind == "raw":
-        return RawOverlay(video.scale, progress_bar=progress_bar, style=style)
-    if overlay.kind == "minimal":
-        return MinimalOverlay(game, action_names, video.scale, panel_width=overlay.panel_width, style=style)
+    if overlay.kind not in OVERLAYS:
+        raise RenderConfigError(f"unknown overlay {overlay.kind!r}; choose one of {', '.join(OVERLAYS)}")
+    probe = None
     if overlay.kind == "full":
         if policies is None:
             raise MissingCheckpointError("overlay=full needs policies to explain the frames")
         probe, _ = policies.lookup(first_version)
+    try:
+        if probe is None:
+            if overlay.kind == "raw":
+                return RawOverlay(video.scale, progress_bar=progress_bar, style=style)
+            return MinimalOverlay(game, action_names, video.scale, panel_width=overlay.panel_width, style=style)
         return FullOverlay(
             game,
             action_names,
@@ -249,7 +253,15 @@ def make_overlay(
             height=overlay.height,
             style=style,
         )
-    raise RenderConfigError(f"unknown overlay {overlay.kind!r}; choose one of {', '.join(OVERLAYS)}")
+    except ValueError as error:  # a size, scale or font the layout cannot hold: say which settings led there
+        settings = (
+            f"overlay.width={overlay.width} overlay.height={overlay.height}"
+            if overlay.kind == "full"
+            else f"video.scale={video.scale}"
+        )
+        raise RenderConfigError(
+            f"overlay={overlay.kind} with {settings} overlay.font_scale={overlay.font_scale:g}: {error}"
+        ) from None
 
 
 class _Session:

@@ -188,6 +188,34 @@ def test_full_overlay_refuses_a_log_whose_observations_the_network_cannot_take(r
     assert result.frames == 21 == len(decode_video(tmp_path / "raw.mp4"))
 
 
+def test_overlay_settings_the_layout_cannot_hold_are_refused_naming_them(run_dir: Path, tmp_path: Path) -> None:
+    source = RenderSource.resolve(run=run_dir, log=None, checkpoint=None)
+    cases = [
+        (
+            OverlayConfig(kind="full", width=320, height=180),
+            r"overlay=full with overlay.width=320 overlay.height=180 overlay.font_scale=1: .*too small.*640x360",
+        ),
+        (
+            OverlayConfig(kind="full", font_scale=1.5, width=1280, height=720),
+            None,  # fits: the layout makes room
+        ),
+        (
+            OverlayConfig(kind="minimal", font_scale=3.0),
+            r"overlay=minimal with video.scale=2 overlay.font_scale=3: .*smaller font_scale or a larger video.scale",
+        ),
+    ]
+    product = EpisodeProductConfig(frame_stride=40)
+    for overlay, expected in cases:
+        out = tmp_path / f"{overlay.kind}-{overlay.font_scale}.mp4"
+        if expected is None:
+            result = render_episode(source, out, episode=0, product=product, overlay=overlay, video=QUICK)
+            assert len(decode_video(out)) == result.frames
+            continue
+        with pytest.raises(RenderConfigError, match=expected):
+            render_episode(source, out, episode=0, product=product, overlay=overlay, video=QUICK)
+        assert not out.exists()
+
+
 def test_an_episode_out_of_range_names_the_log_and_the_valid_choices(run_dir: Path, tmp_path: Path) -> None:
     source = RenderSource.resolve(run=run_dir, log=None, checkpoint=None)
     expected = rf"{re.escape(str(source.log))}: episode 99 is out of range; the log has 6 episodes: pick one of 0..5"
