@@ -302,6 +302,11 @@ class FullOverlay:
         self.scale = layout.scale
         palette = self.style.palette
         self.painter = painter = TextPainter(self.style.typeface, height)
+        # the title at its size, or smaller where a long game name would run past the canvas edge
+        room = width - 2 * layout.title[0]
+        self.title_size = 26.0
+        while self.title_size > 10 and painter.width(self.title, self.title_size, 700) > room:
+            self.title_size -= 1.0
         self.progress_bar = _ProgressBar(layout.progress, self.style)
         self.stats = StatsPanel(layout.stats, self.stats_rows, palette, painter)
         self.bars = PolicyBars(layout.bars, self.action_names, palette, painter, title="Policy Distribution")
@@ -325,7 +330,7 @@ class FullOverlay:
     def draw_static(self, image: np.ndarray) -> None:
         """Everything that never changes: title, frame border, labels, tracks, network edges."""
         palette = self.style.palette
-        self.painter.draw(image, self.title, self.layout.title, 26, palette.text, 700)
+        self.painter.draw(image, self.title, self.layout.title, self.title_size, palette.text, 700)
         fill(image, self.layout.game.inset(-2), palette.frame_border)
         for part in (self.progress_bar, self.stats, self.bars, self.value, self.diagram, self.maps):
             part.draw_static(image)

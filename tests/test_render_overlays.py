@@ -405,9 +405,9 @@ def test_full_overlay_layout_makes_room_for_bigger_text(width, height, font_scal
             assert apart, (a, b)
     margin = layout.subtitle.x
     # title, then the progress line (clipped to its rectangle), above the progress bar
-    title = overlay.title
+    title, title_size = overlay.title, overlay.title_size
     top, bottom, left, right = _ink(
-        lambda im: painter.draw(im, title, layout.title, 26, (255,) * 3, 700), height, width
+        lambda im: painter.draw(im, title, layout.title, title_size, (255,) * 3, 700), height, width + 400
     )
     assert bottom <= layout.subtitle.y and right <= width - margin
     phase = "Training | Progress: 100.0% | lr=2.5e-04"
@@ -471,3 +471,21 @@ def test_minimal_overlay_panel_widens_to_fit_its_longest_text(scale, font_scale)
 def test_minimal_overlay_refuses_text_taller_than_the_game() -> None:
     with pytest.raises(ValueError, match="font_scale 3 need .* video scale 2 gives 420.*smaller font_scale"):
         MinimalOverlay("Breakout", ACTIONS, 2, style=Style(typeface=Typeface(scale=3.0)))
+
+
+def test_full_overlay_shrinks_a_title_too_long_for_the_canvas() -> None:
+    style = Style(typeface=Typeface(scale=1.5))
+    short = FullOverlay("Pong", ACTIONS, LAYERS, ROWS, style=style)
+    long = FullOverlay(
+        "MontezumaRevenge",
+        ACTIONS,
+        LAYERS,
+        ROWS,
+        style=style,
+        title="PPO Neural Activity Viewer - seed 7, 10M steps, ablation B",
+    )
+    assert short.title_size == 26.0 and long.title_size < 26.0
+    margin = long.layout.title[0]
+    image = np.zeros((long.height, long.width + 400, 3), np.uint8)
+    long.painter.draw(image, long.title, long.layout.title, long.title_size, (255, 255, 255), 700)
+    assert image.any() and not image[:, long.width - margin :].any()  # drawn unclipped: the ink ends in the margin
