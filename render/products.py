@@ -121,13 +121,14 @@ def render_timelapse(
     product = product or TimelapseProductConfig()
     video = video or VideoConfig()
     with _Session(source, overlay or OverlayConfig(), video, workers=workers, progress_bar=True) as session:
-        selector = make_selector(selection or SelectionConfig(), session.schedule, seek_distance(session.log))
+        selection = selection or SelectionConfig()
+        selector = make_selector(selection, session.schedule, seek_distance(session.log))
         chosen = selector(session.log.episodes)
         if not chosen:
             episodes = session.log.episodes
             finished = {tag: sum(e.finished and e.tag == tag for e in episodes) for tag in ("train", "eval")}
             raise SelectionError(
-                f"{source.log}: the selection (tag {(selection or SelectionConfig()).tag!r}) matched no finished "
+                f"{source.log}: the selection (tag {selection.tag!r}) matched no finished "
                 f"episode; the log has {len(episodes)} episodes, of them finished: {finished['train']} train, "
                 f"{finished['eval']} eval. Widen the selection (selection.tag=any, a wider selection.start/stop), "
                 "or render an unfinished episode with product=episode episode=<index>"
@@ -234,15 +235,14 @@ def make_overlay(
     style = overlay.style()
     if overlay.kind not in OVERLAYS:
         raise RenderConfigError(f"unknown overlay {overlay.kind!r}; choose one of {', '.join(OVERLAYS)}")
-    probe = None
     if overlay.kind == "full":
         if policies is None:
             raise MissingCheckpointError("overlay=full needs policies to explain the frames")
         probe, _ = policies.lookup(first_version)
     try:
-        if probe is None:
-            if overlay.kind == "raw":
-                return RawOverlay(video.scale, progress_bar=progress_bar, style=style)
+        if overlay.kind == "raw":
+            return RawOverlay(video.scale, progress_bar=progress_bar, style=style)
+        if overlay.kind == "minimal":
             return MinimalOverlay(game, action_names, video.scale, panel_width=overlay.panel_width, style=style)
         return FullOverlay(
             game,
