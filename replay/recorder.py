@@ -16,7 +16,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
 from replay import log_format as fmt
-from replay.emulator import LaneState, base_env, obs_crc, rom_md5, state_crc
+from replay.emulator import ALLOWED_ENTRY_POINT_PREFIXES, LaneState, base_env, obs_crc, rom_md5, state_crc
 from replay.errors import RecordingError
 from replay.writer import StreamWriter, TrajectoryWriter, check_appendable
 
@@ -296,17 +296,60 @@ class _RecorderHandle:
 
 
 def _check_stack_is_rebuildable(env: gym.Env) -> None:
+    """Refuse a wrapper stack that replay could not rebuild from the env spec stored in the log: a wrapper that
+    does not record its constructor arguments, or one that replay will not import (a log may name only ALE envs
+    and gymnasium's or this project's wrappers, so that reading it runs no one else's code)."""
     spec = env.spec
-    recorded = {w.name for w in (spec.additional_wrappers if spec else ())}
+    if spec is None:
+        raise RecordingError(
+            f"{env} has no env spec, so replay could not rebuild it; create the base env with "
+            'gymnasium.make("ALE/<Game>-v5", ...)'
+        )
+    recorded = {w.name for w in spec.additional_wrappers}
     layer = env
     while isinstance(layer, gym.Wrapper):
         if not isinstance(layer, _BOOKKEEPING_WRAPPERS) and type(layer).__name__ not in recorded:
             raise RecordingError(
-                f"wrapper {type(layer).__name__} is not in the env spec (it does not record its constructor "
-                "arguments), so replay could not rebuild it; subclass gymnasium.utils.RecordConstructorArgs "
-                "or apply it outside RecordTrajectory"
+                f"wrapper {type(layer).__name__} is not in the env spec, so replay could not rebuild it; "
+                "apply it outside RecordTrajectory (around the recorder) instead"
             )
         layer = layer.env
+    outside = "apply it outside RecordTrajectory (around the recorder) instead"
+    for wrapper in spec.additional_wrappers:
+        if wrapper.kwargs is None:
+            raise RecordingError(
+                f"wrapper {wrapper.name} is not in the env spec with its arguments (it does not record its "
+                "constructor arguments), so replay could not rebuild it; subclass "
+                f"gymnasium.utils.RecordConstructorArgs, or {outside}"
+            )
+        if not str(wrapper.entry_point).startswith(ALLOWED_ENTRY_POINT_PREFIXES):
+            raise RecordingError(
+                f"wrapper {wrapper.name} ({wrapper.entry_point}) would have to be imported to replay the log, and "
+                "replay imports only gymnasium's and this project's wrappers (reading a log must not run other "
+                f"code); {outside}"
+            )
+    try:
+        spec.to_json()
+    except Exception as error:  # gymnasium raises several types for arguments JSON cannot hold
+        raise RecordingError(
+            f"the env spec cannot be stored ({error}); pass the wrappers' arguments as plain numbers, strings, "
+            f"lists or dicts, or {outside}"
+        ) from None
+
+
+def _check_vector_stacks_are_rebuildable(env: VectorEnv) -> None:
+    """:func:`_check_stack_is_rebuildable` for every sub-env. An ``AsyncVectorEnv``'s sub-envs live in other
+    processes, so its env factories are called once more here, as gymnasium itself does for the spaces."""
+    if isinstance(env, gym.vector.SyncVectorEnv):
+        for sub_env in env.envs:
+            _check_stack_is_rebuildable(sub_env)
+    elif isinstance(env, gym.vector.AsyncVectorEnv):
+        for make in {id(make): make for make in env.env_fns}.values():
+            probe = make()
+            try:
+                _check_stack_is_rebuildable(probe)
+            finally:
+                probe.close()
 
 
 class RecordTrajectory(_RecorderHandle, gym.Wrapper):
@@ -440,9 +483,7 @@ class RecordVectorTrajectory(_RecorderHandle, VectorWrapper):
         games = env.call("_game")
         if len(set(games)) != 1 or len({s.to_json() for s in specs}) != 1:
             raise RecordingError(f"expected identical sub-envs, got games {sorted(set(games))}")
-        if isinstance(env, gym.vector.SyncVectorEnv):
-            for sub_env in env.envs:
-                _check_stack_is_rebuildable(sub_env)
+        _check_vector_stacks_are_rebuildable(env)
         self._recording = _Recording(
             path,
             specs[0],

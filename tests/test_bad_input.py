@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import gymnasium as gym
 import h5py
 import pytest
 from conftest import STICKY, make_env, record_single
@@ -18,6 +19,7 @@ from replay import (
     LogFormatError,
     RecordingError,
     RecordTrajectory,
+    RecordVectorTrajectory,
     TrajectoryLog,
     verify,
 )
@@ -116,6 +118,46 @@ def test_appending_another_game_is_refused_and_the_log_untouched(good_log, tmp_p
     with pytest.raises(RecordingError, match="cannot be appended, as one log holds one game"):
         RecordTrajectory(make_env("Pong", STICKY), shared.writer, tag="eval")  # through an open writer too
     shared.close()
+
+
+class _Unrecorded(gym.Wrapper):
+    """A wrapper that does not record its constructor arguments: the env spec cannot rebuild it."""
+
+
+@pytest.mark.parametrize("kind", ["single", "sync", "async"])
+def test_a_wrapper_the_spec_cannot_rebuild_is_refused_before_the_file_is_made(tmp_path, kind):
+    def make():
+        return _Unrecorded(make_env("Pong", STICKY))
+
+    path = tmp_path / "log.h5"
+    message = r"wrapper _Unrecorded is not in the env spec with its arguments .* subclass gymnasium.utils.RecordConstr"
+    if kind == "single":
+        env = make()
+        with pytest.raises(RecordingError, match=message):
+            RecordTrajectory(env, path)
+    else:
+        vector = gym.vector.SyncVectorEnv if kind == "sync" else gym.vector.AsyncVectorEnv
+        env = vector([make, make])
+        with pytest.raises(RecordingError, match=message):
+            RecordVectorTrajectory(env, path)
+    env.close()
+    assert not path.exists()
+
+
+class _ElsewhereRecorded(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """A wrapper that records its arguments but lives outside gymnasium and replay: replay will not import it."""
+
+    def __init__(self, env, strength=1):
+        gym.utils.RecordConstructorArgs.__init__(self, strength=strength)
+        gym.Wrapper.__init__(self, env)
+
+
+def test_a_wrapper_replay_would_not_import_is_refused_before_the_file_is_made(tmp_path):
+    env = _ElsewhereRecorded(make_env("Breakout", STICKY), strength=2)
+    with pytest.raises(RecordingError, match=r"_ElsewhereRecorded \(test_bad_input:_ElsewhereRecorded\) would have"):
+        RecordTrajectory(env, tmp_path / "log.h5")
+    env.close()
+    assert not (tmp_path / "log.h5").exists()
 
 
 def test_episode_index_out_of_range(good_log):
