@@ -185,7 +185,8 @@ def current_state_crc(env: gym.Env) -> int:
 
 def restore(env: gym.Env, state: LaneState) -> None:
     """Restore a snapshot into ``env``. Emulate one frame first: restoring into a just-reset emulator is wrong in
-    some games (Qbert, Tetris, ...; see FIELD-NOTES). The screen stays stale until the next step."""
+    some games (Qbert, Tetris, ...; 8 of 103 in a probe with ale-py 0.12.1). The screen stays stale until the
+    next step."""
     base = base_env(env)
     base.ale.act(0)
     base.ale.restoreState(ale_py.ALEState(state.ale_state))

@@ -31,7 +31,8 @@ _MAX_QUIET = 256
 
 def default_snapshot_interval(spec: gym.envs.registration.EnvSpec) -> int:
     """Snapshots cost ~0.2 KB (with sticky actions too: their generator is mostly derived, see
-    ``replay.sticky_rng``); one every 1024 steps keeps a log near a byte per step and any seek under ~1 s."""
+    ``replay.sticky_rng``); one every 1024 steps keeps a log near a byte per step and the worst seek ~1-1.5 s here (the
+    README's trade-off table)."""
     del spec  # the same for every env since sticky-action snapshots are as small as the others
     return 1024
 
@@ -361,9 +362,10 @@ class RecordTrajectory(_RecorderHandle, gym.Wrapper):
         path: the log file (created, or appended to as a new stream), or an open ``TrajectoryWriter``
             shared with other recorders (e.g. ``vector_recorder.writer``).
         snapshot_interval: positions between ALE snapshots; bounds seek time (bytes vs latency). Default: 1024
-            without sticky actions (a snapshot is ~0.2 KB), 4096 with them (~3.5 KB, the sticky-action RNG).
+            (a snapshot is ~0.2 KB, with sticky actions too: see :func:`default_snapshot_interval`).
         sync_interval: positions between sync checks (emulator and observation CRCs).
-        flush_seconds: at most this much work is lost if the process is killed.
+        flush_seconds: about this much work is lost at most if the process is killed (the deadline is
+            checked at least every 256 positions).
         tag: what these episodes are, e.g. ``"train"`` or ``"eval"``.
 
     Example:

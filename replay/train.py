@@ -65,7 +65,7 @@ class RecordConfig:
         enabled: Record into ``<run_dir>/trajectories.h5``; off only for benchmarks and debugging.
         snapshot_interval: Vector positions between emulator snapshots (seek time vs bytes).
         sync_interval: Positions between sync checks.
-        flush_seconds: At most this much recording is lost when the process is killed.
+        flush_seconds: About this much recording is lost at most when the process is killed.
     """
 
     enabled: bool = True
