@@ -79,7 +79,11 @@ class OverlayConfig:
             if len(value) != 3 or not all(0 <= int(c) <= 255 for c in value):
                 raise RenderConfigError(f"palette.{name} must be three 0..255 values [r, g, b], got {list(value)}")
             colours[name] = tuple(int(c) for c in value)
-        return Style(Palette(**colours), Typeface(self.font, self.font_scale))
+        try:
+            typeface = Typeface(self.font, self.font_scale)
+        except ValueError as error:
+            raise RenderConfigError(f"overlay.font / overlay.font_scale: {error}") from None
+        return Style(Palette(**colours), typeface)
 
     def probe(self) -> ProbeSettings:
         return ProbeSettings(self.batch_size, self.hidden_sample, self.thumbnails)

@@ -8,6 +8,7 @@ the provenance the caller hands in (run, log, episodes, checkpoints, config).
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import warnings
@@ -141,7 +142,8 @@ class VideoEncoder:
             "encoder": self._settings,
             **self.provenance,
         }
-        _write_atomically(self.sidecar_path, json.dumps(sidecar, indent=2, default=str) + "\n")
+        text = json.dumps(_json_safe(sidecar), indent=2, default=str, allow_nan=False)
+        _write_atomically(self.sidecar_path, text + "\n")
 
     def abort(self) -> None:
         """Discard everything written so far; nothing is left at the output path."""
@@ -174,6 +176,18 @@ class VideoEncoder:
                 stacklevel=2,
             )
             self.abort()
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (an unfinished episode's NaN reward) as ``None``: strict JSON has no
+    NaN, and JSON readers other than Python's refuse it."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
 
 
 def _container_format(path: Path) -> str:

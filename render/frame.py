@@ -25,7 +25,7 @@ class FrameAnalytics:
 @dataclass(frozen=True)
 class CheckpointUse:
     """Which checkpoint produced a frame's analytics, and how many policy versions it trails the one that
-    played."""
+    played (``lag``; negative when a checkpoint given by hand is newer than that policy)."""
 
     name: str
     policy_version: int

@@ -48,7 +48,9 @@ def phase_line(context: FrameContext) -> str:
 
 def checkpoint_line(context: FrameContext) -> str:
     use = context.checkpoint
-    return "-" if use is None else f"v{use.policy_version} (lag {use.lag})"
+    if use is None:
+        return "-"
+    return f"v{use.policy_version} (lag {use.lag})" if use.lag >= 0 else f"v{use.policy_version} ({-use.lag} newer)"
 
 
 class _ProgressBar:

@@ -2,7 +2,8 @@
 
 A run saves checkpoints every few updates, so a training frame played by version ``v`` is explained by the
 nearest saved version at or before ``v``; the overlay states that checkpoint and its lag. Evaluation episodes
-play a saved checkpoint, so their lag is 0. A single checkpoint file given by hand explains every frame.
+play a saved checkpoint, so their lag is 0. A single checkpoint file given by hand explains every frame; where it
+is newer than the policy that played, the lag is negative and the overlay says how many versions newer.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class PolicyLibrary:
             except CheckpointError as error:
                 raise MissingCheckpointError(str(error)) from error
         probe, ref = self._load(ref.path)
-        use = CheckpointUse(ref.path.name, ref.policy_version, max(0, policy_version - ref.policy_version))
+        use = CheckpointUse(ref.path.name, ref.policy_version, policy_version - ref.policy_version)
         return probe, use
 
     def ref(self, policy_version: int) -> CheckpointRef | None:

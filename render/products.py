@@ -6,7 +6,6 @@ into the encoder through :func:`render.pipeline.encode_frames`. Hydra only calls
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import groupby
@@ -193,8 +192,18 @@ def timelapse_stride(episodes: Sequence[EpisodeRecord], target_duration: float, 
     """The frame stride that brings ``episodes`` closest to ``target_duration`` seconds at ``fps``."""
     if target_duration <= 0:
         raise RenderConfigError(f"expected a positive target_duration in seconds, got {target_duration}")
-    frames = sum(e.length + 1 for e in episodes)
-    return max(1, math.ceil(frames / (target_duration * fps)))
+    target = target_duration * fps
+
+    def frames(stride: int) -> int:  # each episode keeps its first and its last frame too
+        return sum(kept_count(e, stride) for e in episodes)
+
+    low, high = 1, max([e.length for e in episodes], default=0) + 1  # frames() falls as the stride grows
+    while low < high:  # the smallest stride that keeps at most the target's frames
+        middle = (low + high) // 2
+        low, high = (middle + 1, high) if frames(middle) > target else (low, middle)
+    if low > 1 and abs(frames(low - 1) - target) < abs(frames(low) - target):
+        return low - 1
+    return low
 
 
 def milestone_episodes(episodes: Sequence[EpisodeRecord], per_milestone: str = "all") -> list[EpisodeRecord]:

@@ -54,7 +54,8 @@ def episode_scene(
 ) -> Iterator[FrameContext]:
     """The contexts of ``episode``'s kept ``steps``; with ``policies`` each carries the network's analytics.
 
-    ``used``, when given, collects every checkpoint file name used with its largest version lag (provenance).
+    ``used``, when given, collects every checkpoint file name used with its largest version lag by size (provenance;
+    negative: newer than the policy that played).
     """
     values: deque[float] = deque(maxlen=settings.value_history)
     pending: list[KeptStep] = []
@@ -86,7 +87,7 @@ def _contexts(
             for i, result in zip(where, results, strict=True):
                 analytics[i], checkpoints[i] = result, use
             if used is not None:
-                used[use.name] = max(use.lag, used.get(use.name, 0))
+                used[use.name] = max(use.lag, used.get(use.name, use.lag), key=abs)
     phase = phase_of(episode)
     for step, result, use in zip(pending, analytics, checkpoints, strict=True):
         if result is not None:

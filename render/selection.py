@@ -57,9 +57,10 @@ def evenly(count: int, tag: str = "train", seek_cost: SeekCost | None = None) ->
     """``count`` episodes evenly spaced over the run, first and last included.
 
     With ``seek_cost`` (steps to emulate before an episode's first frame, see
-    :func:`render.feed.seek_distance`) each pick is instead the cheapest-to-reach episode within half a spacing
-    of its even position (one per equal slice of the run): a time-lapse then re-simulates its episodes rather
-    than the long way to them from the last snapshot.
+    :func:`render.feed.seek_distance`) each pick between the first and the last is instead the cheapest-to-reach
+    episode within half a spacing of its even position (one per equal slice of the run): a time-lapse then
+    re-simulates its episodes rather than the long way to them from the last snapshot. The first and last stay
+    exact, so the selection always spans the whole run.
     """
     if count < 1:
         raise SelectionError(f"expected a positive selection count, got {count}")
@@ -70,8 +71,8 @@ def evenly(count: int, tag: str = "train", seek_cost: SeekCost | None = None) ->
             return pool
         targets = np.linspace(0, len(pool) - 1, count).round().astype(int)
         reach = 0 if seek_cost is None or count < 2 else (len(pool) - 1) // ((count - 1) * 2)
-        picks = []
-        for target in targets:
+        picks = [targets[0], targets[-1]]
+        for target in targets[1:-1]:
             window = range(max(0, target - reach), min(len(pool), target + reach + 1))
             picks.append(min(window, key=lambda i: (seek_cost(pool[i]), abs(i - target))) if reach else target)
         return [pool[i] for i in sorted(set(picks))]

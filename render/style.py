@@ -7,11 +7,14 @@ pixels at a 720-pixel-high canvas and scale with the canvas height, so text stay
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 RGB = tuple[int, int, int]
+BUILTIN_FACES = ("sans", "uni", "italic")
+_FONT_MAGIC = (b"\x00\x01\x00\x00", b"OTTO", b"true", b"ttcf")  # TrueType, OpenType CFF, Apple, collection
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,26 @@ class Typeface:
 
     name: str = "sans"
     scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.scale <= 0:
+            raise ValueError(f"expected a positive font scale, got {self.scale}")
+        if self.name in BUILTIN_FACES:
+            return
+        # OpenCV crashes the process (SIGSEGV) on a file that is not a font, so a path is checked here first.
+        path = Path(self.name)
+        if not path.is_file():
+            raise ValueError(
+                f"font {self.name!r} is neither a built-in face ({', '.join(BUILTIN_FACES)}) nor an existing font "
+                "file; name one of those or the path of a .ttf/.otf file"
+            )
+        with path.open("rb") as file:
+            magic = file.read(4)
+        if magic not in _FONT_MAGIC:
+            raise ValueError(
+                f"{path} is not a TrueType/OpenType font (it starts with {magic!r}); name a .ttf or .otf file, "
+                f"or one of {', '.join(BUILTIN_FACES)}"
+            )
 
 
 @dataclass(frozen=True)

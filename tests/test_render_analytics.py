@@ -9,10 +9,14 @@ import torch
 from render.analytics import NetworkProbe, ProbeSettings
 from render.errors import SelectionError
 from render.feed import auto_workers, kept_count, runs
+from render.frame import FrameContext
+from render.overlays import checkpoint_line
+from render.policies import PolicyLibrary
 from render.products import human_steps, milestone_episodes, timelapse_stride
 from render.schedule import TrainingSchedule
 from render.selection import evenly, every, pick_episode, progress_range
 from replay import EpisodeRecord
+from replay.checkpoints import save_checkpoint
 from replay.network import ActorCritic
 
 METADATA = {
@@ -124,6 +128,12 @@ def test_milestones_timelapse_stride_and_step_labels() -> None:
     assert [e.index for e in milestone_episodes(episodes, "first")] == [0, 2]
     long = [_episode(i, i, 0.0, length=2999) for i in range(6)]  # 18,000 frames
     assert timelapse_stride(long, 60.0, 30) == 10
+    # Short targets: every episode also keeps its first and last frame, which dividing the frames by the
+    # target ignores (it overshot 10 s by 1.2 s on the sample run). The stride chosen is the closest of all.
+    many = [_episode(i, i, 0.0, length=1500) for i in range(24)]
+    stride = timelapse_stride(many, 10.0, 30)
+    kept = sum(kept_count(e, stride) for e in many)
+    assert all(abs(kept - 300) <= abs(sum(kept_count(e, s) for e in many) - 300) for s in range(1, 1502))
     assert [human_steps(n) for n in (999, 100_000, 1_500_000)] == ["999", "100k", "1.5M"]
 
 
@@ -143,6 +153,21 @@ def test_cheap_seeks_pick_the_episode_nearest_after_a_snapshot_in_each_slice() -
     plain = evenly(4)(episodes)
     cheap = evenly(4, seek_cost=lambda e: cost[e.index])(episodes)
     assert [e.index for e in plain] == [0, 13, 26, 39]
-    # slices of +-6 around 0, 13, 26, 39: the cheapest in each (ties go to the nearer one)
-    assert [e.index for e in cheap] == [0, 10, 30, 33]
-    assert sum(cost[e.index] for e in cheap) == 300 < sum(cost[e.index] for e in plain)
+    # slices of +-6 around 13 and 26: the cheapest in each (ties go to the nearer one); the ends stay exact
+    assert [e.index for e in cheap] == [0, 10, 30, 39]
+    assert sum(cost[e.index] for e in cheap) == 900 < sum(cost[e.index] for e in plain)
+    # two picks are the first and the last episode, whatever they cost to reach
+    assert [e.index for e in evenly(2, seek_cost=lambda e: cost[e.index])(episodes)] == [0, 39]
+
+
+def test_a_checkpoint_newer_than_the_policy_that_played_is_shown_as_newer(tmp_path) -> None:
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path, ActorCritic(4), policy_version=40, global_step=0, env_id="ALE/Breakout-v5").path
+    library = PolicyLibrary(checkpoint=path, env_id="ALE/Breakout-v5", n_actions=4)
+    _, older = library.lookup(52)
+    _, newer = library.lookup(12)
+    assert (older.policy_version, older.lag, newer.lag) == (40, 12, -28)
+    contexts = [
+        FrameContext(None, 0, 0, 0.0, None, version, checkpoint=use) for version, use in ((52, older), (12, newer))
+    ]
+    assert [checkpoint_line(c) for c in contexts] == ["v40 (lag 12)", "v40 (28 newer)"]

@@ -219,3 +219,17 @@ def test_pipeline_encodes_damaged_frames_like_whole_ones(tmp_path: Path) -> None
             assert encode_frames(source, video, prefetch=2) == 16
     for a, b in zip(_decode(whole), _decode(damaged), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_sidecar_is_strict_json_with_an_unfinished_episodes_nan_reward(tmp_path: Path) -> None:
+    out = tmp_path / "clip.mp4"
+    provenance = {"episodes": [{"index": 7, "total_reward": float("nan"), "lag": [float("inf"), 1.5]}]}
+    with VideoEncoder(out, width=64, height=48, provenance=provenance, progress=False) as video:
+        video.write(_frames(1)[0])
+    text = (tmp_path / "clip.mp4.json").read_text()
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not strict JSON: {constant}")
+
+    sidecar = json.loads(text, parse_constant=refuse)  # NaN and Infinity are not JSON
+    assert sidecar["episodes"] == [{"index": 7, "total_reward": None, "lag": [None, 1.5]}]

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from render.compose import Canvas, Rect, upscale_nearest
+from render.config import OverlayConfig
+from render.errors import RenderConfigError
 from render.frame import CheckpointUse, FrameAnalytics, FrameContext
 from render.network_diagram import DiagramLayer, NetworkDiagram
 from render.overlays import FullOverlay, MinimalOverlay, RawOverlay, phase_line, title_card
@@ -489,3 +491,15 @@ def test_full_overlay_shrinks_a_title_too_long_for_the_canvas() -> None:
     image = np.zeros((long.height, long.width + 400, 3), np.uint8)
     long.painter.draw(image, long.title, long.layout.title, long.title_size, (255, 255, 255), 700)
     assert image.any() and not image[:, long.width - margin :].any()  # drawn unclipped: the ink ends in the margin
+
+
+def test_a_font_that_is_no_font_file_is_refused_before_opencv_sees_it(tmp_path) -> None:
+    """OpenCV's font face crashes the process (SIGSEGV) on a file that is not a font."""
+    not_a_font = tmp_path / "notes.ttf"
+    not_a_font.write_text("# not a font\n")
+    with pytest.raises(RenderConfigError, match=r"overlay.font .*notes.ttf is not a TrueType/OpenType font"):
+        OverlayConfig(font=str(not_a_font)).style()
+    with pytest.raises(RenderConfigError, match=r"'/nonexistent.ttf' is neither a built-in face .* nor an existing"):
+        OverlayConfig(font="/nonexistent.ttf").style()
+    with pytest.raises(RenderConfigError, match="positive font scale"):
+        OverlayConfig(font_scale=0).style()
