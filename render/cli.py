@@ -10,18 +10,27 @@ Examples:
 
 from __future__ import annotations
 
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from render.config import register_configs
+from render.errors import RenderError
 from render.products import RenderResult, RenderSource, render_episode, render_progression, render_timelapse
+from replay.errors import ReplayError
 
 register_configs()
+log = logging.getLogger(__name__)
 # Absolute, because the entry point runs as ``render.__main__`` importing this module (Hydra would otherwise
 # look for a Python package named ``conf``).
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -54,5 +63,33 @@ def run_product(cfg: DictConfig, output_dir: Path) -> RenderResult:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="render")
 def main(cfg: DictConfig) -> None:
-    result = run_product(cfg, Path(HydraConfig.get().runtime.output_dir))
-    print(f"wrote {result.output} ({result.frames} frames, episodes {list(result.episodes)})")
+    hydra_config = HydraConfig.get()
+    with _terminate_as_exit():
+        try:
+            result = run_product(cfg, Path(hydra_config.runtime.output_dir))
+        except (RenderError, ReplayError) as error:
+            if hydra_config.mode == RunMode.MULTIRUN:
+                raise  # the launcher reports it for this job and goes on with the others
+            # A mistake in the input, explained by its message: one line, no traceback (as replay.verify does).
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+    log.info("wrote %s (%d frames, episodes %s)", result.output, result.frames, list(result.episodes))
+
+
+@contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """Turn SIGTERM (``kill``, ``timeout``, a cluster's pre-emption) into ``SystemExit(143)`` while rendering, so
+    the encoder discards its temporary file and worker processes stop, as on Ctrl-C."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread (some launchers): leave the default
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -6,8 +6,10 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -340,15 +342,10 @@ def test_worker_errors_reach_the_renderer(run_dir: Path) -> None:
             list(feed.steps(0))
 
 
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["KILL", "TERM", "INT"])
 def test_a_render_killed_mid_way_leaves_nothing_at_the_output_and_the_next_run_succeeds(
-    run_dir: Path, tmp_path: Path
+    run_dir: Path, tmp_path: Path, signum: int
 ) -> None:
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     output = tmp_path / "killed.mp4"
     command = [
         sys.executable,
@@ -366,8 +363,19 @@ def test_a_render_killed_mid_way_leaves_nothing_at_the_output_and_the_next_run_s
         time.sleep(0.05)
     assert child.poll() is None, "the render should still be running when it is killed"
     time.sleep(0.5)  # mid-way through encoding
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
+    os.kill(child.pid, signum)
+    code = child.wait(timeout=60)
     assert not output.exists(), "a killed render must leave nothing at the output path"
+    if signum != signal.SIGKILL:  # a signal it can handle: it stops and cleans up (SIGKILL leaves its temp file)
+        assert code == 143 if signum == signal.SIGTERM else code != 0
+        assert not list(tmp_path.glob(".killed.mp4.*")), "the temporary file must go with a handled signal"
     subprocess.run(command, check=True, capture_output=True, timeout=600)
     assert len(decode_video(output)) > 0
+
+
+def test_the_command_line_reports_a_bad_input_in_one_line_and_exits_2(run_dir: Path, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "render", f"run={run_dir}", "episode=5000", f"hydra.run.dir={tmp_path}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: {run_dir / 'trajectories.h5'}: episode 5000 is out of range"), line
