@@ -14,10 +14,30 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from render.analytics import ProbeSettings
+from render.encoder import PRESETS
 from render.errors import RenderConfigError
+from render.selection import TAGS
 from render.style import Palette, Style, Typeface
 
 OVERLAYS = ("raw", "minimal", "full")
+SELECTIONS = ("evenly", "every", "range")
+PER_MILESTONE = ("all", "first", "best")
+
+
+def _at_least(key: str, value: float | None, least: float, fix: str = "") -> None:
+    if value is None or value < least:
+        raise RenderConfigError(f"{key} must be at least {least:g}, got {value}{'; ' + fix if fix else ''}")
+
+
+def _one_of(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise RenderConfigError(f"{key}={value!r} is not an option; choose one of {', '.join(choices)}")
+
+
+def _even(key: str, value: int) -> None:
+    _at_least(key, value, 2)
+    if value % 2:
+        raise RenderConfigError(f"{key}={value} is odd, and yuv420p video needs even sizes; use {value + 1}")
 
 
 @dataclass
@@ -37,6 +57,13 @@ class VideoConfig:
     preset: str = "veryfast"
     scale: int = 4
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        _at_least("video.fps", self.fps, 1)
+        if not 0 <= self.crf <= 51:
+            raise RenderConfigError(f"video.crf must lie in 0..51 (x264's range), got {self.crf}")
+        _one_of("video.preset", self.preset, PRESETS)
+        _at_least("video.scale", self.scale, 1)
 
 
 @dataclass
@@ -68,6 +95,16 @@ class OverlayConfig:
     batch_size: int = 64
     hidden_sample: int = 32
     thumbnails: int = 4
+
+    def __post_init__(self) -> None:
+        _one_of("overlay.kind", self.kind, OVERLAYS)
+        _even("overlay.width", self.width)
+        _even("overlay.height", self.height)
+        _at_least("overlay.panel_width", self.panel_width, 1)
+        if not self.font_scale > 0:
+            raise RenderConfigError(f"overlay.font_scale must be positive, got {self.font_scale}")
+        for key in ("value_history", "batch_size", "hidden_sample", "thumbnails"):
+            _at_least(f"overlay.{key}", getattr(self, key), 1)
 
     def style(self) -> Style:
         names = {f.name for f in dataclasses.fields(Palette)}
@@ -109,6 +146,17 @@ class SelectionConfig:
     stop: float = 1.0
     cheap_seeks: bool = True
 
+    def __post_init__(self) -> None:
+        _one_of("selection.kind", self.kind, SELECTIONS)
+        _one_of("selection.tag", self.tag, TAGS)
+        _at_least("selection.count", self.count, 1)
+        _at_least("selection.every", self.every, 1)
+        if not 0.0 <= self.start < self.stop <= 1.0:
+            raise RenderConfigError(
+                f"selection.start={self.start} and selection.stop={self.stop} must satisfy 0 <= start < stop <= 1 "
+                "(fractions of training progress)"
+            )
+
 
 @dataclass
 class EpisodeProductConfig:
@@ -123,6 +171,10 @@ class EpisodeProductConfig:
     tag: str = "any"
     frame_stride: int = 1
 
+    def __post_init__(self) -> None:
+        _one_of("product.tag", self.tag, TAGS)
+        _at_least("product.frame_stride", self.frame_stride, 1)
+
 
 @dataclass
 class TimelapseProductConfig:
@@ -136,6 +188,14 @@ class TimelapseProductConfig:
     kind: str = "timelapse"
     frame_stride: int | None = None
     target_duration: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.frame_stride is not None:
+            _at_least("product.frame_stride", self.frame_stride, 1, "or null to fit product.target_duration")
+        if not self.target_duration > 0:
+            raise RenderConfigError(
+                f"product.target_duration must be a positive number of seconds, got {self.target_duration}"
+            )
 
 
 @dataclass
@@ -152,6 +212,11 @@ class ProgressionProductConfig:
     card_seconds: float = 2.0
     per_milestone: str = "all"
     frame_stride: int = 1
+
+    def __post_init__(self) -> None:
+        _at_least("product.card_seconds", self.card_seconds, 0, "0 shows no title cards")
+        _one_of("product.per_milestone", self.per_milestone, PER_MILESTONE)
+        _at_least("product.frame_stride", self.frame_stride, 1)
 
 
 @dataclass
@@ -180,6 +245,11 @@ class RenderConfig:
     episode: str = "best"
     torch_threads: int = 1
     workers: int | None = None
+
+    def __post_init__(self) -> None:
+        _at_least("torch_threads", self.torch_threads, 1)
+        if self.workers is not None:
+            _at_least("workers", self.workers, 0, "0 re-simulates in the rendering process, null decides")
 
 
 def register_configs() -> None:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from render.errors import EncoderError
 
-_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
 class VideoEncoder:
@@ -60,8 +60,8 @@ class VideoEncoder:
             raise EncoderError(f"expected a positive frame rate, got {fps}")
         if not 0 <= crf <= 51:
             raise EncoderError(f"x264 crf must lie in 0..51, got {crf}")
-        if preset not in _PRESETS:
-            raise EncoderError(f"unknown x264 preset {preset!r}; choose one of {', '.join(_PRESETS)}")
+        if preset not in PRESETS:
+            raise EncoderError(f"unknown x264 preset {preset!r}; choose one of {', '.join(PRESETS)}")
         self.path = Path(path)
         if self.path.is_dir():
             raise EncoderError(

@@ -147,7 +147,8 @@ class MinimalOverlay:
             painter.width(text, StatsPanel.size, 600) for text in (game, *self.action_names, *self._widest_values)
         )
         needed = 2 * margin + StatsPanel.inset + label_width + longest + 2
-        panel_width = max(panel_width, needed + needed % 2)  # even: yuv420p needs an even frame width
+        panel_width = max(panel_width, needed)
+        panel_width += panel_width % 2  # even: yuv420p needs an even frame width
         self.width = GAME_WIDTH * scale + panel_width
         self._game_rect = Rect(0, 0, GAME_WIDTH * scale, self.height)
         panel = Rect(

@@ -221,6 +221,13 @@ class FeatureMaps:
         most = max(count for _, count in self.rows)
         row_height = (rect.h - head) // len(self.rows)
         self._cell = max(8, min(row_height - _GAP, (rect.w - label_width) // most - _GAP))
+        if label_width + most * (self._cell + _GAP) - _GAP > rect.w or row_height < 8 + _GAP:
+            fits = max(0, (rect.w - label_width + _GAP) // (8 + _GAP))
+            raise ValueError(
+                f"{most} feature-map thumbnails in a row (of {len(self.rows)} rows) do not fit in the "
+                f"{rect.w}x{rect.h} feature-map panel at 8 pixels or more each (at most {fits} in a row fit); "
+                "show fewer with overlay.thumbnails"
+            )
         self._cells: list[list[Rect]] = []
         for r, (_, count) in enumerate(self.rows):
             y = rect.y + head + r * row_height

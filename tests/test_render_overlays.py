@@ -503,3 +503,8 @@ def test_a_font_that_is_no_font_file_is_refused_before_opencv_sees_it(tmp_path) 
         OverlayConfig(font="/nonexistent.ttf").style()
     with pytest.raises(RenderConfigError, match="positive font scale"):
         OverlayConfig(font_scale=0).style()
+
+
+def test_the_minimal_overlay_is_even_wide_whatever_the_panel_width() -> None:
+    """yuv420p needs an even width; an odd panel_width (or text width) is rounded up, not passed to the encoder."""
+    assert [MinimalOverlay("Breakout", ACTIONS, 2, panel_width=w).width % 2 for w in (361, 362, 999)] == [0, 0, 0]

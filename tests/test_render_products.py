@@ -379,3 +379,25 @@ def test_the_command_line_reports_a_bad_input_in_one_line_and_exits_2(run_dir: P
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     [line] = done.stderr.strip().splitlines()
     assert line.startswith(f"error: {run_dir / 'trajectories.h5'}: episode 5000 is out of range"), line
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("product.frame_stride=-2", r"product.frame_stride must be at least 1, got -2"),
+        ("product=timelapse product.frame_stride=0", r"product.frame_stride must be at least 1, got 0; or null"),
+        ("product=progression product.card_seconds=-1", r"product.card_seconds must be at least 0, got -1"),
+        ("product=progression product.per_milestone=worst", r"product.per_milestone='worst' is not an option"),
+        ("overlay.batch_size=0", r"overlay.batch_size must be at least 1, got 0"),
+        ("overlay.width=853 overlay.height=480", r"overlay.width=853 is odd, .* use 854"),
+        ("selection=range selection.start=0.9 selection.stop=0.5", r"selection.start=0.9 and selection.stop=0.5"),
+        ("workers=-1", r"workers must be at least 0, got -1"),
+        ("torch_threads=0", r"torch_threads must be at least 1, got 0"),
+        ("video.crf=60", r"video.crf must lie in 0..51"),
+        ("overlay.thumbnails=50", r"50 feature-map thumbnails in a row .* do not fit .* fewer with overlay.thumbnails"),
+    ],
+)
+def test_settings_out_of_range_are_refused_by_name_before_any_work(run_dir: Path, override: str, message: str) -> None:
+    cfg = _compose([f"run={run_dir}", *override.split()])
+    with pytest.raises(RenderConfigError, match=message):
+        run_product(cfg, run_dir)
