@@ -501,8 +501,8 @@ def test_a_font_that_is_no_font_file_is_refused_before_opencv_sees_it(tmp_path) 
         OverlayConfig(font=str(not_a_font)).style()
     with pytest.raises(RenderConfigError, match=r"'/nonexistent.ttf' is neither a built-in face .* nor an existing"):
         OverlayConfig(font="/nonexistent.ttf").style()
-    with pytest.raises(RenderConfigError, match="positive font scale"):
-        OverlayConfig(font_scale=0).style()
+    with pytest.raises(RenderConfigError, match="overlay.font_scale must be positive, got 0"):
+        OverlayConfig(font_scale=0)
 
 
 def test_the_minimal_overlay_is_even_wide_whatever_the_panel_width() -> None:
