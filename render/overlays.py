@@ -161,8 +161,8 @@ class MinimalOverlay:
         if bar.bottom > self.height:
             raise ValueError(
                 f"the minimal overlay's {len(self.rows)} stats rows at font_scale {style.typeface.scale:g} need "
-                f"{bar.bottom} pixels of height, video scale {scale} gives {self.height}; use a smaller font_scale "
-                "or a larger video.scale"
+                f"{bar.bottom} pixels of height, video scale {scale} gives {self.height} (a smaller font_scale makes "
+                "room, and so does a larger video.scale up to 3, above which text grows with the game)"
             )
         self._stats = StatsPanel(panel, self.rows, style.palette, painter, label_width=label_width)
         self._bar = _ProgressBar(bar, style)
@@ -233,8 +233,8 @@ class FullLayout:
         )
         if scale < 1:
             raise ValueError(
-                f"a {width}x{height} canvas is too small for the full overlay at font_scale {text_scale:g}; "
-                "use at least 640x360 at 16:9, or a smaller font_scale"
+                f"a {width}x{height} canvas is too small for the full overlay at font_scale {text_scale:g} (text "
+                "grows with the canvas height: a smaller font_scale makes room, and at 1 it needs 640x360 at 16:9)"
             )
         top = header + (height - header - GAME_HEIGHT * scale) // 2
         game = Rect(margin, top, GAME_WIDTH * scale, GAME_HEIGHT * scale)
@@ -248,7 +248,7 @@ class FullLayout:
         if bars_h < round((30 + 10 * n_actions) * t):  # each bar's row must hold its action's name
             raise ValueError(
                 f"a {width}x{height} canvas leaves no room for {n_actions} policy bars at font_scale "
-                f"{text_scale:g}; make it taller, or use a smaller font_scale"
+                f"{text_scale:g} (text grows with the canvas height: a smaller font_scale makes room)"
             )
         value_top = bars_top + bars_h + margin
         diagram_h = round(body_h * 0.58)

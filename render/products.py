@@ -6,7 +6,9 @@ into the encoder through :func:`render.pipeline.encode_frames`. Hydra only calls
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
@@ -30,6 +32,7 @@ from render.policies import PolicyLibrary
 from render.scenes import SceneSettings, episode_scene
 from render.schedule import TrainingSchedule
 from render.selection import SeekCost, Selector, chronological, evenly, every, pick_episode, progress_range
+from render.style import Style
 from replay import EpisodeRecord, TrajectoryLog
 from replay.network import OBS_SHAPE
 
@@ -248,7 +251,8 @@ def make_overlay(
         if policies is None:
             raise MissingCheckpointError("overlay=full needs policies to explain the frames")
         probe, _ = policies.lookup(first_version)
-    try:
+
+    def build(style: Style) -> Overlay:
         if overlay.kind == "raw":
             return RawOverlay(video.scale, progress_bar=progress_bar, style=style)
         if overlay.kind == "minimal":
@@ -262,15 +266,44 @@ def make_overlay(
             height=overlay.height,
             style=style,
         )
+
+    try:
+        return build(style)
     except ValueError as error:  # a size, scale or font the layout cannot hold: say which settings led there
         settings = (
             f"overlay.width={overlay.width} overlay.height={overlay.height}"
             if overlay.kind == "full"
             else f"video.scale={video.scale}"
         )
+        fits = _largest_font_scale(build, style)
+        fix = (
+            f"the largest overlay.font_scale that fits is {fits:g}"
+            if fits is not None
+            else "no font_scale fits; use a bigger canvas (the full overlay needs at least 640x360 at 16:9)"
+        )
         raise RenderConfigError(
-            f"overlay={overlay.kind} with {settings} overlay.font_scale={overlay.font_scale:g}: {error}"
+            f"overlay={overlay.kind} with {settings} overlay.font_scale={overlay.font_scale:g}: {error}. {fix}"
         ) from None
+
+
+def _largest_font_scale(build: Callable[[Style], Overlay], style: Style, step: float = 0.05) -> float | None:
+    """The largest multiple of ``step`` below ``style``'s font scale with which ``build`` succeeds (text grows
+    with the canvas height, so for a given canvas this is the fix), or ``None``."""
+
+    def fits(k: int) -> bool:
+        try:
+            build(dataclasses.replace(style, typeface=dataclasses.replace(style.typeface, scale=k * step)))
+        except ValueError:
+            return False
+        return True
+
+    low, high = 1, math.ceil(style.typeface.scale / step) - 1  # where some scale fits, every smaller one does
+    if high < low or not fits(low):
+        return None
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return round(low * step, 2)
 
 
 class _Session:

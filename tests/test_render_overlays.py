@@ -445,7 +445,7 @@ def test_full_overlay_refuses_text_too_big_for_its_canvas() -> None:
     for (width, height), font_scale, actions, problem in cases:
         style = Style(typeface=Typeface(scale=font_scale))
         with pytest.raises(
-            ValueError, match=f"{width}x{height} .*{problem}.*font_scale {font_scale:g}.*smaller font_scale"
+            ValueError, match=f"{width}x{height} .*{problem}.*font_scale {font_scale:g}.*smaller font_scale makes room"
         ):
             FullOverlay("Breakout", actions, LAYERS, ROWS, width=width, height=height, style=style)
 
@@ -471,7 +471,7 @@ def test_minimal_overlay_panel_widens_to_fit_its_longest_text(scale, font_scale)
 
 
 def test_minimal_overlay_refuses_text_taller_than_the_game() -> None:
-    with pytest.raises(ValueError, match="font_scale 3 need .* video scale 2 gives 420.*smaller font_scale"):
+    with pytest.raises(ValueError, match="font_scale 3 need .* video scale 2 gives 420 .a smaller font_scale"):
         MinimalOverlay("Breakout", ACTIONS, 2, style=Style(typeface=Typeface(scale=3.0)))
 
 

@@ -195,7 +195,16 @@ def test_overlay_settings_the_layout_cannot_hold_are_refused_naming_them(run_dir
     cases = [
         (
             OverlayConfig(kind="full", width=320, height=180),
-            r"overlay=full with overlay.width=320 overlay.height=180 overlay.font_scale=1: .*too small.*640x360",
+            r"overlay=full with overlay.width=320 overlay.height=180 overlay.font_scale=1: .*too small.* no font_scale"
+            r" fits; use a bigger canvas \(the full overlay needs at least 640x360",
+        ),
+        (
+            OverlayConfig(kind="full", font_scale=4.0, width=1280, height=720),
+            r"overlay.font_scale=4: .*too small.*\. the largest overlay.font_scale that fits is 1.65$",
+        ),
+        (
+            OverlayConfig(kind="full", font_scale=1.65, width=1280, height=720),
+            None,  # the scale the case above names does fit
         ),
         (
             OverlayConfig(kind="full", font_scale=1.5, width=1280, height=720),
@@ -203,7 +212,8 @@ def test_overlay_settings_the_layout_cannot_hold_are_refused_naming_them(run_dir
         ),
         (
             OverlayConfig(kind="minimal", font_scale=3.0),
-            r"overlay=minimal with video.scale=2 overlay.font_scale=3: .*smaller font_scale or a larger video.scale",
+            r"overlay=minimal with video.scale=2 overlay.font_scale=3: .*a smaller font_scale makes room.*\. the "
+            r"largest overlay.font_scale that fits is 2.1$",
         ),
     ]
     product = EpisodeProductConfig(frame_stride=40)
