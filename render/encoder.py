@@ -71,8 +71,14 @@ class VideoEncoder:
         self.width, self.height, self.fps = width, height, fps
         self.provenance: dict[str, Any] = dict(provenance or {})
         self.frames_written = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._temp = _new_temp(self.path, f".part{self.path.suffix}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._temp = _new_temp(self.path, f".part{self.path.suffix}")
+        except OSError as error:
+            raise EncoderError(
+                f"cannot write the video {self.path} ({error.strerror or error}); choose an output in a folder you "
+                "can write to"
+            ) from None
         try:
             self._container = av.open(str(self._temp), mode="w", format=_container_format(self.path))
             stream = self._container.add_stream("libx264", rate=fps)

@@ -54,10 +54,16 @@ class RenderSource:
         """``log`` wins over ``run``; a run folder must hold ``trajectories.h5``."""
         file = None if checkpoint is None else Path(checkpoint)
         if log is not None:
+            if Path(log).is_dir():
+                raise RenderConfigError(
+                    f"log={log} is a folder; pass run={log} for a run folder, or log=<the .h5 file> for a log"
+                )
             return cls(Path(log), None, file)
         if run is None:
             raise RenderConfigError("nothing to render: pass run=<run_dir> or log=<file.h5>")
         folder = Path(run)
+        if folder.is_file():
+            raise RenderConfigError(f"run={run} is a file; pass log={run} for a log file, or run=<the run's folder>")
         if not (folder / LOG_FILE).is_file():
             raise RenderConfigError(
                 f"{folder} holds no {LOG_FILE}; pass run=<a folder made by python -m replay.train> or log=<file.h5>"

@@ -63,12 +63,18 @@ def _atomic_save(payload: dict[str, Any], path: Path) -> None:
 
 def _load(path: Path, expected_format: str) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(
+            f"checkpoint {path} is a folder; name a checkpoint file in it (v<version>.pt), or pass the run folder "
+            "(run=<run_dir>) to explain each frame with the checkpoint that matches it"
+        )
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; check the run directory or the policy version")
     if not zipfile.is_zipfile(path):
         raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated (not a torch zip archive, {path.stat().st_size} B); "
-            "delete it and use an earlier checkpoint, or re-run training from the last good one"
+            f"checkpoint {path} is corrupt or truncated, or no checkpoint at all (not a torch zip archive, "
+            f"{path.stat().st_size} B); name a v<version>.pt file written by replay.train (if this is one, it is "
+            "damaged: use an earlier checkpoint, or re-run training from the last good one)"
         )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -82,7 +88,7 @@ def _load(path: Path, expected_format: str) -> dict[str, Any]:
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
         raise CheckpointError(
             f"checkpoint {path} is corrupt or truncated ({type(error).__name__}: {error}); "
-            "delete it and use an earlier checkpoint, or re-run training from the last good one"
+            "use an earlier checkpoint, or re-run training from the last good one"
         ) from error
     found = payload.get("format") if isinstance(payload, dict) else None
     if found != expected_format:

@@ -27,12 +27,14 @@ from render.config import (
     TimelapseProductConfig,
     VideoConfig,
 )
-from render.errors import MissingCheckpointError, RenderConfigError, SelectionError
+from render.encoder import VideoEncoder
+from render.errors import EncoderError, MissingCheckpointError, RenderConfigError, SelectionError
 from render.feed import ReplayFeed
 from render.products import RenderSource, render_episode, render_progression, render_timelapse
 from replay import EpisodeIndexError, RecordTrajectory, TrajectoryLog
 from replay.atari import EnvConfig, make_env
-from replay.checkpoints import save_checkpoint
+from replay.checkpoints import load_policy, save_checkpoint
+from replay.errors import CheckpointError
 from replay.network import ActorCritic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,7 +176,7 @@ def test_log_without_checkpoint_renders_minimal_but_not_full(run_dir: Path, tmp_
     assert not (tmp_path / "full.mp4").exists()
     with_checkpoint = RenderSource.resolve(run=None, log=log, checkpoint=run_dir / "checkpoints" / "v000008.pt")
     result = render_episode(with_checkpoint, tmp_path / "full.mp4", episode=3, product=stride, video=QUICK)
-    assert result.checkpoints == {"v000008.pt": 0}  # versions 0..1 are older than v8: no negative lag
+    assert result.checkpoints == {"v000008.pt": -8}  # versions 0..1 played: v8 is up to 8 versions newer
 
 
 def test_full_overlay_refuses_a_log_whose_observations_the_network_cannot_take(run_dir: Path, tmp_path: Path) -> None:
@@ -411,3 +413,20 @@ def test_settings_out_of_range_are_refused_by_name_before_any_work(run_dir: Path
     cfg = _compose([f"run={run_dir}", *override.split()])
     with pytest.raises(RenderConfigError, match=message):
         run_product(cfg, run_dir)
+
+
+def test_a_path_of_the_wrong_kind_is_refused_with_the_key_that_fits_it(run_dir: Path, tmp_path: Path) -> None:
+    log = run_dir / "trajectories.h5"
+    with pytest.raises(RenderConfigError, match=rf"log={run_dir} is a folder; pass run={run_dir}"):
+        RenderSource.resolve(run=None, log=run_dir, checkpoint=None)
+    with pytest.raises(RenderConfigError, match=rf"run={log} is a file; pass log={log}"):
+        RenderSource.resolve(run=log, log=None, checkpoint=None)
+    with pytest.raises(CheckpointError, match=r"is a folder; name a checkpoint file in it"):
+        load_policy(run_dir / "checkpoints")
+    not_a_checkpoint = tmp_path / "notes.txt"
+    not_a_checkpoint.write_text("not a checkpoint\n")
+    with pytest.raises(CheckpointError, match=r"or no checkpoint at all .* name a v<version>.pt file") as refused:
+        load_policy(not_a_checkpoint)
+    assert "delete" not in str(refused.value)  # a file passed by mistake must not be advised away
+    with pytest.raises(EncoderError, match=r"cannot write the video .*x.mp4 \(.*\); choose an output in a folder"):
+        VideoEncoder(not_a_checkpoint / "x.mp4", width=64, height=48, progress=False)
