@@ -64,6 +64,12 @@ def run_product(cfg: DictConfig, output_dir: Path) -> RenderResult:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="render")
 def main(cfg: DictConfig) -> None:
     hydra_config = HydraConfig.get()
+    if hydra_config.mode == RunMode.MULTIRUN and cfg.output and "${" not in str(OmegaConf.to_container(cfg)["output"]):
+        log.warning(
+            "output=%s names one file: jobs of this sweep that write it overwrite each other (the last to finish "
+            "wins); leave output unset for a video per job folder, or put ${hydra:job.num} in its name",
+            cfg.output,
+        )
     with _terminate_as_exit():
         try:
             result = run_product(cfg, Path(hydra_config.runtime.output_dir))

@@ -66,6 +66,16 @@ class VideoConfig:
         _at_least("video.scale", self.scale, 1)
 
 
+# One optional [r, g, b] per colour of the palette, so ``overlay.palette.<colour>=[r,g,b]`` overrides it on the
+# command line (a misspelt colour fails at compose time) and the config always lists every colour there is.
+PaletteConfig = dataclasses.make_dataclass(
+    "PaletteConfig",
+    [(colour.name, list[int] | None, field(default=None)) for colour in dataclasses.fields(Palette)],
+)
+PaletteConfig.__doc__ = "Colour overrides of the overlays (``None``: the :class:`render.style.Palette` default)."
+PaletteConfig.__module__ = __name__
+
+
 @dataclass
 class OverlayConfig:
     """What is drawn over the game (group ``overlay``).
@@ -77,7 +87,8 @@ class OverlayConfig:
         font: OpenCV 5 font face (``sans``, ``uni``, ``italic`` or a font file).
         font_scale: Multiplies every text size; the layouts make room for it (a canvas too small for the text is
             refused, saying what to change).
-        palette: Colour overrides by name (see :class:`render.style.Palette`), e.g. ``{background: [0,0,0]}``.
+        palette: Colour overrides, one key per colour of :class:`render.style.Palette` (``null``: its default),
+            e.g. ``overlay.palette.background=[0,0,0]``.
         value_history: Frames shown by the value sparkline.
         batch_size: Observations per forward pass of the network.
         hidden_sample: Hidden units of the ``fc`` layer shown in the diagram.
@@ -90,7 +101,7 @@ class OverlayConfig:
     panel_width: int = 360
     font: str = "sans"
     font_scale: float = 1.0
-    palette: dict[str, list[int]] = field(default_factory=dict)
+    palette: PaletteConfig = field(default_factory=lambda: PaletteConfig())
     value_history: int = 90
     batch_size: int = 64
     hidden_sample: int = 32
@@ -107,14 +118,14 @@ class OverlayConfig:
             _at_least(f"overlay.{key}", getattr(self, key), 1)
 
     def style(self) -> Style:
-        names = {f.name for f in dataclasses.fields(Palette)}
-        unknown = sorted(set(self.palette) - names)
-        if unknown:
-            raise RenderConfigError(f"unknown palette colours {unknown}; known: {', '.join(sorted(names))}")
         colours = {}
-        for name, value in self.palette.items():
+        for name, value in dataclasses.asdict(self.palette).items():
+            if value is None:
+                continue
             if len(value) != 3 or not all(0 <= int(c) <= 255 for c in value):
-                raise RenderConfigError(f"palette.{name} must be three 0..255 values [r, g, b], got {list(value)}")
+                raise RenderConfigError(
+                    f"overlay.palette.{name} must be three 0..255 values [r, g, b], got {list(value)}"
+                )
             colours[name] = tuple(int(c) for c in value)
         try:
             typeface = Typeface(self.font, self.font_scale)

@@ -388,11 +388,18 @@ class FullOverlay:
 
 
 def title_card(width: int, height: int, lines: Sequence[str], style: Style | None = None) -> np.ndarray:
-    """A centred title card, first line large (e.g. ``10% - 100k steps - return 7``), the rest smaller."""
+    """A centred title card, first line large (e.g. ``10% - 100k steps - return 7``), the rest smaller; a line
+    too wide for the card (a narrow video) is drawn smaller until it fits."""
     style = style or Style()
     painter = TextPainter(style.typeface, height)
     image = blank(width, height, style.palette.background)
-    sizes = [40.0] + [20.0] * (len(lines) - 1)
+    room = width - 2 * max(2, width // 40)
+    sizes = []
+    for i, line in enumerate(lines):
+        size, weight = (40.0, 700) if i == 0 else (20.0, 400)
+        while size > 6 and painter.width(line, size, weight) > room:
+            size -= 1.0
+        sizes.append(size)
     steps = [painter.pixels(size) * 2.0 for size in sizes]
     y = (height - sum(steps)) / 2
     for i, (line, size, step) in enumerate(zip(lines, sizes, steps, strict=True)):

@@ -43,7 +43,10 @@ def pick_episode(episodes: Sequence[EpisodeRecord], which: str | int, tag: str =
         return episodes[index]
     pool = chronological(episodes, tag, finished_only=True)  # an unfinished episode has no total reward
     if not pool:
-        raise SelectionError(f"the log has no finished {tag!r} episodes to pick {text!r} from")
+        raise SelectionError(
+            f"the log has no finished {tag!r} episodes to pick {text!r} from; pick one by index instead "
+            "(episode=0 for the first recorded, episode=-1 for the last)"
+        )
     if text == "best":
         return max(pool, key=lambda e: (e.total_reward, e.index))
     if text == "worst":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -110,6 +112,10 @@ def test_pick_episode_by_index_or_rank() -> None:
         pick_episode(episodes, 9)
     with pytest.raises(SelectionError, match="neither an index nor one of best, worst, last"):
         pick_episode(episodes, "median")
+    cut_short = [dataclasses.replace(_episode(0, 0, float("nan")), finished=False)]  # a short recording, closed
+    with pytest.raises(SelectionError, match=r"no finished 'any' episodes to pick 'best' from; pick one by index"):
+        pick_episode(cut_short, "best")
+    assert pick_episode(cut_short, "-1").index == 0
 
 
 def test_selectors_spread_over_the_run() -> None:

@@ -196,6 +196,15 @@ def test_title_card_is_centred_text_on_background() -> None:
     assert (card[:40] == background).all() and not (card[150:210] == background).all()
 
 
+def test_title_card_text_fits_a_narrow_video() -> None:
+    """The raw overlay at video.scale=2 is 320 pixels wide: the card's lines shrink instead of running off it."""
+    background = np.array(Style().palette.background, np.uint8)
+    for width in (320, 160):
+        card = title_card(width, 420, ["100% - 1M steps - return 19", "Breakout evaluation, episode 2078"])
+        ink = np.flatnonzero((card != background).any(axis=2).any(axis=0))
+        assert ink.size and ink[0] > 0 and ink[-1] < width - 1, (width, ink[0], ink[-1])
+
+
 def test_palette_ramp_runs_from_cold_to_hot() -> None:
     palette = Palette()
     ramp = palette.ramp()

@@ -17,6 +17,8 @@ import pytest
 import torch
 from conftest import STICKY, decode_video, record_single
 from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 
 from render.cli import run_product
 from render.compose import upscale_nearest
@@ -31,6 +33,7 @@ from render.encoder import VideoEncoder
 from render.errors import EncoderError, MissingCheckpointError, RenderConfigError, SelectionError
 from render.feed import ReplayFeed
 from render.products import RenderSource, render_episode, render_progression, render_timelapse
+from render.style import Palette
 from replay import EpisodeIndexError, RecordTrajectory, TrajectoryLog
 from replay.atari import EnvConfig, make_env
 from replay.checkpoints import load_policy, save_checkpoint
@@ -430,3 +433,14 @@ def test_a_path_of_the_wrong_kind_is_refused_with_the_key_that_fits_it(run_dir: 
     assert "delete" not in str(refused.value)  # a file passed by mistake must not be advised away
     with pytest.raises(EncoderError, match=r"cannot write the video .*x.mp4 \(.*\); choose an output in a folder"):
         VideoEncoder(not_a_checkpoint / "x.mp4", width=64, height=48, progress=False)
+
+
+def test_a_palette_colour_is_set_by_its_key_on_the_command_line(run_dir: Path) -> None:
+    cfg = _compose([f"run={run_dir}", "overlay.palette.background=[250,240,230]"])
+    style = OmegaConf.to_object(cfg).overlay.style()
+    assert style.palette.background == (250, 240, 230) and style.palette.text == Palette().text
+    with pytest.raises(ConfigCompositionException):  # a misspelt colour fails when the config is composed
+        _compose([f"run={run_dir}", "overlay.palette.bakground=[1,2,3]"])
+    cfg = _compose([f"run={run_dir}", "overlay.palette.text=[1,2]"])
+    with pytest.raises(RenderConfigError, match=r"overlay.palette.text must be three 0..255 values"):
+        OmegaConf.to_object(cfg).overlay.style()
