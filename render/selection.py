@@ -103,7 +103,10 @@ def progress_range(
     if not 0.0 <= start < stop <= 1.0:
         raise SelectionError(f"expected 0 <= start < stop <= 1 for a progress range, got {start}..{stop}")
     if schedule.num_updates is None:
-        raise SelectionError("this log stores no training config, so episodes cannot be placed by progress")
+        raise SelectionError(
+            "this log stores no training config (it was not recorded by replay.train), so episodes cannot be placed "
+            "by training progress; use selection=evenly or selection=every"
+        )
     inner = evenly(count, tag, seek_cost)
 
     def select(episodes: Sequence[EpisodeRecord]) -> list[EpisodeRecord]:
