@@ -127,6 +127,9 @@ def spec_from_json(spec_json: str, source: str) -> EnvSpec:
         spec = EnvSpec.from_json(spec_json)
     except Exception as error:  # gymnasium raises several types for a bad spec
         raise LogFormatError(f"{source}: the recorded env spec cannot be read ({error})") from None
+    # JSON has no tuples: ale-py's random frameskip range ``(low, high)`` comes back as a list, which it refuses.
+    if isinstance(spec.kwargs.get("frameskip"), list):
+        spec.kwargs["frameskip"] = tuple(spec.kwargs["frameskip"])
     entry_points = [str(spec.entry_point)] + [str(w.entry_point) for w in spec.additional_wrappers]
     for entry_point in entry_points:
         if not entry_point.startswith(ALLOWED_ENTRY_POINT_PREFIXES):

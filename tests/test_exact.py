@@ -7,7 +7,7 @@ import hashlib
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import PREPROCESSED, STICKY, make_env, record_single, record_vector, replay_in_fresh_process
+from conftest import PREPROCESSED, RANDOM_SKIP, STICKY, make_env, record_single, record_vector, replay_in_fresh_process
 
 from replay import TrajectoryLog, emulator, verify
 from replay.atari import EnvConfig
@@ -29,6 +29,13 @@ def _assert_same(recorded, replayed, path):
 def test_single_env_replays_bit_exactly_in_fresh_process(tmp_path, game, setting):
     path = tmp_path / "log.h5"
     recorded = record_single(path, game, setting, 700, snapshot_interval=97, sync_interval=16)
+    _assert_same(recorded, replay_in_fresh_process(path), path)
+
+
+def test_a_random_frameskip_replays_bit_exactly_in_fresh_process(tmp_path):
+    """JSON turns ale-py's ``frameskip=(2, 5)`` into a list, which ale-py refuses: replay turns it back."""
+    path = tmp_path / "log.h5"
+    recorded = record_single(path, "Breakout", RANDOM_SKIP, 400, snapshot_interval=97, sync_interval=16)
     _assert_same(recorded, replay_in_fresh_process(path), path)
 
 
