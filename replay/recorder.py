@@ -27,6 +27,13 @@ _BOOKKEEPING_WRAPPERS = (gym.wrappers.OrderEnforcing, gym.wrappers.PassiveEnvChe
 # Quiet positions in a row at most: full positions check the flush deadline, so this bounds how late a flush
 # can be (~0.1 s of stepping) whatever the sync and snapshot intervals.
 _MAX_QUIET = 256
+_INT64_LIMIT = 2**63
+
+
+def _check_actions(actions: np.ndarray, n: int) -> None:
+    """ALE would take -1 as "the last action" and the log would store it as 255 (an idle lane): refuse it."""
+    if not np.issubdtype(actions.dtype, np.integer) or (actions.size and (actions.min() < 0 or actions.max() >= n)):
+        raise RecordingError(f"expected actions in 0..{n - 1} (the Discrete action space), got {actions.tolist()}")
 
 
 def default_snapshot_interval(spec: gym.envs.registration.EnvSpec) -> int:
@@ -117,12 +124,19 @@ class _Recording:
 
     def seeds_for_reset(self, lanes: np.ndarray, seed: int | Sequence[int | None] | None) -> list[int | None]:
         """Seeds to pass on: a lane's first reset must be seeded, or it could not be replayed."""
+        if self.closed:
+            raise RecordingError(f"this recorder of {self.writer.path} is closed; open a new one to record more")
         if seed is None:
             seeds: list[int | None] = [None] * self.n_lanes
         elif isinstance(seed, (int, np.integer)):
             seeds = [int(seed) + j for j in range(self.n_lanes)]
         else:
             seeds = list(seed)
+        if len(seeds) != self.n_lanes:
+            raise RecordingError(f"expected {self.n_lanes} seeds, one per env, got {len(seeds)}: {seed!r}")
+        for value in seeds:  # the log stores seeds as int64, and -1 means none
+            if value is not None and not (isinstance(value, (int, np.integer)) and 0 <= value < _INT64_LIMIT):
+                raise RecordingError(f"a reset seed must be an integer in 0..2**63-1 or None, got {value!r}")
         unseeded = lanes & ~self._seeded & np.array([s is None for s in seeds])
         if unseeded.any():
             drawn = np.random.SeedSequence().generate_state(self.n_lanes, dtype=np.uint32)
@@ -293,6 +307,12 @@ class _RecorderHandle:
 
     @policy_version.setter
     def policy_version(self, version: int) -> None:
+        if not (isinstance(version, (int, np.integer)) and not isinstance(version, bool)) or not (
+            0 <= version < _INT64_LIMIT
+        ):
+            raise RecordingError(
+                f"policy_version must be an integer in 0..2**63-1 (the trainer's update index), got {version!r}"
+            )
         self._recording.policy_version = int(version)
 
 
@@ -409,6 +429,7 @@ class RecordTrajectory(_RecorderHandle, gym.Wrapper):
             batched=False,
         )
         self._episode_over = True
+        self._n_actions = int(env.action_space.n)
         self._one = np.ones(1, dtype=bool)
         self._none = np.zeros(1, dtype=bool)
 
@@ -422,8 +443,12 @@ class RecordTrajectory(_RecorderHandle, gym.Wrapper):
         return observation, info
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict]:
+        if self._recording.closed:
+            raise RecordingError(f"this recorder of {self.writer.path} is closed; open a new one to record more")
         if self._episode_over:
             raise RecordingError("call reset() before step(): the episode is over (or never began)")
+        if not (isinstance(action, (int, np.integer)) and 0 <= action < self._n_actions):
+            _check_actions(np.asarray(action).reshape(-1), self._n_actions)  # a 0-d array passes, others raise
         observation, reward, terminated, truncated, info = self.env.step(action)
         ended = bool(terminated or truncated)
         if ended or not self._recording.on_quiet_step(action, reward):
@@ -503,6 +528,7 @@ class RecordVectorTrajectory(_RecorderHandle, VectorWrapper):
         )
         self._next_step_autoreset = mode == AutoresetMode.NEXT_STEP
         self._autoreset = np.zeros(env.num_envs, dtype=bool)
+        self._n_actions = int(env.single_action_space.n)
         self._all = np.ones(env.num_envs, dtype=bool)
         self._needs_reset = np.ones(env.num_envs, dtype=bool)
 
@@ -528,6 +554,9 @@ class RecordVectorTrajectory(_RecorderHandle, VectorWrapper):
         return observations, info
 
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict]:
+        if self._recording.closed:
+            raise RecordingError(f"this recorder of {self.writer.path} is closed; open a new one to record more")
+        _check_actions(np.asarray(actions), self._n_actions)
         observations, rewards, terminated, truncated, info = self.env.step(actions)
         terminated = np.asarray(terminated, dtype=bool)
         truncated = np.asarray(truncated, dtype=bool)

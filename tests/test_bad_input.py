@@ -10,6 +10,7 @@ import sys
 
 import gymnasium as gym
 import h5py
+import numpy as np
 import pytest
 from conftest import STICKY, make_env, record_single
 
@@ -208,3 +209,41 @@ def test_verify_cli_exit_codes(good_log, tmp_path):
         [sys.executable, "-m", "replay.verify", str(tmp_path / "missing.h5")], capture_output=True, text=True
     )
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_values_the_log_cannot_hold_are_refused_before_the_env_moves(tmp_path):
+    path = tmp_path / "log.h5"
+    env = RecordTrajectory(make_env("Breakout", STICKY), path)
+    env.reset(seed=3)
+    for _ in range(5):
+        env.step(1)
+    for bad in (-1, 4, 1.0, "1"):
+        with pytest.raises(RecordingError, match=r"expected actions in 0..3"):
+            env.step(bad)
+    for bad in (2**63 + 5, -2, 3.7, "7", None, True):
+        with pytest.raises(RecordingError, match=r"policy_version must be an integer in 0..2\*\*63-1"):
+            env.policy_version = bad
+    with pytest.raises(RecordingError, match=r"a reset seed must be an integer in 0..2\*\*63-1 or None"):
+        env.reset(seed=2**63 + 5)
+    env.step(2)
+    env.close()
+    with pytest.raises(RecordingError, match="is closed; open a new one"):
+        env.step(1)
+    with pytest.raises(RecordingError, match="is closed; open a new one"):
+        env.reset(seed=1)
+    report = verify(path)
+    assert report.ok and [e.length for e in TrajectoryLog(path).episodes] == [6]
+
+
+def test_a_vector_step_with_an_action_out_of_range_is_refused(tmp_path):
+    envs = RecordVectorTrajectory(gym.vector.SyncVectorEnv([lambda: make_env("Pong", STICKY)] * 2), tmp_path / "v.h5")
+    envs.reset(seed=1)
+    with pytest.raises(RecordingError, match=r"expected actions in 0..5 .*got \[-1, 1\]"):
+        envs.step(np.array([-1, 1]))
+    with pytest.raises(RecordingError, match="expected 2 seeds, one per env, got 1"):
+        envs.reset(seed=[1])
+    envs.step(np.array([0, 1]))
+    envs.close()
+    with pytest.raises(RecordingError, match="is closed"):
+        envs.step(np.array([0, 1]))
+    assert verify(tmp_path / "v.h5").ok
