@@ -141,6 +141,23 @@ def _validate(config: TrainConfig) -> None:
     check_env_id(config.env.id)  # before the run folder is made
     if config.total_steps <= 0:
         raise ValueError(f"expected a positive total_steps, got {config.total_steps}")
+    least = {
+        "ppo.num_envs": (p.num_envs, 1),
+        "ppo.num_steps": (p.num_steps, 1),
+        "ppo.num_minibatches": (p.num_minibatches, 1),
+        "ppo.update_epochs": (p.update_epochs, 1),
+        "checkpoint.every_updates": (config.checkpoint.every_updates, 0),
+        "checkpoint.resume_every_updates": (config.checkpoint.resume_every_updates, 1),
+        "eval.episodes": (config.eval.episodes, 0),
+        "record.snapshot_interval": (config.record.snapshot_interval, 1),
+        "record.sync_interval": (config.record.sync_interval, 1),
+        "torch_threads": (config.torch_threads, 1),
+    }
+    for key, (value, bound) in least.items():
+        if value < bound:
+            raise ValueError(f"expected {key} >= {bound}, got {value}")
+    if not config.record.flush_seconds > 0:
+        raise ValueError(f"expected a positive record.flush_seconds, got {config.record.flush_seconds}")
     if p.batch_size % p.num_minibatches:
         raise ValueError(
             f"expected ppo.num_envs * ppo.num_steps ({p.batch_size}) divisible by ppo.num_minibatches "
@@ -251,12 +268,9 @@ def train(
         raise FileExistsError(
             f"run_dir {run_dir} already holds a run; continue it with resume={run_dir} or use a new run_dir"
         )
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    if config.run_dir is None and not resuming:
-        print(f"run folder: {run_dir}")
-    (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(OmegaConf.structured(config)))
-
     torch.manual_seed(config.seed)
+    num_updates = math.ceil(config.total_steps / p.batch_size)
+    milestones = milestone_versions(num_updates, config.checkpoint.milestones)
     envs = make_vector_env(config.env, p.num_envs)
     if wrap_envs is not None:
         envs = wrap_envs(envs)
@@ -264,25 +278,41 @@ def train(
     model = ActorCritic(n_actions)
     optimizer = torch.optim.Adam(model.parameters(), lr=p.learning_rate, eps=1e-5)
     version, global_step = 0, 0
-    if resuming:
-        version, global_step = load_resume_state(checkpoint_dir, model, optimizer, env_id=config.env.id)
-        _forget_lost_updates(run_dir, version)
-    num_updates = math.ceil(config.total_steps / p.batch_size)
-    milestones = milestone_versions(num_updates, config.checkpoint.milestones)
-
     writer = None
-    if config.record.enabled:
-        from replay.recorder import RecordVectorTrajectory
+    # Every check first (the checkpoint's game and shape, the log's lock and settings), and only then does the
+    # run folder change: a resume refused for any reason leaves the run as it was, resumable as before.
+    try:
+        if resuming:
+            version, global_step = load_resume_state(checkpoint_dir, model, optimizer, env_id=config.env.id)
+            if version >= num_updates:
+                print(
+                    f"{run_dir} has finished: {version} of {num_updates} updates (total_steps={config.total_steps}); "
+                    "nothing to do. Raise total_steps to train it further."
+                )
+                envs.close()
+                return run_dir
+        if config.record.enabled:
+            from replay.recorder import RecordVectorTrajectory
 
-        envs = RecordVectorTrajectory(
-            envs,
-            log_path,
-            snapshot_interval=config.record.snapshot_interval,
-            sync_interval=config.record.sync_interval,
-            flush_seconds=config.record.flush_seconds,
-            tag="train",
-        )
-        writer = envs.writer
+            envs = RecordVectorTrajectory(
+                envs,
+                log_path,
+                snapshot_interval=config.record.snapshot_interval,
+                sync_interval=config.record.sync_interval,
+                flush_seconds=config.record.flush_seconds,
+                tag="train",
+            )
+            writer = envs.writer
+    except BaseException:
+        envs.close()
+        raise
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    if config.run_dir is None and not resuming:
+        print(f"run folder: {run_dir}")
+    if resuming:
+        _forget_lost_updates(run_dir, version)
+    (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(OmegaConf.structured(config)))
+    if writer is not None:
         writer.set_metadata(f"train_config_v{version:06d}", OmegaConf.to_container(OmegaConf.structured(config)))
 
     episodes = CsvTable(run_dir / "episodes.csv", EPISODE_FIELDS)

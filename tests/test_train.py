@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from hydra import compose, initialize_config_dir
 from replay import verify
 from replay.atari import EnvConfig, FireOnLifeLoss, make_env
 from replay.checkpoints import CheckpointIndex, load_policy
+from replay.errors import CheckpointError
 from replay.network import LAYER_NAMES, ActorCritic
 from replay.ppo import Rollout, advantages
 from replay.reader import TrajectoryLog
@@ -241,3 +243,29 @@ def test_gae_cuts_at_terminals_and_life_losses() -> None:
 def test_milestones_cover_every_tenth_and_the_end() -> None:
     assert milestone_versions(100, 10) == {0: 0.0, **{10 * k: k / 10 for k in range(1, 11)}}
     assert max(milestone_versions(7, 10)) == 7
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_refused_or_finished_resume_leaves_the_run_folder_as_it_was(
+    run: tuple[Path, TrainConfig], tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "copy"
+    shutil.copytree(run[0], run_dir)
+    before = _tree(run_dir)
+    with pytest.raises(CheckpointError, match=r"Breakout-v5"):  # another game than the checkpoint's
+        train(resume_config(run_dir, ["env.id=ALE/Pong-v5"]))
+    assert _tree(run_dir) == before, "a refused resume must not rewrite config.yaml or anything else"
+    for bad, key in [
+        ("checkpoint.resume_every_updates=0", "checkpoint.resume_every_updates >= 1"),
+        ("ppo.num_minibatches=0", "ppo.num_minibatches >= 1"),
+        ("eval.episodes=-1", "eval.episodes >= 0"),
+        ("record.snapshot_interval=0", "record.snapshot_interval >= 1"),
+    ]:
+        with pytest.raises(ValueError, match=rf"expected {key}, got"):
+            train(resume_config(run_dir, [bad]))
+    assert _tree(run_dir) == before
+    assert train(resume_config(run_dir)) == run_dir  # finished already: says so, changes nothing
+    assert _tree(run_dir) == before
