@@ -118,6 +118,12 @@ def _check_episode(
     except DesyncError as error:
         advance(episode.length + 1 - seen)
         step = None if error.step is None else error.step - episode.start_step
+        if step is not None and step < 0:  # replay started from an anchor before this episode, in a bad one
+            return EpisodeProblem(
+                episode.index,
+                None,
+                f"its lane diverged {-step} positions before it began, in an earlier episode (see that one): {error}",
+            )
         return EpisodeProblem(episode.index, step, str(error))
     if total_reward != episode.total_reward and not math.isnan(episode.total_reward):
         return EpisodeProblem(

@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m replay.verify", description=__doc__.splitlines()[0])
     parser.add_argument("path", type=Path, help="trajectory log (.h5)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--workers", type=int, default=1, help="processes to split the lanes over")
+    parser.add_argument("--workers", type=_positive, default=1, help="processes to split the lanes over")
     args = parser.parse_args(argv)
     try:
         report = verify(args.path, progress=not args.quiet, workers=args.workers)
@@ -28,6 +28,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(report)
     return 0 if report.ok else 1
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of processes, got {text!r}")
+    return value
 
 
 class _CallableModule(types.ModuleType):

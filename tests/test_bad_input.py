@@ -200,6 +200,7 @@ def test_tampered_action_is_reported_with_episode_and_step(good_log, tmp_path):
     )
     assert result.returncode == 1
     assert f"episode {episode.index}: diverges at step {problem.step}" in result.stdout
+    assert all(p.step is None or p.step >= 0 for p in report.problems)  # never a step before an episode began
 
 
 def test_verify_cli_exit_codes(good_log, tmp_path):
@@ -209,6 +210,11 @@ def test_verify_cli_exit_codes(good_log, tmp_path):
         [sys.executable, "-m", "replay.verify", str(tmp_path / "missing.h5")], capture_output=True, text=True
     )
     assert missing.returncode == 2 and "no such file" in missing.stderr
+    for workers in ("0", "-3", "two"):  # a bad argument is a usage error (2), not "an episode diverged" (1)
+        bad = subprocess.run(
+            [sys.executable, "-m", "replay.verify", "--workers", workers, str(good_log)], capture_output=True, text=True
+        )
+        assert bad.returncode == 2 and "expected a positive number of processes" in bad.stderr, bad.stderr
 
 
 def test_values_the_log_cannot_hold_are_refused_before_the_env_moves(tmp_path):
@@ -247,3 +253,19 @@ def test_a_vector_step_with_an_action_out_of_range_is_refused(tmp_path):
     with pytest.raises(RecordingError, match="is closed"):
         envs.step(np.array([0, 1]))
     assert verify(tmp_path / "v.h5").ok
+
+
+def test_episodes_after_a_divergence_in_their_lane_point_back_to_it(tmp_path):
+    path = tmp_path / "log.h5"
+    record_single(path, "Breakout", STICKY, 500, snapshot_interval=10_000, sync_interval=8)  # one anchor: the reset
+    with TrajectoryLog(path) as log:
+        first, *later = sorted(log.episodes, key=lambda e: e.start_step)
+    assert later, "the recording should hold several episodes"
+    with h5py.File(path, "a") as handle:
+        actions = handle[fmt.GROUP_STREAMS][fmt.stream_name(0)][fmt.DATASET_ACTIONS]
+        actions[0, first.start_step + 5] = 3 if int(actions[0, first.start_step + 5]) != 3 else 2
+    problems = {p.episode: p for p in verify(path, progress=False).problems}
+    assert problems[first.index].step is not None and problems[first.index].step >= 5
+    for episode in later:
+        assert problems[episode.index].step is None
+        assert "before it began, in an earlier episode" in problems[episode.index].message
