@@ -118,6 +118,10 @@ class TrajectoryLog:
         self.check_environment = check_environment
         if not self.path.exists():
             raise LogFormatError(f"{self.path}: no such file; check the path (a run keeps it in <run>/trajectories.h5)")
+        if self.path.is_dir():
+            inside = self.path / "trajectories.h5"
+            hint = f"pass {inside}" if inside.is_file() else "pass the trajectory log file (.h5) itself"
+            raise LogFormatError(f"{self.path}: a folder, not a log file; {hint}")
         if not h5py.is_hdf5(self.path):
             raise LogFormatError(f"{self.path}: not an HDF5 file; pass a trajectory log written by ale-replay")
         try:

@@ -20,11 +20,12 @@ the log as unfinished.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import gymnasium as gym
 import hydra
@@ -48,7 +49,7 @@ from replay.checkpoints import (
     save_checkpoint,
     save_resume_state,
 )
-from replay.errors import CheckpointError
+from replay.errors import CheckpointError, ReplayError
 from replay.metrics import EPISODE_FIELDS, UPDATE_FIELDS, CsvTable, EpisodeTracker, episode_row, prune_rows
 from replay.network import ActorCritic
 from replay.ppo import PPOConfig, Rollout
@@ -264,6 +265,8 @@ def train(
             f"cannot resume {run_dir}: {checkpoint_dir / RESUME_FILE} does not exist (the run was killed "
             "before it began); start a new run with another run_dir"
         )
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"run_dir {run_dir} is a file; name a folder for the run (new, or empty)")
     if not resuming and (log_path.exists() or (checkpoint_dir / RESUME_FILE).exists()):
         raise FileExistsError(
             f"run_dir {run_dir} already holds a run; continue it with resume={run_dir} or use a new run_dir"
@@ -434,8 +437,15 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> TrainCo
 
 
 def _hydra_dir(run_dir: str | None, resume: str | None, stamp: str) -> str:
-    folder = resume or run_dir
-    return f"{folder}/hydra/{stamp}" if folder else f"outputs/train/{stamp}"
+    """Hydra's own files go into the run folder, unless it cannot hold them: a resume of something that is no
+    run folder, or a ``run_dir`` that is a file. Then they go to ``outputs/`` and :func:`train` explains."""
+    if resume is not None:
+        usable = (Path(resume) / CONFIG_FILE).is_file()
+        folder = resume
+    else:
+        usable = run_dir is not None and not Path(run_dir).is_file()
+        folder = run_dir
+    return f"{folder}/hydra/{stamp}" if usable else f"outputs/train/{stamp}"
 
 
 ConfigStore.instance().store(name="train_schema", node=TrainConfig)
@@ -444,12 +454,25 @@ OmegaConf.register_new_resolver("replay_hydra_dir", _hydra_dir, replace=True)
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    if cfg.resume is not None:
-        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
-        config = resume_config(cfg.resume, overrides)
-    else:
-        config = OmegaConf.to_object(cfg)
-    train(config)
+    try:
+        if cfg.resume is not None:
+            overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
+            config = resume_config(cfg.resume, overrides)
+        else:
+            config = OmegaConf.to_object(cfg)
+        _validate(config)
+    except (ReplayError, ValueError) as error:
+        _fail(error)
+    try:
+        train(config)
+    except (ReplayError, FileExistsError) as error:
+        _fail(error)
+
+
+def _fail(error: Exception) -> NoReturn:
+    """A setting or a run folder that cannot be used, explained by its message: one line, no traceback."""
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,16 @@ def test_missing_file(tmp_path):
         TrajectoryLog(tmp_path / "nope.h5")
 
 
+def test_a_folder_is_refused_naming_the_log_inside(good_log, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(good_log, run / "trajectories.h5")
+    with pytest.raises(LogFormatError, match=rf"run: a folder, not a log file; pass {run / 'trajectories.h5'}"):
+        TrajectoryLog(run)
+    with pytest.raises(LogFormatError, match=r"a folder, not a log file; pass the trajectory log file"):
+        TrajectoryLog(tmp_path)
+
+
 def test_not_hdf5(tmp_path):
     path = tmp_path / "trajectories.h5"
     path.write_text("hello")

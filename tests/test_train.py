@@ -269,3 +269,23 @@ def test_a_refused_or_finished_resume_leaves_the_run_folder_as_it_was(
     assert _tree(run_dir) == before
     assert train(resume_config(run_dir)) == run_dir  # finished already: says so, changes nothing
     assert _tree(run_dir) == before
+
+
+def test_the_command_line_reports_an_unusable_run_folder_in_one_line_and_exits_2(tmp_path: Path) -> None:
+    a_file = tmp_path / "afile"
+    a_file.write_text("not a run\n")
+    for override, message in [
+        (f"run_dir={a_file}", f"error: run_dir {a_file} is a file; name a folder"),
+        (f"resume={tmp_path / 'nothere'}", "error: cannot resume"),
+        ("ppo.num_steps=0", "error: expected ppo.num_steps >= 1, got 0"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-m", "replay.train", override, "total_steps=256"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.strip().splitlines()[-1].startswith(message), done.stderr
+    assert not (tmp_path / "nothere").exists()  # Hydra's files went to outputs/, not into a folder made for them
