@@ -220,7 +220,8 @@ def milestone_episodes(episodes: Sequence[EpisodeRecord], per_milestone: str = "
     if per_milestone not in ("all", "first", "best"):
         raise RenderConfigError(f"expected per_milestone all, first or best, got {per_milestone!r}")
     chosen = []
-    for _, group in groupby(chronological(episodes, "eval"), key=lambda e: e.policy_versions[0]):
+    # finished only: a kill during an evaluation leaves a cut episode, played again in full on resume
+    for _, group in groupby(chronological(episodes, "eval", finished_only=True), key=lambda e: e.policy_versions[0]):
         members = list(group)
         if per_milestone == "first":
             members = members[:1]

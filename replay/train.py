@@ -53,6 +53,7 @@ from replay.errors import CheckpointError, ReplayError
 from replay.metrics import EPISODE_FIELDS, UPDATE_FIELDS, CsvTable, EpisodeTracker, episode_row, prune_rows
 from replay.network import ActorCritic
 from replay.ppo import PPOConfig, Rollout
+from replay.reader import TrajectoryLog
 
 LOG_FILE = "trajectories.h5"
 CONFIG_FILE = "config.yaml"
@@ -224,6 +225,16 @@ def evaluate(config: TrainConfig, ref: CheckpointRef, writer: Any | None) -> lis
     return results
 
 
+def _evaluation_missing(config: TrainConfig, log_path: Path, version: int, milestones: dict[int, float]) -> bool:
+    """Whether ``version`` is a milestone to evaluate whose evaluation the log does not hold (the run was
+    killed during it: its checkpoint and resume state are saved first)."""
+    wanted = config.eval.episodes > 0 and (version > 0 or config.eval.at_start)
+    if version not in milestones or not wanted or not config.record.enabled or not log_path.is_file():
+        return False
+    with TrajectoryLog(log_path) as log:
+        return f"eval_v{version:06d}" not in log.metadata
+
+
 def _new_run_dir(config: TrainConfig) -> Path:
     game = config.env.id.split("/")[-1].split("-")[0].lower()
     base = Path("data/runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{game}-s{config.seed}"
@@ -284,10 +295,12 @@ def train(
     writer = None
     # Every check first (the checkpoint's game and shape, the log's lock and settings), and only then does the
     # run folder change: a resume refused for any reason leaves the run as it was, resumable as before.
+    unevaluated = False  # a milestone whose evaluation a kill cut short: evaluated again on resume
     try:
         if resuming:
             version, global_step = load_resume_state(checkpoint_dir, model, optimizer, env_id=config.env.id)
-            if version >= num_updates:
+            unevaluated = _evaluation_missing(config, log_path, version, milestones)
+            if version >= num_updates and not unevaluated:
                 print(
                     f"{run_dir} has finished: {version} of {num_updates} updates (total_steps={config.total_steps}); "
                     "nothing to do. Raise total_steps to train it further."
@@ -343,6 +356,9 @@ def train(
         if not resuming:
             checkpoint(milestones[0])
             save_resume_state(checkpoint_dir, model, optimizer, policy_version=0, global_step=0, env_id=config.env.id)
+        elif unevaluated:
+            bar.write(f"evaluating milestone v{version} again: the run stopped before its evaluation was recorded")
+            checkpoint(milestones[version])
         # A resumed run must not replay the first launch's starts: its reset seed derives from the version.
         reset_seed = (
             config.seed if version == 0 else int(np.random.SeedSequence([config.seed, version]).generate_state(1)[0])

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -289,3 +290,25 @@ def test_the_command_line_reports_an_unusable_run_folder_in_one_line_and_exits_2
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
         assert done.stderr.strip().splitlines()[-1].startswith(message), done.stderr
     assert not (tmp_path / "nothere").exists()  # Hydra's files went to outputs/, not into a folder made for them
+
+
+def test_a_milestone_whose_evaluation_a_kill_cut_short_is_evaluated_on_resume(
+    run: tuple[Path, TrainConfig], tmp_path: Path
+) -> None:
+    """Killed during the final evaluation: the checkpoint and resume state are saved, the evaluation is not."""
+    run_dir = tmp_path / "copy"
+    shutil.copytree(run[0], run_dir)
+    log_path = run_dir / "trajectories.h5"
+    with TrajectoryLog(log_path) as log:
+        final = max(int(k.removeprefix("eval_v")) for k in log.metadata if k.startswith("eval_v"))
+        evals = [e for e in log.episodes if e.tag == "eval" and e.policy_versions[0] == final]
+    with h5py.File(log_path, "a") as handle:
+        del handle["metadata"].attrs[f"eval_v{final:06d}"]
+    assert train(resume_config(run_dir)) == run_dir
+    with TrajectoryLog(log_path) as log:
+        assert f"eval_v{final:06d}" in log.metadata
+        again = [e for e in log.episodes if e.tag == "eval" and e.policy_versions[0] == final]
+    assert len(again) == 2 * len(evals) and [e.total_reward for e in again[len(evals) :]] == [
+        e.total_reward for e in evals
+    ]  # the same seeds, the same checkpoint: the same episodes
+    assert verify(log_path, progress=False).ok
