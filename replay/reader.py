@@ -168,6 +168,8 @@ class TrajectoryLog:
         }
 
     def episode(self, index: int) -> EpisodeRecord:
+        if not self._file.id.valid:
+            raise LogFormatError(f"{self.path}: this TrajectoryLog is closed; open it again to read")
         if not isinstance(index, (int, np.integer)) or not -len(self.episodes) <= index < len(self.episodes):
             raise EpisodeIndexError(
                 f"{self.path}: episode {index!r} is out of range; the log has {len(self.episodes)} episodes "
@@ -189,9 +191,15 @@ class TrajectoryLog:
         """Re-simulate steps ``start..stop-1`` of episode ``index`` (``length + 1`` steps, the reset first)."""
         episode = self.episode(index)
         stop = episode.length + 1 if stop is None else stop
+        for name, value in (("start", start), ("stop", stop)):
+            if not isinstance(value, (int, np.integer)):
+                raise EpisodeIndexError(f"{self.path}: {name}={value!r} must be a whole step number")
+        if start > stop:
+            raise EpisodeIndexError(f"{self.path}: start={start} is after stop={stop}; steps run start..stop-1")
         if not 0 <= start <= stop <= episode.length + 1:
             raise EpisodeIndexError(
-                f"{self.path}: steps {start}..{stop} are outside episode {episode.index} (0..{episode.length + 1})"
+                f"{self.path}: steps {start}..{stop - 1} are outside episode {episode.index}, whose steps are "
+                f"0..{episode.length} (the reset, then {episode.length} steps)"
             )
         if start == stop:
             return iter(())

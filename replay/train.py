@@ -430,7 +430,10 @@ def train(
             if version in milestones or (every > 0 and version % every == 0):
                 checkpoint(milestones.get(version))
             bar.update(p.batch_size)
-            bar.set_postfix(sps=f"{steps_per_second:.0f}", ret=f"{tracker.recent_mean:.1f}", v=version)
+            recent = tracker.recent_mean  # NaN until an episode has finished
+            bar.set_postfix(
+                sps=f"{steps_per_second:.0f}", ret="-" if math.isnan(recent) else f"{recent:.1f}", v=version
+            )
     finally:
         bar.close()
         envs.close()

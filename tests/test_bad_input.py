@@ -176,8 +176,15 @@ def test_episode_index_out_of_range(good_log):
         n = len(log.episodes)
         with pytest.raises(EpisodeIndexError, match=rf"episode {n} is out of range; the log has {n} episodes"):
             log.frames(n)
-        with pytest.raises(EpisodeIndexError, match="outside episode"):
+        length = log.episodes[0].length
+        with pytest.raises(EpisodeIndexError, match=rf"outside episode 0, whose steps are 0..{length} \(the reset"):
             log.replay(0, start=0, stop=10**9)
+        with pytest.raises(EpisodeIndexError, match=r"start=5 is after stop=2"):
+            log.replay(0, start=5, stop=2)
+        with pytest.raises(EpisodeIndexError, match=r"start=1.5 must be a whole step number"):
+            log.replay(0, start=1.5)
+    with pytest.raises(LogFormatError, match="this TrajectoryLog is closed; open it again"):
+        log.frames(0)
 
 
 def test_hostile_entry_point_is_refused(good_log, tmp_path):
