@@ -359,6 +359,8 @@ def train(
         elif unevaluated:
             bar.write(f"evaluating milestone v{version} again: the run stopped before its evaluation was recorded")
             checkpoint(milestones[version])
+        if version >= num_updates:  # only that evaluation was left: no training envs reset, no empty episodes
+            return run_dir
         # A resumed run must not replay the first launch's starts: its reset seed derives from the version.
         reset_seed = (
             config.seed if version == 0 else int(np.random.SeedSequence([config.seed, version]).generate_state(1)[0])

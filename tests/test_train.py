@@ -302,12 +302,14 @@ def test_a_milestone_whose_evaluation_a_kill_cut_short_is_evaluated_on_resume(
     with TrajectoryLog(log_path) as log:
         final = max(int(k.removeprefix("eval_v")) for k in log.metadata if k.startswith("eval_v"))
         evals = [e for e in log.episodes if e.tag == "eval" and e.policy_versions[0] == final]
+        trained = [e for e in log.episodes if e.tag == "train"]
     with h5py.File(log_path, "a") as handle:
         del handle["metadata"].attrs[f"eval_v{final:06d}"]
     assert train(resume_config(run_dir)) == run_dir
     with TrajectoryLog(log_path) as log:
         assert f"eval_v{final:06d}" in log.metadata
         again = [e for e in log.episodes if e.tag == "eval" and e.policy_versions[0] == final]
+        assert [e for e in log.episodes if e.tag == "train"] == trained  # nothing but the evaluation was added
     assert len(again) == 2 * len(evals) and [e.total_reward for e in again[len(evals) :]] == [
         e.total_reward for e in evals
     ]  # the same seeds, the same checkpoint: the same episodes
