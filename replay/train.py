@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import gymnasium as gym
 import hydra
@@ -33,7 +33,9 @@ import numpy as np
 import torch
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from tqdm import tqdm
 
 from replay import ppo
@@ -53,9 +55,12 @@ from replay.errors import CheckpointError, ReplayError
 from replay.metrics import EPISODE_FIELDS, UPDATE_FIELDS, CsvTable, EpisodeTracker, episode_row, prune_rows
 from replay.network import ActorCritic
 from replay.ppo import PPOConfig, Rollout
-from replay.reader import TrajectoryLog
+from replay.reader import EpisodeRecord, TrajectoryLog
 
 LOG_FILE = "trajectories.h5"
+# Added (PEP 678) to an error raised before training began, the run folder untouched: a refusal to report in a
+# line, not a fault mid-run whose traceback matters.
+REFUSED = "replay.train: refused before training began; the run folder is unchanged"
 CONFIG_FILE = "config.yaml"
 
 
@@ -154,10 +159,20 @@ def _validate(config: TrainConfig) -> None:
         "record.snapshot_interval": (config.record.snapshot_interval, 1),
         "record.sync_interval": (config.record.sync_interval, 1),
         "torch_threads": (config.torch_threads, 1),
+        "env.frame_skip": (config.env.frame_skip, 1),
+        "env.frame_stack": (config.env.frame_stack, 1),
+        "env.screen_size": (config.env.screen_size, 1),
+        "env.noop_max": (config.env.noop_max, 0),
+        "env.max_episode_frames": (config.env.max_episode_frames, 1),
+        "eval.max_episode_frames": (config.eval.max_episode_frames, 1),
     }
     for key, (value, bound) in least.items():
         if value < bound:
             raise ValueError(f"expected {key} >= {bound}, got {value}")
+    if config.env.vector not in ("sync", "async"):
+        raise ValueError(f"expected env.vector sync or async, got {config.env.vector!r}")
+    if not 0.0 <= config.env.repeat_action_probability <= 1.0:
+        raise ValueError(f"expected env.repeat_action_probability in 0..1, got {config.env.repeat_action_probability}")
     if not config.record.flush_seconds > 0:
         raise ValueError(f"expected a positive record.flush_seconds, got {config.record.flush_seconds}")
     if p.batch_size % p.num_minibatches:
@@ -185,9 +200,12 @@ def eval_seeds(seed: int, policy_version: int, episode: int) -> tuple[int, int]:
     return int(env_seed), int(action_seed)
 
 
-def evaluate(config: TrainConfig, ref: CheckpointRef, writer: Any | None) -> list[tuple[float, int, bool, bool]]:
-    """Play ``config.eval.episodes`` episodes with the policy as loaded from ``ref.path``; record them if a
-    writer is given. Returns ``(return, length, terminated, truncated)`` per episode."""
+def evaluate(
+    config: TrainConfig, ref: CheckpointRef, writer: Any | None, *, first: int = 0
+) -> list[tuple[float, int, bool, bool]]:
+    """Play ``config.eval.episodes`` episodes (from the ``first``-th on: a resume finishing a cut evaluation)
+    with the policy as loaded from ``ref.path``; record them if a writer is given. Returns ``(return, length,
+    terminated, truncated)`` per episode played."""
     model, _ = load_policy(ref.path, env_id=config.env.id)
     env = make_env(config.env, max_episode_frames=config.eval.max_episode_frames)
     if writer is not None:
@@ -198,7 +216,7 @@ def evaluate(config: TrainConfig, ref: CheckpointRef, writer: Any | None) -> lis
     seeds = [eval_seeds(config.seed, ref.policy_version, e) for e in range(config.eval.episodes)]
     results = []
     try:
-        for env_seed, action_seed in seeds:
+        for env_seed, action_seed in seeds[first:]:
             generator = torch.Generator().manual_seed(action_seed)
             obs, _ = env.reset(seed=env_seed)
             total, length, terminated, truncated = 0.0, 0, False, False
@@ -225,14 +243,24 @@ def evaluate(config: TrainConfig, ref: CheckpointRef, writer: Any | None) -> lis
     return results
 
 
-def _evaluation_missing(config: TrainConfig, log_path: Path, version: int, milestones: dict[int, float]) -> bool:
-    """Whether ``version`` is a milestone to evaluate whose evaluation the log does not hold (the run was
-    killed during it: its checkpoint and resume state are saved first)."""
+def _evaluation_missing(
+    config: TrainConfig, log_path: Path, version: int, milestones: dict[int, float]
+) -> list[EpisodeRecord] | None:
+    """``None``, or if ``version`` is a milestone whose evaluation the log does not hold in full (the run was
+    killed during it: its checkpoint and resume state are saved first), the evaluation episodes it finished."""
     wanted = config.eval.episodes > 0 and (version > 0 or config.eval.at_start)
     if version not in milestones or not wanted or not config.record.enabled or not log_path.is_file():
-        return False
+        return None
     with TrajectoryLog(log_path) as log:
-        return f"eval_v{version:06d}" not in log.metadata
+        if f"eval_v{version:06d}" in log.metadata:
+            return None
+        played = [e for e in log.episodes if e.tag == "eval" and e.finished and e.policy_versions[0] == version]
+    return played[: config.eval.episodes]  # in the order played: episode k used the k-th seeds
+
+
+def _refused(error: Exception) -> Exception:
+    error.add_note(REFUSED)
+    return error
 
 
 def _new_run_dir(config: TrainConfig) -> Path:
@@ -263,44 +291,53 @@ def train(
     """Run (or resume) training as configured; returns the run folder.
 
     ``wrap_envs`` wraps the vector env before recording (benchmarks compare other recorders with it).
+    An error raised before training starts, with the run folder unchanged, carries the note :data:`REFUSED`.
     """
-    _validate(config)
+    try:
+        _validate(config)
+    except ValueError as error:
+        error.add_note(REFUSED)
+        raise
     p = config.ppo
     torch.set_num_threads(config.torch_threads)
     resuming = config.resume is not None
     run_dir = Path(config.resume if resuming else (config.run_dir or _new_run_dir(config))).absolute()
     checkpoint_dir = run_dir / "checkpoints"
     log_path = run_dir / LOG_FILE
-    if resuming and not (checkpoint_dir / RESUME_FILE).is_file():
-        raise CheckpointError(
-            f"cannot resume {run_dir}: {checkpoint_dir / RESUME_FILE} does not exist (the run was killed "
-            "before it began); start a new run with another run_dir"
-        )
     if run_dir.exists() and not run_dir.is_dir():
-        raise FileExistsError(f"run_dir {run_dir} is a file; name a folder for the run (new, or empty)")
+        raise _refused(FileExistsError(f"run_dir {run_dir} is a file; name a folder for the run (new, or empty)"))
+    if resuming and not (checkpoint_dir / RESUME_FILE).is_file():
+        raise _refused(
+            CheckpointError(
+                f"cannot resume {run_dir}: {checkpoint_dir / RESUME_FILE} does not exist (the run was killed "
+                "before it began); start a new run with another run_dir"
+            )
+        )
     if not resuming and (log_path.exists() or (checkpoint_dir / RESUME_FILE).exists()):
-        raise FileExistsError(
-            f"run_dir {run_dir} already holds a run; continue it with resume={run_dir} or use a new run_dir"
+        raise _refused(
+            FileExistsError(
+                f"run_dir {run_dir} already holds a run; continue it with resume={run_dir} or use a new run_dir"
+            )
         )
     torch.manual_seed(config.seed)
     num_updates = math.ceil(config.total_steps / p.batch_size)
     milestones = milestone_versions(num_updates, config.checkpoint.milestones)
     envs = make_vector_env(config.env, p.num_envs)
-    if wrap_envs is not None:
-        envs = wrap_envs(envs)
-    n_actions = int(envs.single_action_space.n)
-    model = ActorCritic(n_actions)
-    optimizer = torch.optim.Adam(model.parameters(), lr=p.learning_rate, eps=1e-5)
     version, global_step = 0, 0
     writer = None
     # Every check first (the checkpoint's game and shape, the log's lock and settings), and only then does the
     # run folder change: a resume refused for any reason leaves the run as it was, resumable as before.
-    unevaluated = False  # a milestone whose evaluation a kill cut short: evaluated again on resume
+    unevaluated = None  # a milestone's evaluation a kill cut short (the episodes it finished), ended on resume
     try:
+        if wrap_envs is not None:
+            envs = wrap_envs(envs)
+        n_actions = int(envs.single_action_space.n)
+        model = ActorCritic(n_actions)
+        optimizer = torch.optim.Adam(model.parameters(), lr=p.learning_rate, eps=1e-5)
         if resuming:
             version, global_step = load_resume_state(checkpoint_dir, model, optimizer, env_id=config.env.id)
             unevaluated = _evaluation_missing(config, log_path, version, milestones)
-            if version >= num_updates and not unevaluated:
+            if version >= num_updates and unevaluated is None:
                 print(
                     f"{run_dir} has finished: {version} of {num_updates} updates (total_steps={config.total_steps}); "
                     "nothing to do. Raise total_steps to train it further."
@@ -319,24 +356,30 @@ def train(
                 tag="train",
             )
             writer = envs.writer
+    except BaseException as error:
+        envs.close()
+        if isinstance(error, Exception):
+            error.add_note(REFUSED)
+        raise
+    try:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        if config.run_dir is None and not resuming:
+            print(f"run folder: {run_dir}")
+        if resuming:
+            _forget_lost_updates(run_dir, version)
+        (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(OmegaConf.structured(config)))
+        if writer is not None:
+            config_key = f"train_config_v{version:06d}"
+            writer.set_metadata(config_key, OmegaConf.to_container(OmegaConf.structured(config)))
+        episodes = CsvTable(run_dir / "episodes.csv", EPISODE_FIELDS)
+        updates = CsvTable(run_dir / "updates.csv", UPDATE_FIELDS)
     except BaseException:
         envs.close()
         raise
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    if config.run_dir is None and not resuming:
-        print(f"run folder: {run_dir}")
-    if resuming:
-        _forget_lost_updates(run_dir, version)
-    (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(OmegaConf.structured(config)))
-    if writer is not None:
-        writer.set_metadata(f"train_config_v{version:06d}", OmegaConf.to_container(OmegaConf.structured(config)))
-
-    episodes = CsvTable(run_dir / "episodes.csv", EPISODE_FIELDS)
-    updates = CsvTable(run_dir / "updates.csv", UPDATE_FIELDS)
     tracker = EpisodeTracker(p.num_envs)
     bar = tqdm(total=num_updates * p.batch_size, initial=global_step, unit="step", disable=not config.progress)
 
-    def checkpoint(milestone: float | None) -> None:
+    def checkpoint(milestone: float | None, played: Sequence[EpisodeRecord] = ()) -> None:
         ref = save_checkpoint(
             checkpoint_dir,
             model,
@@ -348,7 +391,11 @@ def train(
         )
         if milestone is None or config.eval.episodes == 0 or (version == 0 and not config.eval.at_start):
             return
-        for total, length, terminated, truncated in evaluate(config, ref, writer):
+        for e in played:  # finished before a kill cut the evaluation short: kept, not played twice
+            episodes.append(
+                episode_row("eval", global_step, version, -1, e.total_reward, e.length, e.terminated, e.truncated)
+            )
+        for total, length, terminated, truncated in evaluate(config, ref, writer, first=len(played)):
             episodes.append(episode_row("eval", global_step, version, -1, total, length, terminated, truncated))
             bar.write(f"eval v{version}: return {total:g} in {length} steps")
 
@@ -356,9 +403,9 @@ def train(
         if not resuming:
             checkpoint(milestones[0])
             save_resume_state(checkpoint_dir, model, optimizer, policy_version=0, global_step=0, env_id=config.env.id)
-        elif unevaluated:
-            bar.write(f"evaluating milestone v{version} again: the run stopped before its evaluation was recorded")
-            checkpoint(milestones[version])
+        elif unevaluated is not None:
+            bar.write(f"finishing the evaluation of milestone v{version}: the run stopped during it")
+            checkpoint(milestones[version], unevaluated)
         if version >= num_updates:  # only that evaluation was left: no training envs reset, no empty episodes
             return run_dir
         # A resumed run must not replay the first launch's starts: its reset seed derives from the version.
@@ -481,19 +528,14 @@ def main(cfg: DictConfig) -> None:
             config = resume_config(cfg.resume, overrides)
         else:
             config = OmegaConf.to_object(cfg)
-        _validate(config)
-    except (ReplayError, ValueError) as error:
-        _fail(error)
-    try:
         train(config)
-    except (ReplayError, FileExistsError) as error:
-        _fail(error)
-
-
-def _fail(error: Exception) -> NoReturn:
-    """A setting or a run folder that cannot be used, explained by its message: one line, no traceback."""
-    print(f"error: {error}", file=sys.stderr)
-    sys.exit(2)
+    except (ReplayError, ValueError, OSError, OmegaConfBaseException) as error:
+        refused = REFUSED in getattr(error, "__notes__", ()) or "config" not in locals()
+        if not refused or HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # a fault during training keeps its traceback; a sweep's launcher reports each job
+        # A setting or a run folder that cannot be used, explained by its message: one line, no traceback.
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from replay.errors import CheckpointError
 from replay.network import LAYER_NAMES, ActorCritic
 from replay.ppo import Rollout, advantages
 from replay.reader import TrajectoryLog
-from replay.train import TrainConfig, milestone_versions, resume_config, train
+from replay.train import TrainConfig, eval_seeds, milestone_versions, resume_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = [
@@ -297,6 +297,7 @@ def test_a_milestone_whose_evaluation_a_kill_cut_short_is_evaluated_on_resume(
 ) -> None:
     """Killed during the final evaluation: the checkpoint and resume state are saved, the evaluation is not."""
     run_dir = tmp_path / "copy"
+    run_dir, config = tmp_path / "copy", run[1]
     shutil.copytree(run[0], run_dir)
     log_path = run_dir / "trajectories.h5"
     with TrajectoryLog(log_path) as log:
@@ -305,12 +306,13 @@ def test_a_milestone_whose_evaluation_a_kill_cut_short_is_evaluated_on_resume(
         trained = [e for e in log.episodes if e.tag == "train"]
     with h5py.File(log_path, "a") as handle:
         del handle["metadata"].attrs[f"eval_v{final:06d}"]
-    assert train(resume_config(run_dir)) == run_dir
+    # two evaluation episodes now: the one the log holds finished is kept, only the second is played
+    assert len(evals) == 1 and train(resume_config(run_dir, ["eval.episodes=2"])) == run_dir
     with TrajectoryLog(log_path) as log:
-        assert f"eval_v{final:06d}" in log.metadata
+        assert log.metadata[f"eval_v{final:06d}"]["env_seeds"] == [eval_seeds(config.seed, final, k)[0] for k in (0, 1)]
         again = [e for e in log.episodes if e.tag == "eval" and e.policy_versions[0] == final]
         assert [e for e in log.episodes if e.tag == "train"] == trained  # nothing but the evaluation was added
-    assert len(again) == 2 * len(evals) and [e.total_reward for e in again[len(evals) :]] == [
-        e.total_reward for e in evals
-    ]  # the same seeds, the same checkpoint: the same episodes
+    assert len(again) == 2 and again[0] == evals[0] and again[1].finished
+    rows = [r for r in _rows(run_dir / "episodes.csv") if r["kind"] == "eval" and int(r["policy_version"]) == final]
+    assert len(rows) == 3  # the first launch's row; the resume's rows for the kept episode and the new one
     assert verify(log_path, progress=False).ok
