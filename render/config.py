@@ -7,6 +7,8 @@ type fails at compose time. The products take these dataclasses as plain typed a
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,11 +110,17 @@ class OverlayConfig:
     thumbnails: int = 4
 
     def __post_init__(self) -> None:
+        if isinstance(self.palette, Mapping):  # from Python code: {"background": [0, 0, 0]}
+            known = [f.name for f in dataclasses.fields(PaletteConfig)]
+            unknown = sorted(set(self.palette) - set(known))
+            if unknown:
+                raise RenderConfigError(f"unknown overlay.palette colours {unknown}; known: {', '.join(known)}")
+            self.palette = PaletteConfig(**self.palette)
         _one_of("overlay.kind", self.kind, OVERLAYS)
         _even("overlay.width", self.width)
         _even("overlay.height", self.height)
         _at_least("overlay.panel_width", self.panel_width, 1)
-        if not self.font_scale > 0:
+        if not (self.font_scale > 0 and math.isfinite(self.font_scale)):
             raise RenderConfigError(f"overlay.font_scale must be positive, got {self.font_scale}")
         for key in ("value_history", "batch_size", "hidden_sample", "thumbnails"):
             _at_least(f"overlay.{key}", getattr(self, key), 1)
@@ -203,7 +211,7 @@ class TimelapseProductConfig:
     def __post_init__(self) -> None:
         if self.frame_stride is not None:
             _at_least("product.frame_stride", self.frame_stride, 1, "or null to fit product.target_duration")
-        if not self.target_duration > 0:
+        if not (self.target_duration > 0 and math.isfinite(self.target_duration)):
             raise RenderConfigError(
                 f"product.target_duration must be a positive number of seconds, got {self.target_duration}"
             )
@@ -225,7 +233,8 @@ class ProgressionProductConfig:
     frame_stride: int = 1
 
     def __post_init__(self) -> None:
-        _at_least("product.card_seconds", self.card_seconds, 0, "0 shows no title cards")
+        if not (self.card_seconds >= 0 and math.isfinite(self.card_seconds)):
+            raise RenderConfigError(f"product.card_seconds must be 0 or more seconds, got {self.card_seconds}")
         _one_of("product.per_milestone", self.per_milestone, PER_MILESTONE)
         _at_least("product.frame_stride", self.frame_stride, 1)
 

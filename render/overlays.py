@@ -159,7 +159,7 @@ class MinimalOverlay:
         )
         bar = Rect(panel.x, panel.bottom + margin, panel.w, painter.pixels(6))
         if bar.bottom > self.height:
-            raise ValueError(
+            raise TextRoomError(
                 f"the minimal overlay's {len(self.rows)} stats rows at font_scale {style.typeface.scale:g} need "
                 f"{bar.bottom} pixels of height, video scale {scale} gives {self.height} (a smaller font_scale makes "
                 "room, and so does a larger video.scale up to 3, above which text grows with the game)"
@@ -193,6 +193,10 @@ class MinimalOverlay:
 
     def damage(self) -> tuple[Rect, ...] | None:
         return self._canvas.damage()
+
+
+class TextRoomError(ValueError):
+    """A layout cannot hold its text at the asked font scale (a smaller ``font_scale`` makes room)."""
 
 
 @dataclass(frozen=True)
@@ -232,7 +236,7 @@ class FullLayout:
             min((height - header - round(6 * s)) // GAME_HEIGHT, (width * 0.40) // GAME_WIDTH, beside // GAME_WIDTH)
         )
         if scale < 1:
-            raise ValueError(
+            raise TextRoomError(
                 f"a {width}x{height} canvas is too small for the full overlay at font_scale {text_scale:g} (text "
                 "grows with the canvas height: a smaller font_scale makes room, and at 1 it needs 640x360 at 16:9)"
             )
@@ -246,7 +250,7 @@ class FullLayout:
         chart_h = round(25 * t) + round(95 * s)  # the value chart: its title, then at least this much sparkline
         bars_h = min(body_h - stats_h - chart_h - 2 * margin, round((30 + 26 * n_actions) * t))
         if bars_h < round((30 + 10 * n_actions) * t):  # each bar's row must hold its action's name
-            raise ValueError(
+            raise TextRoomError(
                 f"a {width}x{height} canvas leaves no room for {n_actions} policy bars at font_scale "
                 f"{text_scale:g} (text grows with the canvas height: a smaller font_scale makes room)"
             )

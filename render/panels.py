@@ -221,7 +221,12 @@ class FeatureMaps:
         most = max(count for _, count in self.rows)
         row_height = (rect.h - head) // len(self.rows)
         self._cell = max(8, min(row_height - _GAP, (rect.w - label_width) // most - _GAP))
-        if label_width + most * (self._cell + _GAP) - _GAP > rect.w or row_height < 8 + _GAP:
+        if row_height < 8 + _GAP:
+            raise ValueError(
+                f"the {rect.w}x{rect.h} feature-map panel is too short for {len(self.rows)} rows of thumbnails "
+                "(8 pixels or more each); make the canvas taller"
+            )
+        if label_width + most * (self._cell + _GAP) - _GAP > rect.w:
             fits = max(0, (rect.w - label_width + _GAP) // (8 + _GAP))
             raise ValueError(
                 f"{most} feature-map thumbnails in a row (of {len(self.rows)} rows) do not fit in the "

@@ -26,7 +26,7 @@ from render.config import (
 from render.encoder import VideoEncoder
 from render.errors import MissingCheckpointError, RenderConfigError, SelectionError
 from render.feed import ReplayFeed, auto_workers, kept_count, seek_distance
-from render.overlays import FullOverlay, MinimalOverlay, Overlay, RawOverlay, title_card
+from render.overlays import FullOverlay, MinimalOverlay, Overlay, RawOverlay, TextRoomError, title_card
 from render.pipeline import Rendered, encode_frames
 from render.policies import PolicyLibrary
 from render.scenes import SceneSettings, episode_scene
@@ -282,14 +282,17 @@ def make_overlay(
             if overlay.kind == "full"
             else f"video.scale={video.scale}"
         )
-        fits = _largest_font_scale(build, style)
-        fix = (
-            f"the largest overlay.font_scale that fits is {fits:g}"
-            if fits is not None
-            else "no font_scale fits; use a bigger canvas (the full overlay needs at least 640x360 at 16:9)"
-        )
+        fix = ""
+        if isinstance(error, TextRoomError):  # text that does not fit: name the font scale that does
+            fits = _largest_font_scale(build, style)
+            bigger = "a bigger canvas (at least 640x360 at 16:9)" if overlay.kind == "full" else "a larger video.scale"
+            fix = (
+                f". the largest overlay.font_scale that fits is {fits:g}"
+                if fits is not None
+                else f". no font_scale fits; use {bigger}"
+            )
         raise RenderConfigError(
-            f"overlay={overlay.kind} with {settings} overlay.font_scale={overlay.font_scale:g}: {error}. {fix}"
+            f"overlay={overlay.kind} with {settings} overlay.font_scale={overlay.font_scale:g}: {error}{fix}"
         ) from None
 
 
@@ -300,7 +303,7 @@ def _largest_font_scale(build: Callable[[Style], Overlay], style: Style, step: f
     def fits(k: int) -> bool:
         try:
             build(dataclasses.replace(style, typeface=dataclasses.replace(style.typeface, scale=k * step)))
-        except ValueError:
+        except ValueError:  # this overlay cannot be built at that scale either
             return False
         return True
 

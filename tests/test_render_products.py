@@ -201,7 +201,7 @@ def test_overlay_settings_the_layout_cannot_hold_are_refused_naming_them(run_dir
         (
             OverlayConfig(kind="full", width=320, height=180),
             r"overlay=full with overlay.width=320 overlay.height=180 overlay.font_scale=1: .*too small.* no font_scale"
-            r" fits; use a bigger canvas \(the full overlay needs at least 640x360",
+            r" fits; use a bigger canvas \(at least 640x360 at 16:9\)$",
         ),
         (
             OverlayConfig(kind="full", font_scale=4.0, width=1280, height=720),
@@ -401,7 +401,7 @@ def test_the_command_line_reports_a_bad_input_in_one_line_and_exits_2(run_dir: P
     [
         ("product.frame_stride=-2", r"product.frame_stride must be at least 1, got -2"),
         ("product=timelapse product.frame_stride=0", r"product.frame_stride must be at least 1, got 0; or null"),
-        ("product=progression product.card_seconds=-1", r"product.card_seconds must be at least 0, got -1"),
+        ("product=progression product.card_seconds=-1", r"product.card_seconds must be 0 or more seconds, got -1"),
         ("product=progression product.per_milestone=worst", r"product.per_milestone='worst' is not an option"),
         ("overlay.batch_size=0", r"overlay.batch_size must be at least 1, got 0"),
         ("overlay.width=853 overlay.height=480", r"overlay.width=853 is odd, .* use 854"),
@@ -409,7 +409,9 @@ def test_the_command_line_reports_a_bad_input_in_one_line_and_exits_2(run_dir: P
         ("workers=-1", r"workers must be at least 0, got -1"),
         ("torch_threads=0", r"torch_threads must be at least 1, got 0"),
         ("video.crf=60", r"video.crf must lie in 0..51"),
-        ("overlay.thumbnails=50", r"50 feature-map thumbnails in a row .* do not fit .* fewer with overlay.thumbnails"),
+        ("overlay.font_scale=inf", r"overlay.font_scale must be positive, got inf"),
+        ("product=progression product.card_seconds=nan", r"product.card_seconds must be 0 or more seconds, got nan"),
+        ("overlay.thumbnails=50", r"50 feature-map thumbnails in a row .* fewer with overlay.thumbnails$"),
     ],
 )
 def test_settings_out_of_range_are_refused_by_name_before_any_work(run_dir: Path, override: str, message: str) -> None:
@@ -436,6 +438,10 @@ def test_a_path_of_the_wrong_kind_is_refused_with_the_key_that_fits_it(run_dir: 
 
 
 def test_a_palette_colour_is_set_by_its_key_on_the_command_line(run_dir: Path) -> None:
+    from_code = OverlayConfig(palette={"background": [1, 2, 3]}).style()  # Python callers pass a dict
+    assert from_code.palette.background == (1, 2, 3)
+    with pytest.raises(RenderConfigError, match=r"unknown overlay.palette colours \['bakground'\]"):
+        OverlayConfig(palette={"bakground": [1, 2, 3]})
     cfg = _compose([f"run={run_dir}", "overlay.palette.background=[250,240,230]"])
     style = OmegaConf.to_object(cfg).overlay.style()
     assert style.palette.background == (250, 240, 230) and style.palette.text == Palette().text
