@@ -21,13 +21,32 @@ import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
 from replay import sticky_rng
+from replay.atari import FireOnLifeLoss
 from replay.errors import LogFormatError, RecordingError
 
 gym.register_envs(ale_py)
 
-# Entry points a log may name. gym.make imports and calls whatever a spec names, so a log from someone else
-# must not be able to name anything else.
-ALLOWED_ENTRY_POINT_PREFIXES = ("ale_py.env:", "gymnasium.wrappers", "replay.")
+# The entry points a log may name, exactly. gym.make imports and calls whatever a spec names, with the log's
+# arguments, so a log from someone else must name nothing else: not a prefix (``replay.storage:rewrite`` or
+# ``gymnasium.wrappers:RecordVideo`` with a chosen folder would pass one), but these classes, which only compute.
+# Wrappers with side effects (RecordVideo, HumanRendering) or taking code (Transform*) are left out.
+_ALLOWED_WRAPPER_NAMES = (
+    "AddRenderObservation", "AtariPreprocessing", "ClipReward", "DelayObservation", "DtypeObservation",
+    "FlattenObservation", "FrameStackObservation", "GrayscaleObservation", "MaxAndSkipObservation",
+    "NormalizeObservation", "NormalizeReward", "RecordEpisodeStatistics", "RescaleObservation",
+    "ReshapeObservation", "ResizeObservation", "StickyAction", "TimeAwareObservation",
+)  # fmt: skip
+
+
+def _entry_point(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__name__}"
+
+
+ALLOWED_ENV_ENTRY_POINTS = frozenset({_entry_point(ale_py.env.AtariEnv)})
+ALLOWED_WRAPPER_ENTRY_POINTS = frozenset(
+    [_entry_point(getattr(gym.wrappers, name)) for name in _ALLOWED_WRAPPER_NAMES if hasattr(gym.wrappers, name)]
+    + [_entry_point(FireOnLifeLoss)]
+)
 
 
 @dataclass(frozen=True)
@@ -130,13 +149,17 @@ def spec_from_json(spec_json: str, source: str) -> EnvSpec:
     # JSON has no tuples: ale-py's random frameskip range ``(low, high)`` comes back as a list, which it refuses.
     if isinstance(spec.kwargs.get("frameskip"), list):
         spec.kwargs["frameskip"] = tuple(spec.kwargs["frameskip"])
-    entry_points = [str(spec.entry_point)] + [str(w.entry_point) for w in spec.additional_wrappers]
-    for entry_point in entry_points:
-        if not entry_point.startswith(ALLOWED_ENTRY_POINT_PREFIXES):
+    if str(spec.entry_point) not in ALLOWED_ENV_ENTRY_POINTS:
+        raise LogFormatError(
+            f"{source}: the recorded env names entry point {str(spec.entry_point)!r}, which is not ale-py's "
+            f"AtariEnv; refusing to import it (a log may name only {', '.join(sorted(ALLOWED_ENV_ENTRY_POINTS))})"
+        )
+    for wrapper in spec.additional_wrappers:
+        if str(wrapper.entry_point) not in ALLOWED_WRAPPER_ENTRY_POINTS:
             raise LogFormatError(
-                f"{source}: the recorded env names entry point {entry_point!r}, which is not an ALE env or a "
-                f"gymnasium/replay wrapper; refusing to import it (allowed prefixes: "
-                f"{', '.join(ALLOWED_ENTRY_POINT_PREFIXES)})"
+                f"{source}: the recorded env names wrapper entry point {str(wrapper.entry_point)!r}, which replay "
+                "does not build (it may write files or run code); refusing to import it. A log may name only "
+                "these wrappers: " + ", ".join(sorted(ALLOWED_WRAPPER_ENTRY_POINTS))
             )
     return spec
 

@@ -16,7 +16,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
 from replay import log_format as fmt
-from replay.emulator import ALLOWED_ENTRY_POINT_PREFIXES, LaneState, base_env, obs_crc, rom_md5, state_crc
+from replay.emulator import ALLOWED_WRAPPER_ENTRY_POINTS, LaneState, base_env, obs_crc, rom_md5, state_crc
 from replay.errors import RecordingError
 from replay.writer import StreamWriter, TrajectoryWriter, check_appendable
 
@@ -346,11 +346,11 @@ def _check_stack_is_rebuildable(env: gym.Env) -> None:
                 "constructor arguments), so replay could not rebuild it; subclass "
                 f"gymnasium.utils.RecordConstructorArgs, or {outside}"
             )
-        if not str(wrapper.entry_point).startswith(ALLOWED_ENTRY_POINT_PREFIXES):
+        if str(wrapper.entry_point) not in ALLOWED_WRAPPER_ENTRY_POINTS:
             raise RecordingError(
-                f"wrapper {wrapper.name} ({wrapper.entry_point}) would have to be imported to replay the log, and "
-                "replay imports only gymnasium's and this project's wrappers (reading a log must not run other "
-                f"code); {outside}"
+                f"wrapper {wrapper.name} ({wrapper.entry_point}) would have to be built to replay the log, and "
+                "replay builds only wrappers that compute, without side effects or code in their arguments "
+                f"(reading a log must not run other code: see replay.emulator.ALLOWED_WRAPPER_ENTRY_POINTS); {outside}"
             )
     try:
         spec.to_json()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -161,29 +162,42 @@ def test_changed_emulator_setting_is_caught_with_episode_and_step(small_log, tmp
     assert report.problems[0].episode == 0 and report.problems[0].step is not None
 
 
-def test_hostile_log_runs_no_code(small_log, tmp_path):
-    marker = tmp_path / "pwned"
-    payload = f"open({str(marker)!r}, 'w').write('x')"
-    for where in ("entry_point", "wrapper"):
-        path = tmp_path / f"hostile-{where}.h5"
-        shutil.copy(small_log, path)
-        with h5py.File(path, "a") as handle:
-            attrs = handle[fmt.GROUP_STREAMS][fmt.stream_name(0)].attrs
-            spec = json.loads(attrs[fmt.ATTR_SPEC_JSON])
-            if where == "entry_point":
-                spec["entry_point"] = "builtins:exec"
-                spec["kwargs"] = {"source": payload}
-            else:
-                spec["additional_wrappers"] = [
-                    {"name": "X", "entry_point": "builtins:exec", "kwargs": {"source": payload}}
-                ]
-            attrs[fmt.ATTR_SPEC_JSON] = json.dumps(spec)
-        with pytest.raises(ReplayError):
-            with TrajectoryLog(path) as log:
-                list(log.frames(0))
-        with pytest.raises(ReplayError):
-            verify(path, progress=False)
-    assert not marker.exists()
+def _hostile_spec(spec: dict, where: str, tmp_path: Path) -> dict:
+    """A spec that, if built, writes into ``tmp_path``: by ``exec``, or by naming a real class of an allowed
+    package (a prefix check let these through: RecordVideo wrote its video, ``rewrite`` was called)."""
+    payload = f"open({str(tmp_path / 'pwned')!r}, 'w').write('x')"
+    folder = str(tmp_path / "pwned-video")
+    if where == "exec":
+        spec["entry_point"], spec["kwargs"] = "builtins:exec", {"source": payload}
+    elif where == "exec-wrapper":
+        spec["additional_wrappers"] = [{"name": "X", "entry_point": "builtins:exec", "kwargs": {"source": payload}}]
+    elif where == "project-function":
+        spec["entry_point"], spec["kwargs"] = "replay.storage:rewrite", {"path": str(tmp_path / "pwned")}
+    elif where == "video-wrapper":
+        spec["additional_wrappers"].append(
+            {
+                "name": "RecordVideo",
+                "entry_point": "gymnasium.wrappers.rendering:RecordVideo",
+                "kwargs": {"video_folder": folder, "disable_logger": True},
+            }
+        )
+        spec["kwargs"]["render_mode"] = "rgb_array"
+    return spec
+
+
+@pytest.mark.parametrize("where", ["exec", "exec-wrapper", "project-function", "video-wrapper"])
+def test_hostile_log_runs_no_code(small_log, tmp_path, where):
+    path = tmp_path / "hostile.h5"
+    shutil.copy(small_log, path)
+    with h5py.File(path, "a") as handle:
+        attrs = handle[fmt.GROUP_STREAMS][fmt.stream_name(0)].attrs
+        attrs[fmt.ATTR_SPEC_JSON] = json.dumps(_hostile_spec(json.loads(attrs[fmt.ATTR_SPEC_JSON]), where, tmp_path))
+    with pytest.raises(LogFormatError, match="refusing to import it"):
+        with TrajectoryLog(path) as log:
+            list(log.frames(0))
+    with pytest.raises(ReplayError):
+        verify(path, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("pwned")) == []
 
 
 def test_absurd_declared_sizes_are_refused(small_log, tmp_path):
