@@ -20,12 +20,19 @@ class EpisodeIndexError(ReplayError, IndexError):
 
 
 class DesyncError(ReplayError):
-    """Re-simulation stopped matching what was recorded."""
+    """Re-simulation stopped matching what was recorded.
 
-    def __init__(self, message: str, *, episode: int | None = None, step: int | None = None) -> None:
+    ``step`` is the position of the first sync check that differs and ``matched`` the last position known to
+    match (an earlier check or the anchor): checks are sparse, so the divergence began in ``matched+1..step``.
+    """
+
+    def __init__(
+        self, message: str, *, episode: int | None = None, step: int | None = None, matched: int | None = None
+    ) -> None:
         super().__init__(message)
         self.episode = episode
         self.step = step
+        self.matched = matched
 
 
 class RecordingError(ReplayError):

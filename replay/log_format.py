@@ -102,3 +102,10 @@ COMPRESSION = {"compression": "gzip", "compression_opts": 6, "shuffle": True}
 
 def stream_name(index: int) -> str:
     return f"{index:04d}"
+
+
+# What every "the file is damaged" message tells the user to do.
+DAMAGED_FIX = (
+    "(nothing was changed in it: copy it again from where it was recorded, as a copy taken while the log was "
+    "being written ends early, or record the run again)"
+)

@@ -86,7 +86,7 @@ def check_root(handle: h5py.File, path: Path) -> None:
         )
     version = handle.attrs.get(fmt.ATTR_FORMAT_VERSION)
     if not isinstance(version, (int, np.integer)) or version < 1:
-        raise LogFormatError(f"{path}: invalid format version {version!r}; the file is damaged")
+        raise LogFormatError(f"{path}: invalid format version {version!r}; the file is damaged {fmt.DAMAGED_FIX}")
     if version > fmt.FORMAT_VERSION:
         raise LogFormatError(
             f"{path}: format version {int(version)} is newer than this ale-replay reads ({fmt.FORMAT_VERSION}); "
@@ -94,9 +94,11 @@ def check_root(handle: h5py.File, path: Path) -> None:
         )
     for name in (fmt.GROUP_STREAMS, fmt.GROUP_METADATA, fmt.DATASET_EPISODES):
         if name not in handle:
-            raise LogFormatError(f"{path}: missing {name!r}; the file is damaged or was not finished")
+            raise LogFormatError(f"{path}: missing {name!r}; the file is damaged or was not finished {fmt.DAMAGED_FIX}")
     if handle[fmt.DATASET_EPISODES].dtype != fmt.EPISODE_DTYPE:
-        raise LogFormatError(f"{path}: the episodes table has an unexpected type; the file is damaged")
+        raise LogFormatError(
+            f"{path}: the episodes table has an unexpected type; the file is damaged {fmt.DAMAGED_FIX}"
+        )
 
 
 class TrajectoryLog:
@@ -127,14 +129,18 @@ class TrajectoryLog:
         try:
             self._file = storage.open_for_reading(self.path)
         except OSError as error:
-            raise LogFormatError(f"{self.path}: cannot be opened ({error}); the file is truncated or damaged") from None
+            raise LogFormatError(
+                f"{self.path}: cannot be opened ({error}); the file is truncated or damaged {fmt.DAMAGED_FIX}"
+            ) from None
         try:
             check_root(self._file, self.path)
             self.streams = [self._stream_info(i) for i in range(len(self._file[fmt.GROUP_STREAMS]))]
             self.episodes = self._read_episodes()
         except (KeyError, ValueError, TypeError, OSError, RuntimeError, AttributeError) as error:
             self._file.close()
-            raise LogFormatError(f"{self.path}: damaged log ({type(error).__name__}: {error})") from None
+            raise LogFormatError(
+                f"{self.path}: damaged log ({type(error).__name__}: {error}) {fmt.DAMAGED_FIX}"
+            ) from None
         except Exception:
             self._file.close()
             raise
@@ -275,7 +281,7 @@ class TrajectoryLog:
             sync = self._table(group, fmt.DATASET_SYNC, fmt.SYNC_DTYPE, info)
             snapshots = self._table(group, fmt.DATASET_SNAPSHOTS, fmt.SNAPSHOT_DTYPE, info)
         except (KeyError, OSError) as error:
-            raise LogFormatError(f"{self.path}: stream {stream} is damaged ({error})") from None
+            raise LogFormatError(f"{self.path}: stream {stream} is damaged ({error}) {fmt.DAMAGED_FIX}") from None
         mine = resets["lane"] == lane_index
         sync_mine = sync["lane"] == lane_index
         return Lane(
@@ -308,14 +314,14 @@ class TrajectoryLog:
         if dataset.dtype != dtype or dataset.ndim != 1:
             raise LogFormatError(
                 f"{self.path}: {dataset.name} has type {dataset.dtype} and shape {dataset.shape}, expected a "
-                f"table of {dtype}; the file is damaged"
+                f"table of {dtype}; the file is damaged {fmt.DAMAGED_FIX}"
             )
         # At most one row per lane and position: a damaged header cannot make us allocate absurd memory.
         limit = info.n_lanes * (info.length + 1)
         if dataset.shape[0] > limit:
             raise LogFormatError(
                 f"{self.path}: {dataset.name} declares {dataset.shape[0]} rows, more than the {limit} possible "
-                "for its stream; the file is damaged"
+                f"for its stream; the file is damaged {fmt.DAMAGED_FIX}"
             )
         return dataset[()]
 
@@ -328,7 +334,8 @@ class TrajectoryLog:
         actions = group[fmt.DATASET_ACTIONS]
         if actions.ndim != 2 or actions.shape[0] != n_lanes or actions.dtype != fmt.ACTION_DTYPE or n_lanes < 1:
             raise LogFormatError(
-                f"{self.path}: stream {index} actions have shape {actions.shape}, expected ({n_lanes}, T)"
+                f"{self.path}: stream {index} actions are {actions.dtype} of shape {actions.shape}, expected "
+                f"{np.dtype(fmt.ACTION_DTYPE)} of shape ({n_lanes}, T); the file is damaged {fmt.DAMAGED_FIX}"
             )
         return StreamInfo(
             index=index,
@@ -352,7 +359,7 @@ class TrajectoryLog:
         if dataset.ndim != 1 or dataset.shape[0] > limit:
             raise LogFormatError(
                 f"{self.path}: the episodes table declares {dataset.shape} rows, more than the {limit} the "
-                "streams can hold; the file is damaged"
+                f"streams can hold; the file is damaged {fmt.DAMAGED_FIX}"
             )
         table = dataset[()]
         records = []
@@ -365,7 +372,7 @@ class TrajectoryLog:
             if start < 0 or length < 0 or start + length >= self.streams[stream].length + 1:
                 raise LogFormatError(
                     f"{self.path}: episode {index} spans positions {start}..{start + length}, beyond the "
-                    f"{self.streams[stream].length} recorded; the file is damaged"
+                    f"{self.streams[stream].length} recorded; the file is damaged {fmt.DAMAGED_FIX}"
                 )
             records.append(
                 self._record(

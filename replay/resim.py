@@ -170,6 +170,7 @@ def _run(
     held: list[Emitted] = []
     emitted_any = False
     at = position  # the last position the env has emulated
+    matched = position  # the last position known to match the recording (a snapshot's only once checked)
     finished = False
     healthy = True
     try:
@@ -191,7 +192,7 @@ def _run(
             p = at + 1
             if p - action_base >= len(actions):
                 action_base = p
-                actions = _read_actions(lane, p)
+                actions = _read_actions(lane, p, int(env.action_space.n))
             action = int(actions[p - action_base])
             seed = lane.resets.get(p)
             reward, terminated, truncated = 0.0, False, False
@@ -215,12 +216,14 @@ def _run(
                         raise DesyncError(
                             f"{lane.source}: stream {lane.stream} lane {lane.lane} diverges at position {p} "
                             f"(episode {episode}: the {'emulator state' if not state_ok else 'observation'} "
-                            "differs from the recording)",
+                            f"differs from the recording; the last check that matched is at position {matched})",
                             episode=episode,
                             step=p,
+                            matched=matched,
                         )
                     raise _RestoreFailed
                 trusted_frames = True
+                matched = p
                 if trusted_obs == "pending" or (trusted_obs is False and obs_ok):
                     trusted_obs = True
             if first <= p <= last:
@@ -258,14 +261,22 @@ def _run(
             env.close()
 
 
-def _read_actions(lane: Lane, position: int) -> np.ndarray:
+def _read_actions(lane: Lane, position: int, n_actions: int) -> np.ndarray:
     try:
-        return lane.actions[lane.lane, position : min(lane.length, position + _ACTION_BLOCK)]
+        actions = lane.actions[lane.lane, position : min(lane.length, position + _ACTION_BLOCK)]
     except OSError as error:  # a damaged compressed chunk
         raise LogFormatError(
             f"{lane.source}: the actions of stream {lane.stream} from position {position} cannot be read ({error}); "
-            "the file is damaged there"
+            f"the file is damaged there {fmt.DAMAGED_FIX}"
         ) from None
+    bad = np.flatnonzero((actions >= n_actions) & (actions != ACTION_IDLE))
+    if bad.size:
+        at = position + int(bad[0])
+        raise LogFormatError(
+            f"{lane.source}: stream {lane.stream} lane {lane.lane} records action {int(actions[bad[0]])} at position "
+            f"{at}, but the env has {n_actions} actions; the file is damaged there {fmt.DAMAGED_FIX}"
+        )
+    return actions
 
 
 def _snapshot_state(lane: Lane, row: int) -> emulator.LaneState:
@@ -295,4 +306,6 @@ def _blob(lane: Lane, row: np.void) -> bytes:
     try:
         return lane.snapshot_bytes[start : start + size].tobytes()
     except OSError as error:
-        raise LogFormatError(f"{lane.source}: a snapshot cannot be read ({error}); the file is damaged") from None
+        raise LogFormatError(
+            f"{lane.source}: a snapshot cannot be read ({error}); the file is damaged {fmt.DAMAGED_FIX}"
+        ) from None

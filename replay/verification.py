@@ -18,8 +18,11 @@ from replay.reader import EpisodeRecord, TrajectoryLog
 @dataclass(frozen=True)
 class EpisodeProblem:
     episode: int
-    step: int | None  # first divergent step of the episode (0 = its reset), None if unknown
+    step: int | None  # where the episode first differs from the recording (0 = its reset), None if unknown
     message: str
+    # The last step known to match (negative: before the episode began). Sync checks are sparse (every 64
+    # positions by default), so a divergence found by one began in ``matched+1..step``.
+    matched: int | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class VerifyReport:
             lines.append("all episodes replay exactly")
         for problem in self.problems:
             where = "unknown step" if problem.step is None else f"step {problem.step}"
+            if problem.step is not None and problem.matched is not None and problem.matched < problem.step - 1:
+                where += f" (began after step {problem.matched}, the last that matched)"
             lines.append(f"episode {problem.episode}: diverges at {where}: {problem.message}")
         return "\n".join(lines)
 
@@ -118,13 +123,14 @@ def _check_episode(
     except DesyncError as error:
         advance(episode.length + 1 - seen)
         step = None if error.step is None else error.step - episode.start_step
+        matched = None if error.matched is None else error.matched - episode.start_step
         if step is not None and step < 0:  # replay started from an anchor before this episode, in a bad one
             return EpisodeProblem(
                 episode.index,
                 None,
                 f"its lane diverged {-step} positions before it began, in an earlier episode (see that one): {error}",
             )
-        return EpisodeProblem(episode.index, step, str(error))
+        return EpisodeProblem(episode.index, step, str(error), matched)
     if total_reward != episode.total_reward and not math.isnan(episode.total_reward):
         return EpisodeProblem(
             episode.index,

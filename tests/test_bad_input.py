@@ -211,12 +211,17 @@ def test_tampered_action_is_reported_with_episode_and_step(good_log, tmp_path):
     assert not report.ok
     (problem,) = [p for p in report.problems if p.episode == episode.index]
     assert verify(path, progress=False, workers=2).problems == report.problems
-    assert problem.step is not None and tampered - episode.start_step <= problem.step
+    # The first sync check after the tampered step finds it, and the window it names holds that step.
+    interval = log.streams[0].sync_interval
+    assert problem.step == -(-tampered // interval) * interval - episode.start_step
+    assert problem.matched is not None and problem.matched < tampered - episode.start_step <= problem.step
     result = subprocess.run(
         [sys.executable, "-m", "replay.verify", "--quiet", str(path)], capture_output=True, text=True
     )
     assert result.returncode == 1
-    assert f"episode {episode.index}: diverges at step {problem.step}" in result.stdout
+    assert f"episode {episode.index}: diverges at step {problem.step} (began after step {problem.matched}" in (
+        result.stdout
+    )
     assert all(p.step is None or p.step >= 0 for p in report.problems)  # never a step before an episode began
 
 
