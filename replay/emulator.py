@@ -58,6 +58,8 @@ class LaneState:
     np_random_state: str  # JSON of numpy's bit_generator.state
     # Set when ale_state has its sticky-action generator cut out: (snapshot row of the base, draws, offset).
     rng_from: tuple[int, int, int] | None = None
+    # The TimeLimit's step count (None: the stack has none, or a format-2 snapshot that did not store it).
+    elapsed_steps: int | None = None
 
 
 def base_env(env: gym.Env) -> gym.Env:
@@ -97,6 +99,8 @@ def encode_snapshot(state: LaneState, reference: LaneState | None) -> bytes:
     header: dict = {"rng": state.np_random_state}
     if state.rng_from is not None:
         header["rng_from"] = list(state.rng_from)
+    if state.elapsed_steps is not None:
+        header["elapsed"] = state.elapsed_steps
     payload = json.dumps(header).encode() + b"\n" + state.ale_state
     if reference is None:
         return zlib.compress(payload, 6)
@@ -119,7 +123,10 @@ def decode_snapshot(blob: bytes, reference: LaneState | None) -> LaneState:
             if base < 0 or not 0 <= draws <= sticky_rng.MAX_DRAWS or not 0 <= at <= len(ale_state):
                 raise ValueError(f"bad generator reference {rng_from}")
             rng_from = (base, draws, at)
-        return LaneState(ale_state=ale_state, np_random_state=header["rng"], rng_from=rng_from)
+        elapsed = header.get("elapsed")
+        if elapsed is not None and (type(elapsed) is not int or elapsed < 0):
+            raise ValueError(f"bad TimeLimit step count {elapsed!r}")
+        return LaneState(ale_state, header["rng"], rng_from, elapsed)
     except (zlib.error, ValueError, KeyError, TypeError) as error:
         raise LogFormatError(f"a snapshot is damaged ({error}); the log's other anchors may still work") from None
 
@@ -133,7 +140,7 @@ def with_generator(state: LaneState, base: LaneState) -> LaneState:
         raise LogFormatError("a snapshot's generator base holds no generator; the log's other anchors may still work")
     _, draws, at = state.rng_from
     key, pos = sticky_rng.advance(generator.key, generator.pos, draws)
-    return LaneState(sticky_rng.insert(state.ale_state, at, key, pos), state.np_random_state)
+    return LaneState(sticky_rng.insert(state.ale_state, at, key, pos), state.np_random_state, None, state.elapsed_steps)
 
 
 def _dictionary(reference: LaneState) -> bytes:
@@ -237,13 +244,20 @@ def _resync_wrappers(env: gym.Env) -> None:
         layer = layer.env
 
 
-def set_elapsed_steps(env: gym.Env, elapsed: int) -> None:
-    """Bring TimeLimit wrappers in line with a restored mid-episode state."""
+def time_limit(env: gym.Env) -> gym.wrappers.TimeLimit | None:
+    """The stack's TimeLimit (a recorder accepts at most one, where ``gym.make`` puts it), if any."""
     layer = env
     while isinstance(layer, gym.Wrapper):
         if isinstance(layer, gym.wrappers.TimeLimit):
-            layer._elapsed_steps = elapsed
+            return layer
         layer = layer.env
+    return None
+
+
+def elapsed_steps(env: gym.Env) -> int | None:
+    """What a snapshot must restore of the TimeLimit: the steps it counted since the reset."""
+    limit = time_limit(env)
+    return None if limit is None else int(limit._elapsed_steps)
 
 
 def screen(env: gym.Env) -> np.ndarray:

@@ -26,8 +26,10 @@ import numpy as np
 
 FORMAT_NAME = "ale-replay-trajectory-log"
 # 1: first release. 2: snapshots may store the sticky-action generator as a base snapshot's plus n draws
-# (``rng_from`` in the snapshot header, see replay.sticky_rng). Version 1 files read unchanged.
-FORMAT_VERSION = 2
+# (``rng_from`` in the snapshot header, see replay.sticky_rng). 3: snapshots of a stack with a TimeLimit store
+# its step count (``elapsed``), which format 2 derived from positions, wrongly under a frame-skipping wrapper.
+# Older files read unchanged.
+FORMAT_VERSION = 3
 
 # root attributes
 ATTR_FORMAT = "format"

@@ -16,7 +16,15 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
 from replay import log_format as fmt
-from replay.emulator import ALLOWED_WRAPPER_ENTRY_POINTS, LaneState, base_env, obs_crc, rom_md5, state_crc
+from replay.emulator import (
+    ALLOWED_WRAPPER_ENTRY_POINTS,
+    LaneState,
+    base_env,
+    elapsed_steps,
+    obs_crc,
+    rom_md5,
+    state_crc,
+)
 from replay.errors import RecordingError
 from replay.writer import StreamWriter, TrajectoryWriter, check_appendable
 
@@ -64,6 +72,7 @@ class _Recording:
         observation_space: gym.Space,
         clone_states: Callable[[bool], Sequence[Any]],
         rng_states: Callable[[], Sequence[np.random.Generator]],
+        elapsed_steps: Callable[[], Sequence[int | None]],
         *,
         snapshot_interval: int | None,
         sync_interval: int,
@@ -112,6 +121,7 @@ class _Recording:
         self.sync_interval = sync_interval
         self._clone_states = clone_states
         self._rng_states = rng_states
+        self._elapsed_steps = elapsed_steps
         self.policy_version = 0
         self._recorded_version: int | None = None
         self._seeded = np.zeros(n_lanes, dtype=bool)
@@ -285,10 +295,12 @@ class _Recording:
         if snapshot_lanes.any():
             full_states = self._clone_states(True) if self.snapshot_rng else states
             generators = self._rng_states()
+            elapsed = self._elapsed_steps()
             for lane in np.flatnonzero(snapshot_lanes):
                 state = LaneState(
                     ale_state=full_states[lane].serialize(),
                     np_random_state=json.dumps(generators[lane].bit_generator.state),
+                    elapsed_steps=elapsed[lane],
                 )
                 self.stream.record_snapshot(position, int(lane), state, crcs[lane], obs_crcs[lane])
             self._snapshot_due[snapshot_lanes] = False
@@ -331,13 +343,30 @@ def _check_stack_is_rebuildable(env: gym.Env) -> None:
         )
     recorded = {w.name for w in spec.additional_wrappers}
     layer = env
+    time_limits = 0
     while isinstance(layer, gym.Wrapper):
-        if not isinstance(layer, _BOOKKEEPING_WRAPPERS) and type(layer).__name__ not in recorded:
-            raise RecordingError(
-                f"wrapper {type(layer).__name__} is not in the env spec, so replay could not rebuild it; "
-                "apply it outside RecordTrajectory (around the recorder) instead"
-            )
+        if isinstance(layer, gym.wrappers.TimeLimit):
+            time_limits += 1
+        elif not isinstance(layer, _BOOKKEEPING_WRAPPERS):
+            if type(layer).__name__ not in recorded:
+                raise RecordingError(
+                    f"wrapper {type(layer).__name__} is not in the env spec, so replay could not rebuild it; "
+                    "apply it outside RecordTrajectory (around the recorder) instead"
+                )
+            if time_limits:
+                # The spec keeps only max_episode_steps, and gym.make puts that TimeLimit right above the base
+                # env: under a frame-skipping wrapper it would count emulated frames, not these steps.
+                raise RecordingError(
+                    f"a TimeLimit above {type(layer).__name__} cannot be rebuilt where it is (an env spec only "
+                    "keeps max_episode_steps, which gym.make applies to the base env); apply the TimeLimit "
+                    "outside RecordTrajectory (around the recorder), or pass max_episode_steps to gym.make"
+                )
         layer = layer.env
+    if time_limits > 1:
+        raise RecordingError(
+            f"{time_limits} TimeLimit wrappers are stacked, and an env spec keeps one; keep the one gym.make adds "
+            "for max_episode_steps and apply any other outside RecordTrajectory (around the recorder)"
+        )
     outside = "apply it outside RecordTrajectory (around the recorder) instead"
     for wrapper in spec.additional_wrappers:
         if wrapper.kwargs is None:
@@ -359,6 +388,16 @@ def _check_stack_is_rebuildable(env: gym.Env) -> None:
             f"the env spec cannot be stored ({error}); pass the wrappers' arguments as plain numbers, strings, "
             f"lists or dicts, or {outside}"
         ) from None
+
+
+def _vector_elapsed_steps(env: VectorEnv, spec: gym.envs.registration.EnvSpec) -> Callable[[], list[int | None]]:
+    """How to read every sub-env's TimeLimit count; an AsyncVectorEnv's live in other processes, where
+    ``get_wrapper_attr`` finds the one TimeLimit a recorded stack may have."""
+    if spec.max_episode_steps is None:
+        return lambda: [None] * env.num_envs
+    if isinstance(env, gym.vector.SyncVectorEnv):
+        return lambda: [elapsed_steps(sub_env) for sub_env in env.envs]
+    return lambda: [int(n) for n in env.call("get_wrapper_attr", "_elapsed_steps")]
 
 
 def _check_vector_stacks_are_rebuildable(env: VectorEnv) -> None:
@@ -425,6 +464,7 @@ class RecordTrajectory(_RecorderHandle, gym.Wrapper):
             env.observation_space,
             lambda rng: [base.ale.cloneState(include_rng=rng)],
             lambda: [base.np_random],
+            lambda: [elapsed_steps(env)],
             snapshot_interval=snapshot_interval,
             sync_interval=sync_interval,
             flush_seconds=flush_seconds,
@@ -523,6 +563,7 @@ class RecordVectorTrajectory(_RecorderHandle, VectorWrapper):
             env.single_observation_space,
             lambda rng: env.call("clone_state", include_rng=rng),
             lambda: env.call("np_random"),
+            _vector_elapsed_steps(env, specs[0]),
             snapshot_interval=snapshot_interval,
             sync_interval=sync_interval,
             flush_seconds=flush_seconds,

@@ -120,6 +120,8 @@ def _anchors(lane: Lane, first: int, observations: bool) -> Iterator[tuple[str, 
             candidates.append((position, 0, "seed", seed))
     candidates.sort(reverse=True)
     for position, _, kind, extra in candidates:
+        if kind == "live" and (lane.live is None or lane.live.position != position):
+            continue  # a failed attempt at a nearer anchor took (and closed) the live env
         yield kind, position, extra
 
 
@@ -164,8 +166,16 @@ def _run(
                 env.close()
                 raise _RestoreFailed from None  # a damaged snapshot: an earlier anchor may still work
             emulator.restore(env, state)
-            start = max((p for p in lane.resets if p <= position), default=0)
-            emulator.set_elapsed_steps(env, position - start)
+            limit = emulator.time_limit(env)
+            if limit is not None:
+                if state.elapsed_steps is not None:
+                    limit._elapsed_steps = state.elapsed_steps
+                elif not lane.spec.additional_wrappers:
+                    # A format-2 snapshot kept no count; with nothing above the TimeLimit it counts positions.
+                    limit._elapsed_steps = position - max((p for p in lane.resets if p <= position), default=0)
+                else:  # under a frame-skipping wrapper it counted frames, which nothing recorded tells
+                    env.close()
+                    raise _RestoreFailed
             trusted_frames = trusted_obs = False
     held: list[Emitted] = []
     emitted_any = False

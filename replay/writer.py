@@ -304,7 +304,9 @@ class StreamWriter:
                     base.derived += 1
                     base.draws += more
                     base.last, base.last_position = generator, position
-                    return LaneState(cut, state.np_random_state, rng_from=(base.row, base.draws, generator.start))
+                    return LaneState(
+                        cut, state.np_random_state, (base.row, base.draws, generator.start), state.elapsed_steps
+                    )
         self._generator_bases[lane] = _GeneratorBase(self._n_snapshots, generator, generator, position)
         return state
 

@@ -20,6 +20,8 @@ gym.register_envs(ale_py)
 STICKY = "sticky"  # ALE v5 defaults: frameskip 4, repeat_action_probability 0.25
 PREPROCESSED = "preprocessed"  # frameskip 1 + AtariPreprocessing + 4-frame stack
 RANDOM_SKIP = "random-skip"  # ALE v5 with a random frameskip of 2..4 each step (ale-py's (low, high) tuple)
+# PREPROCESSED with gym.make's max_episode_steps=400: a TimeLimit under AtariPreprocessing, counting frames
+TIME_LIMITED = "time-limited"
 
 
 def make_env(game: str, setting: str) -> gym.Env:
@@ -27,7 +29,8 @@ def make_env(game: str, setting: str) -> gym.Env:
         return gym.make(f"ALE/{game}-v5", render_mode="rgb_array")
     if setting == RANDOM_SKIP:
         return gym.make(f"ALE/{game}-v5", frameskip=(2, 5), render_mode="rgb_array")
-    env = gym.make(f"ALE/{game}-v5", frameskip=1, render_mode="rgb_array")
+    limit = 400 if setting == TIME_LIMITED else None
+    env = gym.make(f"ALE/{game}-v5", frameskip=1, render_mode="rgb_array", max_episode_steps=limit)
     env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84)
     return gym.wrappers.FrameStackObservation(env, 4)
 

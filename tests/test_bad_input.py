@@ -12,7 +12,7 @@ import gymnasium as gym
 import h5py
 import numpy as np
 import pytest
-from conftest import STICKY, make_env, record_single
+from conftest import PREPROCESSED, STICKY, make_env, record_single
 
 from replay import (
     EnvironmentMismatchError,
@@ -169,6 +169,19 @@ def test_a_wrapper_replay_would_not_import_is_refused_before_the_file_is_made(tm
         RecordTrajectory(env, tmp_path / "log.h5")
     env.close()
     assert not (tmp_path / "log.h5").exists()
+
+
+def test_a_time_limit_the_spec_would_move_is_refused_before_the_file_is_made(tmp_path):
+    """An env spec keeps a TimeLimit as max_episode_steps, which gym.make applies to the base env: one above
+    AtariPreprocessing would count frames at replay, not agent steps (such logs did not replay)."""
+    outer = gym.wrappers.TimeLimit(make_env("Breakout", PREPROCESSED), 100)
+    with pytest.raises(RecordingError, match="a TimeLimit above FrameStackObservation cannot be rebuilt"):
+        RecordTrajectory(outer, tmp_path / "log.h5")
+    twice = gym.wrappers.TimeLimit(gym.make("ALE/Breakout-v5", max_episode_steps=50), 100)
+    with pytest.raises(RecordingError, match="2 TimeLimit wrappers are stacked"):
+        RecordTrajectory(twice, tmp_path / "log.h5")
+    assert not (tmp_path / "log.h5").exists()
+    RecordTrajectory(gym.wrappers.TimeLimit(gym.make("ALE/Breakout-v5"), 100), tmp_path / "log.h5").close()
 
 
 def test_episode_index_out_of_range(good_log):

@@ -7,7 +7,16 @@ import hashlib
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import PREPROCESSED, RANDOM_SKIP, STICKY, make_env, record_single, record_vector, replay_in_fresh_process
+from conftest import (
+    PREPROCESSED,
+    RANDOM_SKIP,
+    STICKY,
+    TIME_LIMITED,
+    make_env,
+    record_single,
+    record_vector,
+    replay_in_fresh_process,
+)
 
 from replay import TrajectoryLog, emulator, verify
 from replay.atari import EnvConfig
@@ -79,6 +88,27 @@ def test_seeks_into_the_middle_match_the_recording(tmp_path, setting):
                 assert [s.step for s in steps] == [start, start + 1]
                 sought += 1
         assert sought >= 4
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_seeks_restore_a_time_limit_that_counts_frames(tmp_path, asynchronous):
+    """A TimeLimit under AtariPreprocessing counts emulated frames and no-ops, not positions: a snapshot must
+    restore its count, or a seek into an episode it truncates diverges (format 2 derived it from positions)."""
+    path = tmp_path / "log.h5"
+    recorded = record_vector(
+        path, "Seaquest", TIME_LIMITED, 500, n_envs=2, asynchronous=asynchronous, snapshot_interval=16
+    )
+    with TrajectoryLog(path) as log:
+        truncated = [e for e in log.episodes if e.truncated]
+        assert len(truncated) >= 2
+    for episode in truncated:
+        digest = recorded[(episode.env_index, episode.start_step)]
+        for start in (episode.length // 2, episode.length - 1):
+            with TrajectoryLog(path) as fresh:
+                steps = list(fresh.replay(episode.index, start))
+            assert [hashlib.sha256(s.frame.data).hexdigest() for s in steps] == digest.frames[start:]
+            assert [hashlib.sha256(s.observation.data).hexdigest() for s in steps] == digest.observations[start:]
+            assert steps[-1].truncated
 
 
 def test_episode_records_describe_what_happened(tmp_path):
