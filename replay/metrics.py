@@ -4,6 +4,9 @@
   training step count when it ended; ``policy_version`` the update index that played its last step;
   ``env_index`` the vector sub-env (``-1`` for evaluation).
 - ``updates.csv``: one row per PPO update with its losses, learning rate and steps per second.
+
+A resume rewrites both to what the run keeps (see ``replay.train``): updates up to its resume state, and the
+episodes its trajectory log holds.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from __future__ import annotations
 import csv
 import math
 import time
-from collections import deque
+from collections import defaultdict, deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +73,17 @@ class CsvTable:
         self.close()
 
 
-def prune_rows(path: Path, column: str, last: int) -> None:
-    """Rewrite a table without the rows whose integer ``column`` exceeds ``last`` (no-op if absent)."""
+def rewrite_rows(path: Path, keep: Callable[[list[dict[str, str]]], list[dict[str, str]]]) -> None:
+    """Rewrite a table with the rows ``keep`` returns of its rows (no-op if absent or all are kept).
+
+    The new table is written to a temporary file renamed over the old one: a kill leaves one or the other.
+    """
     if not path.exists():
         return
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
         fields, rows = reader.fieldnames or [], list(reader)
-    kept = [row for row in rows if int(row[column]) <= last]
+    kept = keep(rows)
     if len(kept) == len(rows):
         return
     partial = path.with_name(path.name + ".partial")
@@ -85,6 +92,42 @@ def prune_rows(path: Path, column: str, last: int) -> None:
         writer.writeheader()
         writer.writerows(kept)
     partial.replace(path)
+
+
+def prune_rows(path: Path, column: str, last: int) -> None:
+    """Rewrite a table without the rows whose integer ``column`` exceeds ``last`` (no-op if absent)."""
+    rewrite_rows(path, lambda rows: [row for row in rows if int(row[column]) <= last])
+
+
+EpisodeKey = tuple[int, float, int]
+"""An episode as ``episodes.csv`` tells it apart: ``(env_index, episode_return, episode_length)``."""
+
+
+def _episode_key(row: dict[str, str]) -> EpisodeKey:
+    return int(row["env_index"]), float(row["episode_return"]), int(row["episode_length"])
+
+
+def rows_of_held_episodes(rows: list[dict[str, str]], held: dict[str, list[EpisodeKey]]) -> list[dict[str, str]]:
+    """The rows of ``episodes.csv`` whose episodes ``held`` lists (per kind, in the order they finished).
+
+    Rows are matched to the held episodes in order, so a row whose episode is not held goes even when a later
+    episode looks the same; a held episode without a row is passed over. Rows of a kind not in ``held`` stay.
+    """
+    where: dict[tuple[str, EpisodeKey], deque[int]] = defaultdict(deque)
+    for i, row in enumerate(rows):
+        if row["kind"] in held:
+            where[row["kind"], _episode_key(row)].append(i)
+    kept = {i for i, row in enumerate(rows) if row["kind"] not in held}
+    for kind, keys in held.items():
+        last = -1
+        for key in keys:
+            candidates = where[kind, key]
+            while candidates and candidates[0] < last:  # rows passed over for an earlier match are not held
+                candidates.popleft()
+            if candidates:
+                last = candidates.popleft()
+                kept.add(last)
+    return [row for i, row in enumerate(rows) if i in kept]
 
 
 class EpisodeTracker:

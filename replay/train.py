@@ -14,7 +14,8 @@ episode)`` (seeds stored in the log metadata under ``eval_v<version>``), so each
 file alone.
 A resumed run restores weights, optimizer, counters and the torch RNG; the emulators restart from fresh
 seeded resets, so it is not bit-identical to an uninterrupted run, and episodes in flight at the kill stay in
-the log as unfinished.
+the log as unfinished. ``updates.csv`` is cut back to the resume state and ``episodes.csv`` to the finished
+episodes the log holds (rows of episodes that ended after its last flush go).
 """
 
 from __future__ import annotations
@@ -52,7 +53,17 @@ from replay.checkpoints import (
     save_resume_state,
 )
 from replay.errors import CheckpointError, ReplayError
-from replay.metrics import EPISODE_FIELDS, UPDATE_FIELDS, CsvTable, EpisodeTracker, episode_row, prune_rows
+from replay.metrics import (
+    EPISODE_FIELDS,
+    UPDATE_FIELDS,
+    CsvTable,
+    EpisodeKey,
+    EpisodeTracker,
+    episode_row,
+    prune_rows,
+    rewrite_rows,
+    rows_of_held_episodes,
+)
 from replay.network import ActorCritic
 from replay.ppo import PPOConfig, Rollout
 from replay.reader import EpisodeRecord, TrajectoryLog
@@ -273,16 +284,44 @@ def _new_run_dir(config: TrainConfig) -> Path:
     return path
 
 
-def _forget_lost_updates(run_dir: Path, version: int) -> None:
+def _episodes_held(
+    config: TrainConfig, log_path: Path, redone: Sequence[EpisodeRecord]
+) -> dict[str, list[EpisodeKey]] | None:
+    """The finished episodes the log holds per tag, keyed as ``episodes.csv`` rows, in the order they finished;
+    ``None`` if the run records no log. ``redone``: episodes whose rows the resume writes again (see
+    :func:`_evaluation_missing`), left out."""
+    if not config.record.enabled or not log_path.is_file():
+        return None
+    with TrajectoryLog(log_path) as log:
+        return {
+            tag: [
+                (e.env_index if tag == "train" else -1, e.total_reward, e.length)
+                for e in log.episodes
+                if e.tag == tag and e.finished and e not in redone
+            ]
+            for tag in ("train", "eval")
+        }
+
+
+def _forget_lost_updates(
+    run_dir: Path, version: int, global_step: int, held: dict[str, list[EpisodeKey]] | None
+) -> None:
     """Drop what a killed run wrote after its resume state: those updates are redone with other data.
 
-    Episodes stay (they are in the log too); update rows and checkpoints of versions after ``version`` go.
+    Update rows and checkpoints of versions after ``version`` go. Episode rows keep to the episodes the log holds
+    (``held``, see :func:`_episodes_held`): rows of episodes that ended after the log's last flush go, while those
+    of the redone rollout that reached the log stay, as they were played and recorded. Without a log, the rows
+    after ``global_step`` go.
     """
     checkpoints = run_dir / "checkpoints"
     for stale in CheckpointIndex(checkpoints).versions:
         if stale > version:
             checkpoint_path(checkpoints, stale).unlink()
     prune_rows(run_dir / "updates.csv", "policy_version", version)
+    if held is None:
+        prune_rows(run_dir / "episodes.csv", "global_step", global_step)
+    else:
+        rewrite_rows(run_dir / "episodes.csv", lambda rows: rows_of_held_episodes(rows, held))
 
 
 def train(
@@ -328,6 +367,7 @@ def train(
     # Every check first (the checkpoint's game and shape, the log's lock and settings), and only then does the
     # run folder change: a resume refused for any reason leaves the run as it was, resumable as before.
     unevaluated = None  # a milestone's evaluation a kill cut short (the episodes it finished), ended on resume
+    held = None  # the finished episodes the log holds, which episodes.csv keeps to on resume
     try:
         if wrap_envs is not None:
             envs = wrap_envs(envs)
@@ -344,6 +384,7 @@ def train(
                 )
                 envs.close()
                 return run_dir
+            held = _episodes_held(config, log_path, unevaluated or ())
         if config.record.enabled:
             from replay.recorder import RecordVectorTrajectory
 
@@ -366,7 +407,7 @@ def train(
         if config.run_dir is None and not resuming:
             print(f"run folder: {run_dir}")
         if resuming:
-            _forget_lost_updates(run_dir, version)
+            _forget_lost_updates(run_dir, version, global_step, held)
         (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(OmegaConf.structured(config)))
         if writer is not None:
             config_key = f"train_config_v{version:06d}"

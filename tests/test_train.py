@@ -137,9 +137,21 @@ def test_checkpoint_weights_are_the_stored_float16_values(run: tuple[Path, Train
     assert [name for name, _ in model.named_children()] == list(LAYER_NAMES)
 
 
+def _finished_episodes(log: TrajectoryLog, tag: str) -> list[tuple[float, int]]:
+    return [(e.total_reward, e.length) for e in log.episodes if e.tag == tag and e.finished]
+
+
+def _episode_rows(run_dir: Path, kind: str) -> list[tuple[float, int]]:
+    rows = _rows(run_dir / "episodes.csv")
+    return [(float(r["episode_return"]), int(r["episode_length"])) for r in rows if r["kind"] == kind]
+
+
 def test_resume_after_sigkill_keeps_the_log_and_completes(tmp_path: Path) -> None:
     run_dir = tmp_path / "killed"
-    args = [*FAST, "eval.episodes=0", "total_steps=1536", "seed=5", f"run_dir={run_dir}"]
+    fast = [o for o in FAST if not o.startswith("record.flush_seconds=")]
+    # Flushes seconds apart: the kill below comes after episodes ended (their rows in episodes.csv) but before
+    # the log's next flush, so the resume has rows of episodes the log never received to drop.
+    args = [*fast, "record.flush_seconds=2", "eval.episodes=0", "total_steps=1536", "seed=5", f"run_dir={run_dir}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
         [sys.executable, "-m", "replay.train", *args],
@@ -152,7 +164,12 @@ def test_resume_after_sigkill_keeps_the_log_and_completes(tmp_path: Path) -> Non
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and process.poll() is None:
         if updates.exists() and len(updates.read_text().splitlines()) >= 3:  # header + 2 updates
-            break
+            process.send_signal(signal.SIGSTOP)  # still while the log and the table are compared
+            with TrajectoryLog(run_dir / "trajectories.h5") as log:
+                unflushed = len(_episode_rows(run_dir, "train")) > len(_finished_episodes(log, "train"))
+            if unflushed:
+                break
+            process.send_signal(signal.SIGCONT)
         time.sleep(0.1)
     assert process.poll() is None, process.stderr.read().decode()
     process.send_signal(signal.SIGKILL)
@@ -161,8 +178,10 @@ def test_resume_after_sigkill_keeps_the_log_and_completes(tmp_path: Path) -> Non
         before = [(e.stream, e.env_index, e.start_step, e.length, e.finished) for e in log.episodes]
         # Episodes in flight at the kill are listed after the recorded ones (NaN reward) until more are appended.
         recorded = [key for key, e in zip(before, log.episodes, strict=True) if not math.isnan(e.total_reward)]
+        lost = len(_episode_rows(run_dir, "train")) - len(_finished_episodes(log, "train"))
     assert any(finished for *_, finished in before)
     assert len(recorded) < len(before), "the envs were mid-episode when killed"
+    assert lost > 0, "episodes ended after the log's last flush"
 
     resumed = subprocess.run(
         [sys.executable, "-m", "replay.train", f"resume={run_dir}"],
@@ -184,6 +203,9 @@ def test_resume_after_sigkill_keeps_the_log_and_completes(tmp_path: Path) -> Non
     assert versions[-1] == 6 and versions == sorted(set(versions))
     assert CheckpointIndex(run_dir / "checkpoints").versions[-1] == 6
     assert verify(run_dir / "trajectories.h5", progress=False).ok
+    with TrajectoryLog(run_dir / "trajectories.h5") as log:
+        for kind in ("train", "eval"):  # the rows the kill left without a logged episode are gone
+            assert _episode_rows(run_dir, kind) == _finished_episodes(log, kind), kind
 
 
 def test_a_mistyped_game_is_refused_with_the_closest_ids_before_the_run_folder_is_made(tmp_path: Path) -> None:
@@ -314,5 +336,7 @@ def test_a_milestone_whose_evaluation_a_kill_cut_short_is_evaluated_on_resume(
         assert [e for e in log.episodes if e.tag == "train"] == trained  # nothing but the evaluation was added
     assert len(again) == 2 and again[0] == evals[0] and again[1].finished
     rows = [r for r in _rows(run_dir / "episodes.csv") if r["kind"] == "eval" and int(r["policy_version"]) == final]
-    assert len(rows) == 3  # the first launch's row; the resume's rows for the kept episode and the new one
+    assert len(rows) == 2  # the first launch's row of the kept episode is written again, not twice
+    with TrajectoryLog(log_path) as log:
+        assert _episode_rows(run_dir, "eval") == _finished_episodes(log, "eval")
     assert verify(log_path, progress=False).ok
