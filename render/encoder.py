@@ -2,11 +2,15 @@
 
 The encoder writes into a temporary file beside the output and moves it into place only when ``close()``
 succeeds, so a crash or an exception leaves nothing at the output path. The sidecar ``<output>.json`` records
-the provenance the caller hands in (run, log, episodes, checkpoints, config).
+the provenance the caller hands in (run, log, episodes, checkpoints, config). A write the system refuses (a full
+disk, a file size limit, an I/O error) is an :class:`EncoderError` naming the output, the OS error and the fix,
+and the temporary file goes with it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
@@ -118,8 +122,12 @@ class VideoEncoder:
                 f"expected I420 planes of shape ({self.height * 3 // 2}, {self.width}), got {planes.shape}"
             )
         frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(planes), format="yuv420p")
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
+        try:
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+        except OSError as error:
+            self.abort()
+            raise self._write_failed(error) from None
         self.frames_written += 1
         self._bar.update()
 
@@ -129,14 +137,20 @@ class VideoEncoder:
             return
         self._closed = True
         try:
-            for packet in self._stream.encode():
-                self._container.mux(packet)
-            self._container.close()
+            try:
+                for packet in self._stream.encode():
+                    self._container.mux(packet)
+                self._container.close()
+            except OSError as error:
+                raise self._write_failed(error) from None
             if self.frames_written == 0:
                 raise EncoderError(f"no frame was written to {self.path}; nothing to save")
-            os.replace(self._temp, self.path)
+            try:
+                os.replace(self._temp, self.path)
+            except OSError as error:
+                raise self._write_failed(error) from None
         except BaseException:
-            self._temp.unlink(missing_ok=True)
+            self._discard()
             raise
         finally:
             self._bar.close()
@@ -149,7 +163,13 @@ class VideoEncoder:
             **self.provenance,
         }
         text = json.dumps(_json_safe(sidecar), indent=2, default=str, allow_nan=False)
-        _write_atomically(self.sidecar_path, text + "\n")
+        try:
+            _write_atomically(self.sidecar_path, text + "\n")
+        except OSError as error:
+            raise EncoderError(
+                f"the video {self.path} is complete, but writing its provenance sidecar {self.sidecar_path.name} "
+                f"failed: {_describe(error)}; {_fix(error, self.path.parent)}"
+            ) from None
 
     def abort(self) -> None:
         """Discard everything written so far; nothing is left at the output path."""
@@ -157,10 +177,24 @@ class VideoEncoder:
             return
         self._closed = True
         self._bar.close()
+        self._discard()
+
+    def _discard(self) -> None:
+        """Close the container and delete the temporary file. Closing writes the trailer, which fails again
+        after a refused write (a full disk stays full); the file is deleted either way, so that error must not
+        hide the one being handled."""
         try:
-            self._container.close()
+            with contextlib.suppress(OSError, av.FFmpegError):
+                self._container.close()
         finally:
             self._temp.unlink(missing_ok=True)
+
+    def _write_failed(self, error: OSError) -> EncoderError:
+        folder = self._temp.parent
+        return EncoderError(
+            f"writing the video {self.path} (through a temporary file in {folder}) failed: {_describe(error)}; "
+            f"nothing was left at the output; {_fix(error, folder)}"
+        )
 
     def __enter__(self) -> VideoEncoder:
         return self
@@ -194,6 +228,25 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_json_safe(item) for item in value]
     return value
+
+
+def _describe(error: OSError) -> str:
+    """``No space left on device (ENOSPC)``: the OS's words and the code to search for."""
+    text = error.strerror or str(error)
+    code = errno.errorcode.get(error.errno or 0)
+    return f"{text} ({code})" if code else text
+
+
+def _fix(error: OSError, folder: Path) -> str:
+    """What to do about a write into ``folder`` that failed with ``error``."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"free space in {folder}, or choose another output=<file> on a disk with room"
+    if error.errno == errno.EFBIG:
+        return (
+            "the file outgrew the largest the file system or this process (ulimit -f) allows; raise the limit, "
+            "or choose another output=<file> on a file system that allows larger files"
+        )
+    return f"choose another output=<file> in a folder you can write to, or check {folder}'s disk"
 
 
 def _container_format(path: Path) -> str:

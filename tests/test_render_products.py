@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import STICKY, decode_video, record_single
+from conftest import STICKY, assert_video_close, decode_video, record_single
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
@@ -106,11 +109,6 @@ def _compose(overrides: list[str]):
         return compose(config_name="render", overrides=overrides)
 
 
-def _assert_close(actual: np.ndarray, expected: np.ndarray) -> None:
-    error = np.abs(actual.astype(int) - expected.astype(int))
-    assert error.mean() < 1.5 and np.percentile(error, 99) < 24, (error.mean(), np.percentile(error, 99))
-
-
 def test_cli_contract_raw_episode_is_the_upscaled_replay(run_dir: Path, tmp_path: Path) -> None:
     """``run=<dir> product=episode episode=<i> overlay=raw output=<file>``: one video frame per recorded
     frame."""
@@ -132,7 +130,7 @@ def test_cli_contract_raw_episode_is_the_upscaled_replay(run_dir: Path, tmp_path
     assert result.frames == len(decoded) == log.episodes[4].length + 1
     assert decoded[0].shape == (840, 640, 3)
     for k in (0, 1, len(expected) // 2, len(expected) - 1):
-        _assert_close(decoded[k], upscale_nearest(expected[k], 4))
+        assert_video_close(decoded[k], upscale_nearest(expected[k], 4))
     sidecar = json.loads(out.with_name("raw.mp4.json").read_text())
     assert sidecar["episodes"][0]["index"] == 4 and sidecar["config"]["overlay"]["kind"] == "raw"
     assert sidecar["log"] == str((run_dir / "trajectories.h5").resolve())
@@ -150,7 +148,7 @@ def test_full_episode_states_checkpoints_and_lags(run_dir: Path, tmp_path: Path)
     with TrajectoryLog(run_dir / "trajectories.h5") as log:
         first = next(log.frames(5))
     game = decoded[0][83 : 83 + 630, 16 : 16 + 480]  # where FullOverlay puts the 3x game at 1280x720
-    _assert_close(game, upscale_nearest(first, 3))
+    assert_video_close(game, upscale_nearest(first, 3))
 
 
 def test_eval_episode_lag_is_zero(run_dir: Path, tmp_path: Path) -> None:
@@ -394,6 +392,47 @@ def test_the_command_line_reports_a_bad_input_in_one_line_and_exits_2(run_dir: P
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     [line] = done.stderr.strip().splitlines()
     assert line.startswith(f"error: {run_dir / 'trajectories.h5'}: episode 5000 is out of range"), line
+
+
+def _file_size_limit(limit: int) -> Callable[[], None]:
+    """A ``preexec_fn`` for a child that may write files of at most ``limit`` bytes: a write past it fails with
+    EFBIG, as a write to a full disk fails with ENOSPC (ignoring SIGXFSZ, which would otherwise kill it)."""
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.parametrize(
+    ("limit", "video"),
+    [
+        (20_000, ["video.crf=0", "video.preset=ultrafast"]),  # ~540 kB: a write while encoding fails
+        (10_000, []),  # ~30 kB, held in the muxer's buffer: the flush at the end fails
+    ],
+    ids=["while-encoding", "at-the-end"],
+)
+def test_a_full_disk_while_rendering_is_one_line_naming_the_output_and_leaves_nothing(
+    tmp_path: Path, limit: int, video: list[str]
+) -> None:
+    log = tmp_path / "breakout.h5"
+    record_single(log, "Breakout", STICKY, 250)  # one episode of 251 frames
+    before = hashlib.sha256(log.read_bytes()).hexdigest()
+    output = tmp_path / "videos" / "x.mp4"
+    command = [
+        sys.executable, "-m", "render", f"log={log}", "product=episode", "episode=0", "overlay=raw",
+        f"output={output}", "video.progress=false", *video, f"hydra.run.dir={tmp_path / 'hydra'}",
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=300, preexec_fn=_file_size_limit(limit)
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith(f"error: writing the video {output} ") and "File too large (EFBIG)" in line, line
+    assert "choose another output=<file>" in line, line
+    assert list(output.parent.iterdir()) == [], "neither the video, its sidecar nor the temporary file may be left"
+    assert hashlib.sha256(log.read_bytes()).hexdigest() == before
 
 
 @pytest.mark.parametrize(
