@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import gymnasium as gym
+import h5py
 import numpy as np
 import pytest
 from conftest import (
@@ -18,7 +19,8 @@ from conftest import (
     replay_in_fresh_process,
 )
 
-from replay import TrajectoryLog, emulator, verify
+from replay import TrajectoryLog, emulator, resim, verify
+from replay import log_format as fmt
 from replay.atari import EnvConfig
 from replay.atari import make_env as trainer_env
 
@@ -109,6 +111,36 @@ def test_seeks_restore_a_time_limit_that_counts_frames(tmp_path, asynchronous):
             assert [hashlib.sha256(s.frame.data).hexdigest() for s in steps] == digest.frames[start:]
             assert [hashlib.sha256(s.observation.data).hexdigest() for s in steps] == digest.observations[start:]
             assert steps[-1].truncated
+
+
+def test_a_snapshot_that_restores_wrongly_falls_back_to_an_earlier_anchor(tmp_path):
+    """The replayer never emits a frame from an unverified restore: a snapshot whose (valid, decodable) state is
+    another position's fails its first sync check, and the seek starts again from the anchor before it."""
+    path = tmp_path / "log.h5"
+    recorded = record_single(path, "Breakout", STICKY, 700, snapshot_interval=64, sync_interval=16)
+    with TrajectoryLog(path) as log:
+        lane = log.lane(0, 0)
+        rows = [int(s["position"]) for s in lane.snapshots]
+        target, donor = len(rows) // 2, 0
+        wrong = resim._snapshot_state(lane, donor)  # whole: its generator put back, its dictionary applied
+        episode = next(e for e in log.episodes if e.start_step < rows[target] < e.start_step + e.length - 24)
+    blob = np.frombuffer(emulator.encode_snapshot(wrong, None), dtype=np.uint8)
+    with h5py.File(path, "a") as handle:
+        group = handle[fmt.GROUP_STREAMS][fmt.stream_name(0)]
+        data, table = group[fmt.DATASET_SNAPSHOT_BYTES], group[fmt.DATASET_SNAPSHOTS]
+        offset = data.shape[0]
+        data.resize((offset + blob.size,))
+        data[offset:] = blob
+        row = table[target]
+        row["offset"], row["nbytes"], row["ref"] = offset, blob.size, fmt.NO_REF
+        table[target] = row
+    start = rows[target] + 20 - episode.start_step  # past a sync check: observations come from the snapshot
+    digest = recorded[(0, episode.start_step)]
+    with TrajectoryLog(path) as log:
+        steps = list(log.replay(episode.index, start, start + 3))
+        assert sum(lane.restore_failures for lane in log._lanes.values()) == 1
+    assert [hashlib.sha256(s.frame.data).hexdigest() for s in steps] == digest.frames[start : start + 3]
+    assert [hashlib.sha256(s.observation.data).hexdigest() for s in steps] == digest.observations[start : start + 3]
 
 
 def test_episode_records_describe_what_happened(tmp_path):
