@@ -14,6 +14,7 @@ import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import ale_py
 import gymnasium as gym
@@ -58,8 +59,8 @@ class LaneState:
     np_random_state: str  # JSON of numpy's bit_generator.state
     # Set when ale_state has its sticky-action generator cut out: (snapshot row of the base, draws, offset).
     rng_from: tuple[int, int, int] | None = None
-    # The TimeLimit's step count (None: the stack has none, or a format-2 snapshot that did not store it).
-    elapsed_steps: int | None = None
+    # The hidden state of the stack's stateful wrappers (see WRAPPER_STATE); None in format-2 snapshots.
+    wrappers: dict[str, dict[str, Any]] | None = None
 
 
 def base_env(env: gym.Env) -> gym.Env:
@@ -99,8 +100,8 @@ def encode_snapshot(state: LaneState, reference: LaneState | None) -> bytes:
     header: dict = {"rng": state.np_random_state}
     if state.rng_from is not None:
         header["rng_from"] = list(state.rng_from)
-    if state.elapsed_steps is not None:
-        header["elapsed"] = state.elapsed_steps
+    if state.wrappers:
+        header["wrappers"] = state.wrappers
     payload = json.dumps(header).encode() + b"\n" + state.ale_state
     if reference is None:
         return zlib.compress(payload, 6)
@@ -123,10 +124,10 @@ def decode_snapshot(blob: bytes, reference: LaneState | None) -> LaneState:
             if base < 0 or not 0 <= draws <= sticky_rng.MAX_DRAWS or not 0 <= at <= len(ale_state):
                 raise ValueError(f"bad generator reference {rng_from}")
             rng_from = (base, draws, at)
-        elapsed = header.get("elapsed")
-        if elapsed is not None and (type(elapsed) is not int or elapsed < 0):
-            raise ValueError(f"bad TimeLimit step count {elapsed!r}")
-        return LaneState(ale_state, header["rng"], rng_from, elapsed)
+        wrappers = header.get("wrappers")
+        if wrappers is not None:
+            _check_wrapper_state(wrappers)
+        return LaneState(ale_state, header["rng"], rng_from, wrappers)
     except (zlib.error, ValueError, KeyError, TypeError) as error:
         raise LogFormatError(f"a snapshot is damaged ({error}); the log's other anchors may still work") from None
 
@@ -140,7 +141,7 @@ def with_generator(state: LaneState, base: LaneState) -> LaneState:
         raise LogFormatError("a snapshot's generator base holds no generator; the log's other anchors may still work")
     _, draws, at = state.rng_from
     key, pos = sticky_rng.advance(generator.key, generator.pos, draws)
-    return LaneState(sticky_rng.insert(state.ale_state, at, key, pos), state.np_random_state, None, state.elapsed_steps)
+    return LaneState(sticky_rng.insert(state.ale_state, at, key, pos), state.np_random_state, None, state.wrappers)
 
 
 def _dictionary(reference: LaneState) -> bytes:
@@ -156,6 +157,9 @@ def spec_from_json(spec_json: str, source: str) -> EnvSpec:
     # JSON has no tuples: ale-py's random frameskip range ``(low, high)`` comes back as a list, which it refuses.
     if isinstance(spec.kwargs.get("frameskip"), list):
         spec.kwargs["frameskip"] = tuple(spec.kwargs["frameskip"])
+    for wrapper in spec.additional_wrappers:  # likewise StickyAction's (min, max) repeat duration
+        if wrapper.kwargs and isinstance(wrapper.kwargs.get("repeat_action_duration"), list):
+            wrapper.kwargs["repeat_action_duration"] = tuple(wrapper.kwargs["repeat_action_duration"])
     if str(spec.entry_point) not in ALLOWED_ENV_ENTRY_POINTS:
         raise LogFormatError(
             f"{source}: the recorded env names entry point {str(spec.entry_point)!r}, which is not ale-py's "
@@ -244,20 +248,62 @@ def _resync_wrappers(env: gym.Env) -> None:
         layer = layer.env
 
 
-def time_limit(env: gym.Env) -> gym.wrappers.TimeLimit | None:
-    """The stack's TimeLimit (a recorder accepts at most one, where ``gym.make`` puts it), if any."""
+# Wrappers whose hidden state decides what happens next, and that state: a snapshot carries it (format 3). A
+# TimeLimit under AtariPreprocessing counts emulated frames and no-ops, which no position count tells; a
+# StickyAction holds the action it may repeat. (Their RNG is the base env's, which snapshots hold anyway.)
+WRAPPER_STATE: dict[type, tuple[str, ...]] = {
+    gym.wrappers.TimeLimit: ("_elapsed_steps",),
+    gym.wrappers.StickyAction: ("last_action", "is_sticky_actions", "num_repeats", "repeats_taken"),
+}
+
+
+def stateful_wrappers(spec: EnvSpec) -> list[type]:
+    """The classes of WRAPPER_STATE in the stack ``spec`` builds."""
+    entry_points = {str(w.entry_point) for w in spec.additional_wrappers}
+    return [
+        cls
+        for cls in WRAPPER_STATE
+        if _entry_point(cls) in entry_points or (cls is gym.wrappers.TimeLimit and spec.max_episode_steps is not None)
+    ]
+
+
+def wrapper_state(env: gym.Env) -> dict[str, dict[str, Any]]:
+    """What a snapshot must restore of the stack's stateful wrappers (a recorder accepts one of each)."""
+    state = {}
     layer = env
     while isinstance(layer, gym.Wrapper):
-        if isinstance(layer, gym.wrappers.TimeLimit):
-            return layer
+        names = WRAPPER_STATE.get(type(layer))
+        if names:
+            state[type(layer).__name__] = {name: plain(getattr(layer, name)) for name in names}
         layer = layer.env
-    return None
+    return state
 
 
-def elapsed_steps(env: gym.Env) -> int | None:
-    """What a snapshot must restore of the TimeLimit: the steps it counted since the reset."""
-    limit = time_limit(env)
-    return None if limit is None else int(limit._elapsed_steps)
+def set_wrapper_state(env: gym.Env, state: dict[str, dict[str, Any]]) -> None:
+    layer = env
+    while isinstance(layer, gym.Wrapper):
+        names = WRAPPER_STATE.get(type(layer))
+        if names:
+            values = state.get(type(layer).__name__)
+            if values is None or set(values) != set(names):
+                raise LogFormatError(f"a snapshot lacks the state of the stack's {type(layer).__name__}")
+            for name in names:
+                setattr(layer, name, values[name])
+        layer = layer.env
+
+
+def plain(value: Any) -> Any:
+    """A wrapper attribute as JSON holds it: numpy scalars become Python numbers."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _check_wrapper_state(wrappers: Any) -> None:
+    ok = isinstance(wrappers, dict) and all(
+        isinstance(values, dict) and all(v is None or (type(v) in (int, bool) and v >= 0) for v in values.values())
+        for values in wrappers.values()
+    )
+    if not ok:
+        raise ValueError(f"bad wrapper state {str(wrappers)[:200]}")
 
 
 def screen(env: gym.Env) -> np.ndarray:

@@ -18,12 +18,15 @@ from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from replay import log_format as fmt
 from replay.emulator import (
     ALLOWED_WRAPPER_ENTRY_POINTS,
+    WRAPPER_STATE,
     LaneState,
     base_env,
-    elapsed_steps,
     obs_crc,
+    plain,
     rom_md5,
     state_crc,
+    stateful_wrappers,
+    wrapper_state,
 )
 from replay.errors import RecordingError
 from replay.writer import StreamWriter, TrajectoryWriter, check_appendable
@@ -72,7 +75,7 @@ class _Recording:
         observation_space: gym.Space,
         clone_states: Callable[[bool], Sequence[Any]],
         rng_states: Callable[[], Sequence[np.random.Generator]],
-        elapsed_steps: Callable[[], Sequence[int | None]],
+        wrapper_states: Callable[[], Sequence[dict[str, dict[str, Any]]]],
         *,
         snapshot_interval: int | None,
         sync_interval: int,
@@ -121,7 +124,7 @@ class _Recording:
         self.sync_interval = sync_interval
         self._clone_states = clone_states
         self._rng_states = rng_states
-        self._elapsed_steps = elapsed_steps
+        self._wrapper_states = wrapper_states
         self.policy_version = 0
         self._recorded_version: int | None = None
         self._seeded = np.zeros(n_lanes, dtype=bool)
@@ -295,12 +298,12 @@ class _Recording:
         if snapshot_lanes.any():
             full_states = self._clone_states(True) if self.snapshot_rng else states
             generators = self._rng_states()
-            elapsed = self._elapsed_steps()
+            wrappers = self._wrapper_states()
             for lane in np.flatnonzero(snapshot_lanes):
                 state = LaneState(
                     ale_state=full_states[lane].serialize(),
                     np_random_state=json.dumps(generators[lane].bit_generator.state),
-                    elapsed_steps=elapsed[lane],
+                    wrappers=wrappers[lane],
                 )
                 self.stream.record_snapshot(position, int(lane), state, crcs[lane], obs_crcs[lane])
             self._snapshot_due[snapshot_lanes] = False
@@ -344,7 +347,10 @@ def _check_stack_is_rebuildable(env: gym.Env) -> None:
     recorded = {w.name for w in spec.additional_wrappers}
     layer = env
     time_limits = 0
+    stateful: dict[str, int] = {}
     while isinstance(layer, gym.Wrapper):
+        if type(layer) in WRAPPER_STATE:
+            stateful[type(layer).__name__] = stateful.get(type(layer).__name__, 0) + 1
         if isinstance(layer, gym.wrappers.TimeLimit):
             time_limits += 1
         elif not isinstance(layer, _BOOKKEEPING_WRAPPERS):
@@ -367,6 +373,12 @@ def _check_stack_is_rebuildable(env: gym.Env) -> None:
             f"{time_limits} TimeLimit wrappers are stacked, and an env spec keeps one; keep the one gym.make adds "
             "for max_episode_steps and apply any other outside RecordTrajectory (around the recorder)"
         )
+    for name, count in stateful.items():
+        if count > 1:  # snapshots store one state per class (and an AsyncVectorEnv can read only the first)
+            raise RecordingError(
+                f"{count} {name} wrappers are stacked, and a recorder keeps the state of one; apply the others "
+                "outside RecordTrajectory (around the recorder)"
+            )
     outside = "apply it outside RecordTrajectory (around the recorder) instead"
     for wrapper in spec.additional_wrappers:
         if wrapper.kwargs is None:
@@ -390,14 +402,25 @@ def _check_stack_is_rebuildable(env: gym.Env) -> None:
         ) from None
 
 
-def _vector_elapsed_steps(env: VectorEnv, spec: gym.envs.registration.EnvSpec) -> Callable[[], list[int | None]]:
-    """How to read every sub-env's TimeLimit count; an AsyncVectorEnv's live in other processes, where
-    ``get_wrapper_attr`` finds the one TimeLimit a recorded stack may have."""
-    if spec.max_episode_steps is None:
-        return lambda: [None] * env.num_envs
+def _vector_wrapper_states(
+    env: VectorEnv, spec: gym.envs.registration.EnvSpec
+) -> Callable[[], list[dict[str, dict[str, Any]]]]:
+    """How to read every sub-env's wrapper state (:func:`replay.emulator.wrapper_state`). An AsyncVectorEnv's
+    sub-envs live in other processes, where ``get_wrapper_attr`` finds the one wrapper of each stateful class
+    a recorded stack may have."""
     if isinstance(env, gym.vector.SyncVectorEnv):
-        return lambda: [elapsed_steps(sub_env) for sub_env in env.envs]
-    return lambda: [int(n) for n in env.call("get_wrapper_attr", "_elapsed_steps")]
+        return lambda: [wrapper_state(sub_env) for sub_env in env.envs]
+    classes = stateful_wrappers(spec)
+
+    def read() -> list[dict[str, dict[str, Any]]]:
+        states: list[dict[str, dict[str, Any]]] = [{} for _ in range(env.num_envs)]
+        for cls in classes:
+            for name in WRAPPER_STATE[cls]:
+                for lane, value in enumerate(env.call("get_wrapper_attr", name)):
+                    states[lane].setdefault(cls.__name__, {})[name] = plain(value)
+        return states
+
+    return read
 
 
 def _check_vector_stacks_are_rebuildable(env: VectorEnv) -> None:
@@ -464,7 +487,7 @@ class RecordTrajectory(_RecorderHandle, gym.Wrapper):
             env.observation_space,
             lambda rng: [base.ale.cloneState(include_rng=rng)],
             lambda: [base.np_random],
-            lambda: [elapsed_steps(env)],
+            lambda: [wrapper_state(env)],
             snapshot_interval=snapshot_interval,
             sync_interval=sync_interval,
             flush_seconds=flush_seconds,
@@ -563,7 +586,7 @@ class RecordVectorTrajectory(_RecorderHandle, VectorWrapper):
             env.single_observation_space,
             lambda rng: env.call("clone_state", include_rng=rng),
             lambda: env.call("np_random"),
-            _vector_elapsed_steps(env, specs[0]),
+            _vector_wrapper_states(env, specs[0]),
             snapshot_interval=snapshot_interval,
             sync_interval=sync_interval,
             flush_seconds=flush_seconds,

@@ -166,16 +166,20 @@ def _run(
                 env.close()
                 raise _RestoreFailed from None  # a damaged snapshot: an earlier anchor may still work
             emulator.restore(env, state)
-            limit = emulator.time_limit(env)
-            if limit is not None:
-                if state.elapsed_steps is not None:
-                    limit._elapsed_steps = state.elapsed_steps
-                elif not lane.spec.additional_wrappers:
-                    # A format-2 snapshot kept no count; with nothing above the TimeLimit it counts positions.
-                    limit._elapsed_steps = position - max((p for p in lane.resets if p <= position), default=0)
-                else:  # under a frame-skipping wrapper it counted frames, which nothing recorded tells
+            stateful = emulator.stateful_wrappers(lane.spec)
+            if state.wrappers is not None:
+                try:
+                    emulator.set_wrapper_state(env, state.wrappers)
+                except LogFormatError:
                     env.close()
-                    raise _RestoreFailed
+                    raise _RestoreFailed from None
+            elif stateful == [gym.wrappers.TimeLimit] and not lane.spec.additional_wrappers:
+                # A format-2 snapshot kept no wrapper state; a TimeLimit with nothing above it counts positions.
+                since_reset = position - max((p for p in lane.resets if p <= position), default=0)
+                emulator.set_wrapper_state(env, {"TimeLimit": {"_elapsed_steps": since_reset}})
+            elif stateful:  # what they held (frames counted under a frame skip, a sticky action) is not recorded
+                env.close()
+                raise _RestoreFailed
             trusted_frames = trusted_obs = False
     held: list[Emitted] = []
     emitted_any = False

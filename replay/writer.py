@@ -9,7 +9,10 @@ everything up to the last flush, and other processes can read the log while it g
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import os
+import re
 import resource
 import shutil
 import time
@@ -57,10 +60,13 @@ class TrajectoryWriter:
         except BaseException:
             self._lock.release()
             raise
+        self._datasets: dict[str, h5py.Dataset] = {}
         self._streams: list[StreamWriter] = []
         self._episodes: list[tuple] = []
-        self._episodes_on_disk = len(self._file[fmt.DATASET_EPISODES])
+        self._episodes_on_disk = len(self._dataset(fmt.DATASET_EPISODES))
         self._last_flush = time.monotonic()
+        self._refused = False
+        self._failure: str | None = None  # why a write failed: the file was let go, later calls repeat it
         self.closed = False
 
     @property
@@ -116,12 +122,51 @@ class TrajectoryWriter:
     @contextlib.contextmanager
     def _restructuring(self) -> Iterator[h5py.File]:
         """Leave SWMR mode for a structural change (new objects or attributes), then enter it again."""
-        self._file.close()
-        self._file = storage.open_for_structure(self.path)
+        with self._writing():
+            self._file.flush()  # a write that fails does so here, where the file can be let go, not in close()
+            self._datasets.clear()
+            self._file.close()
+            self._file = storage.open_for_structure(self.path)
+            try:
+                yield self._file
+            finally:
+                storage.start_swmr(self._file)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Turn a write the system refuses (ENOSPC, EFBIG, EIO...) into a RecordingError, and let go of the file.
+
+        After a failed write HDF5's state cannot be trusted (it retries, and can crash the process: see
+        ``storage.abandon``), so the file is closed without another write and stays as of the last flush.
+        """
+        self._check_open()
         try:
-            yield self._file
-        finally:
-            storage.start_swmr(self._file)
+            yield
+        except (OSError, RuntimeError) as error:  # h5py raises RuntimeError for some failed HDF5 writes
+            self._failure = (
+                f"{self.path}: writing the log failed ({_os_error(error)}), so recording stopped; the log keeps "
+                "everything up to its last flush and reads back. Free space on its disk (or record to another "
+                "path) and record again"
+            )
+            self.closed = True
+            try:
+                storage.abandon(self._file)
+            finally:
+                self._datasets.clear()
+                self._lock.release()
+            raise RecordingError(self._failure) from None
+
+    def _dataset(self, path: str) -> h5py.Dataset:
+        """A dataset of the log, open until the file is next closed.
+
+        A dataset closed by garbage collection writes its cached chunks there, where h5py can only print a
+        failure ("Exception ignored in ObjectID.__dealloc__") and HDF5 leaves it half freed; kept open, every
+        write happens inside ``_writing``.
+        """
+        dataset = self._datasets.get(path)
+        if dataset is None:
+            dataset = self._datasets[path] = self._file[path]
+        return dataset
 
     def add_episode(self, row: tuple) -> int:
         self._episodes.append(row)
@@ -134,27 +179,24 @@ class TrajectoryWriter:
     def flush(self) -> None:
         self._check_open()
         self._ensure_space()
-        try:
+        with self._writing():
             for stream in self._streams:
                 stream._write()
-            # Episodes last: an episode row never refers to steps that are not on disk yet.
             if self._episodes:
-                _append(self._file[fmt.DATASET_EPISODES], np.array(self._episodes, dtype=fmt.EPISODE_DTYPE))
+                # Steps reach the disk before the episode rows that refer to them, even if this flush fails half way.
+                for dataset in self._datasets.values():
+                    dataset.flush()
+                _append(self._dataset(fmt.DATASET_EPISODES), np.array(self._episodes, dtype=fmt.EPISODE_DTYPE))
                 self._episodes_on_disk += len(self._episodes)
                 self._episodes.clear()
             self._file.flush()
-        except OSError as error:
-            raise RecordingError(
-                f"{self.path}: writing the log failed ({error}); the disk may be full or the file unwritable. "
-                "Episodes flushed before this point stay readable; free space or record to another path"
-            ) from error
         self._last_flush = time.monotonic()
 
     def _ensure_space(self) -> None:
         """Refuse to write when the disk (or the process's file-size limit) could not take this flush.
 
-        HDF5 copes badly with a write that fails half way (it can corrupt the file or crash the process), so
-        the check comes first and a refused flush leaves the file exactly as of the last good one.
+        A refused flush leaves the file exactly as of the last good one and the writer usable once there is
+        space again; a write that fails anyway (the disk filled after this check) ends the writer (``_writing``).
         """
         pending = sum(stream.pending_bytes for stream in self._streams) + len(self._episodes) * 64
         needed = 2 * pending + _SPACE_MARGIN
@@ -173,7 +215,7 @@ class TrajectoryWriter:
     def close(self) -> None:
         if self.closed:
             return
-        if getattr(self, "_refused", False):
+        if self._refused:
             self._file.close()  # nothing new reaches the file after a refused flush
             self._lock.release()
             self.closed = True
@@ -181,14 +223,15 @@ class TrajectoryWriter:
         try:
             self.flush()
         finally:
-            self._file.close()
-            self.closed = True
-            try:
-                storage.compact(self.path)  # under the lock: no writer can be appending meanwhile
-            except OSError as error:
-                warnings.warn(f"{self.path}: could not reclaim space ({error}); the log is complete", stacklevel=2)
-            finally:
-                self._lock.release()
+            if not self.closed:  # a write that failed has let go of the file already
+                self._file.close()
+                self.closed = True
+                try:
+                    storage.compact(self.path)  # under the lock: no writer can be appending meanwhile
+                except OSError as error:
+                    warnings.warn(f"{self.path}: could not reclaim space ({error}); the log is complete", stacklevel=2)
+                finally:
+                    self._lock.release()
 
     def __enter__(self) -> TrajectoryWriter:
         return self
@@ -211,7 +254,7 @@ class TrajectoryWriter:
 
     def _check_open(self) -> None:
         if self.closed:
-            raise RecordingError(f"{self.path}: the trajectory writer is closed")
+            raise RecordingError(self._failure or f"{self.path}: the trajectory writer is closed")
 
 
 class StreamWriter:
@@ -249,7 +292,7 @@ class StreamWriter:
     def record_position(self, actions: np.ndarray) -> int:
         """Record one position (a step or a reset) for every lane; returns its index."""
         if self._n_actions == self._actions.shape[1]:
-            self._write()
+            self._write_between_flushes()
         self._actions[:, self._n_actions] = actions
         self._n_actions += 1
         return self.position - 1
@@ -257,7 +300,7 @@ class StreamWriter:
     def record_action(self, action: int) -> None:
         """``record_position`` for a one-lane stream, without numpy's per-call overhead."""
         if self._n_actions == fmt.ACTIONS_CHUNK:
-            self._write()
+            self._write_between_flushes()
         self._lane0[self._n_actions] = action
         self._n_actions += 1
 
@@ -305,21 +348,26 @@ class StreamWriter:
                     base.draws += more
                     base.last, base.last_position = generator, position
                     return LaneState(
-                        cut, state.np_random_state, (base.row, base.draws, generator.start), state.elapsed_steps
+                        cut, state.np_random_state, (base.row, base.draws, generator.start), state.wrappers
                     )
         self._generator_bases[lane] = _GeneratorBase(self._n_snapshots, generator, generator, position)
         return state
 
+    def _write_between_flushes(self) -> None:
+        with self.owner._writing():
+            self._write()
+
     def _write(self) -> None:
-        group = self.owner._file[fmt.GROUP_STREAMS][fmt.stream_name(self.index)]  # the handle changes on reopen
+        group = f"{fmt.GROUP_STREAMS}/{fmt.stream_name(self.index)}"
         if self._n_actions:
-            actions = group[fmt.DATASET_ACTIONS]
+            actions = self.owner._dataset(f"{group}/{fmt.DATASET_ACTIONS}")
             actions.resize(self._written_positions + self._n_actions, axis=1)
             actions[:, self._written_positions :] = self._actions[:, : self._n_actions]
             self._written_positions += self._n_actions
             self._n_actions = 0
         if self._snapshot_blobs:
-            _append(group[fmt.DATASET_SNAPSHOT_BYTES], np.frombuffer(b"".join(self._snapshot_blobs), np.uint8))
+            blobs = np.frombuffer(b"".join(self._snapshot_blobs), np.uint8)
+            _append(self.owner._dataset(f"{group}/{fmt.DATASET_SNAPSHOT_BYTES}"), blobs)
             self._snapshot_blobs.clear()
         for name, rows, dtype in (
             (fmt.DATASET_RESETS, self._resets, fmt.RESET_DTYPE),
@@ -328,7 +376,7 @@ class StreamWriter:
             (fmt.DATASET_SNAPSHOTS, self._snapshots, fmt.SNAPSHOT_DTYPE),
         ):
             if rows:
-                _append(group[name], np.array(rows, dtype=dtype))
+                _append(self.owner._dataset(f"{group}/{name}"), np.array(rows, dtype=dtype))
                 rows.clear()
 
 
@@ -347,6 +395,17 @@ class _GeneratorBase:
     last_position: int
     draws: int = 0  # from base to last
     derived: int = 0
+
+
+def _os_error(error: BaseException) -> str:
+    """The OS error behind an h5py error ("EFBIG: File too large"), or h5py's message without HDF5's details."""
+    code = getattr(error, "errno", None)
+    if code is None:
+        found = re.search(r"errno = (\d+)", str(error))
+        code = int(found.group(1)) if found else None
+    if code:
+        return f"{errno.errorcode.get(code, f'errno {code}')}: {os.strerror(code)}"
+    return str(error).split(" (", 1)[0]
 
 
 def _table(group: h5py.Group, name: str, dtype: np.dtype) -> h5py.Dataset:

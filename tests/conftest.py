@@ -22,6 +22,8 @@ PREPROCESSED = "preprocessed"  # frameskip 1 + AtariPreprocessing + 4-frame stac
 RANDOM_SKIP = "random-skip"  # ALE v5 with a random frameskip of 2..4 each step (ale-py's (low, high) tuple)
 # PREPROCESSED with gym.make's max_episode_steps=400: a TimeLimit under AtariPreprocessing, counting frames
 TIME_LIMITED = "time-limited"
+# ALE without sticky actions, gymnasium's StickyAction over AtariPreprocessing: a wrapper with hidden state
+GYM_STICKY = "gym-sticky"
 
 
 def make_env(game: str, setting: str) -> gym.Env:
@@ -30,8 +32,11 @@ def make_env(game: str, setting: str) -> gym.Env:
     if setting == RANDOM_SKIP:
         return gym.make(f"ALE/{game}-v5", frameskip=(2, 5), render_mode="rgb_array")
     limit = 400 if setting == TIME_LIMITED else None
-    env = gym.make(f"ALE/{game}-v5", frameskip=1, render_mode="rgb_array", max_episode_steps=limit)
+    sticky = {"repeat_action_probability": 0.0} if setting == GYM_STICKY else {}
+    env = gym.make(f"ALE/{game}-v5", frameskip=1, render_mode="rgb_array", max_episode_steps=limit, **sticky)
     env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84)
+    if setting == GYM_STICKY:
+        env = gym.wrappers.StickyAction(env, repeat_action_probability=0.25, repeat_action_duration=(1, 3))
     return gym.wrappers.FrameStackObservation(env, 4)
 
 

@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 from conftest import (
+    GYM_STICKY,
     PREPROCESSED,
     RANDOM_SKIP,
     STICKY,
@@ -111,6 +112,26 @@ def test_seeks_restore_a_time_limit_that_counts_frames(tmp_path, asynchronous):
             assert [hashlib.sha256(s.frame.data).hexdigest() for s in steps] == digest.frames[start:]
             assert [hashlib.sha256(s.observation.data).hexdigest() for s in steps] == digest.observations[start:]
             assert steps[-1].truncated
+
+
+def test_seeks_restore_a_sticky_action_wrapper(tmp_path):
+    """gymnasium's StickyAction holds the action it may repeat: snapshots carry it (format 3), so restores
+    verify instead of falling back to the seeded reset (which gave the same frames, slowly)."""
+    path = tmp_path / "log.h5"
+    recorded = record_single(path, "Breakout", GYM_STICKY, 600, snapshot_interval=32, sync_interval=8)
+    sought = 0
+    with TrajectoryLog(path) as log:
+        episodes = [e for e in log.episodes if e.length > 80]
+    for episode in episodes:
+        start = episode.length // 2
+        digest = recorded[(0, episode.start_step)]
+        with TrajectoryLog(path) as fresh:
+            steps = list(fresh.replay(episode.index, start, start + 5))
+            assert sum(lane.restore_failures for lane in fresh._lanes.values()) == 0
+        assert [hashlib.sha256(s.frame.data).hexdigest() for s in steps] == digest.frames[start : start + 5]
+        assert [hashlib.sha256(s.observation.data).hexdigest() for s in steps] == digest.observations[start : start + 5]
+        sought += 1
+    assert sought >= 2
 
 
 def test_a_snapshot_that_restores_wrongly_falls_back_to_an_earlier_anchor(tmp_path):
