@@ -8,9 +8,12 @@ chunks included (0 of 30). So logs are written in SWMR mode (``libver="latest"``
 
 - Datasets only grow while in SWMR mode. Structural changes (a new stream, a metadata attribute) briefly leave
   it: flush, close, reopen, change, flush, re-enter (``TrajectoryWriter`` does this).
-- A file left by a killed SWMR writer refuses an ordinary open ("file is already open for write"); it opens for
-  reading with ``swmr=True`` (``open_for_reading`` tries both), and before appending to it again it is rewritten
-  into a clean file by ``recover`` (copy, then atomic rename; nothing recorded is changed).
+- A file left by a killed SWMR writer refuses an ordinary open ("file is already open for write", or "truncated
+  file" when the writer stopped during a flush); it opens for reading with ``swmr=True`` (``open_for_reading``
+  tries both), and before appending to it again it is rewritten into a clean file by ``recover`` (copy, then
+  atomic rename; nothing recorded is changed).
+- A write that fails (a full disk) ends the writer: the file is let go without another write (``abandon``) and
+  reads like a killed writer's.
 - SWMR mode never reuses the space of a rewritten chunk, so a log grows to 2-3x its data while written;
   ``compact`` copies it down when its writer closes it.
 - A lock file next to the log (``<log>.lock``, ``flock``) tells a live writer from a dead one: only one process
@@ -19,6 +22,7 @@ chunks included (0 of 30). So logs are written in SWMR mode (``libver="latest"``
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -31,6 +35,9 @@ from replay.errors import LogFormatError, RecordingError
 
 LOCK_SUFFIX = ".lock"
 _OPEN_FOR_WRITE = "already open for write"
+_SHORTER_THAN_CLAIMED = "truncated file"  # the superblock's end-of-file address lies past the end of the file
+_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_SWMR_WRITE_FLAG = 0x04  # superblock version 3, byte 11 ("file consistency flags", HDF5 file format specification)
 _READ_ATTEMPTS = 5  # a writer adding a stream holds the file outside SWMR mode for a few milliseconds
 _LOCK_ATTEMPTS = 5
 _FIXED_OVERHEAD = 24 << 10  # metadata of a log's objects (~18 KB for one stream): not worth a copy
@@ -46,7 +53,7 @@ def open_for_reading(path: Path) -> h5py.File:
         try:
             return h5py.File(path, "r", locking=False)
         except OSError as error:
-            if _OPEN_FOR_WRITE not in str(error):
+            if not _left_by_writer(path, error):
                 raise
         try:
             return h5py.File(path, "r", locking=False, swmr=True)
@@ -55,6 +62,25 @@ def open_for_reading(path: Path) -> h5py.File:
                 raise
         time.sleep(0.05 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def _left_by_writer(path: Path, error: OSError) -> bool:
+    """Whether an ordinary open failed only because an SWMR writer did not close the file, which SWMR reads accept.
+
+    Such a file is marked as open for writing; and when its writer stopped during a flush (killed, or after a write
+    that failed: ``abandon``), its superblock can claim space past the end of the file, for data never written.
+    What was flushed before reads back.
+    """
+    if _OPEN_FOR_WRITE in str(error):
+        return True
+    if _SHORTER_THAN_CLAIMED not in str(error):
+        return False
+    try:
+        with open(path, "rb") as file:
+            head = file.read(12)
+    except OSError:
+        return False
+    return len(head) == 12 and head[:8] == _SIGNATURE and head[8] >= 3 and bool(head[11] & _SWMR_WRITE_FLAG)
 
 
 def open_for_structure(path: Path) -> h5py.File:
@@ -67,12 +93,32 @@ def start_swmr(handle: h5py.File) -> None:
     handle.swmr_mode = True
 
 
+def abandon(handle: h5py.File) -> None:
+    """Close a log open for writing without writing to it again: after a failed write, the file stays as of
+    its last successful flush.
+
+    HDF5 keeps what it failed to write and retries whenever its objects are flushed or closed (at the latest, at
+    interpreter exit), and a dataset whose close fails is left half freed: the next flush of the file then crashes
+    the process (SIGSEGV in ``H5D__flush_all_cb``, HDF5 2.0). So HDF5's file descriptor is first pointed at
+    ``/dev/null``: its retries succeed into nothing, the close frees everything, and the log is not touched.
+    """
+    if not handle.id.valid:
+        return
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        os.dup2(null, handle.id.get_vfd_handle())  # the descriptor number stays taken: nothing else can reuse it
+    finally:
+        os.close(null)
+    with contextlib.suppress(OSError, RuntimeError):  # a read HDF5 needs at close finds nothing: keep going
+        handle.close()
+
+
 def needs_recovery(path: Path) -> bool:
     """Whether appending to ``path`` first needs ``recover``: a killed writer's file, or an older file layout."""
     try:
         handle = open_for_structure(path)
     except OSError as error:
-        if _OPEN_FOR_WRITE in str(error):
+        if _left_by_writer(path, error):
             return True
         raise
     with handle:

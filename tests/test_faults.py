@@ -129,6 +129,66 @@ def test_disk_full_while_recording_is_a_clear_error_and_earlier_episodes_stay_re
     assert verify(path, progress=False).ok
 
 
+# The disk fills after the space check passed (another process wrote meanwhile): the check sees no size limit,
+# so HDF5's writes fail with EFBIG in the middle of a flush.
+DISK_FILLS_AFTER_THE_CHECK = textwrap.dedent(
+    """
+    import hashlib, resource, signal, sys, numpy as np, gymnasium as gym, ale_py
+    from replay import RecordTrajectory, RecordingError
+    gym.register_envs(ale_py)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1_300_000, 1_300_000))
+    limits = resource.getrlimit
+    resource.getrlimit = lambda which: (
+        (resource.RLIM_INFINITY, resource.RLIM_INFINITY) if which == resource.RLIMIT_FSIZE else limits(which)
+    )
+    path = sys.argv[1]
+    env = RecordTrajectory(gym.make("ALE/Breakout-v5"), path, flush_seconds=0.05, snapshot_interval=64)
+    rng = np.random.default_rng(0)
+
+    def record(steps):
+        for _ in range(steps):
+            _, _, terminated, truncated, _ = env.step(int(rng.integers(4)))
+            if terminated or truncated:
+                env.reset()
+
+    env.reset(seed=1)
+    try:
+        record(200_000)
+    except RecordingError as error:
+        print("failed:", error)
+    else:
+        sys.exit("the writes never failed")
+    print("sha256:", hashlib.sha256(open(path, "rb").read()).hexdigest())
+    try:
+        record(1_000)  # the recorder goes on until its next flush check
+    except RecordingError as error:
+        print("later:", error)
+    env.close()
+    sys.exit(3)
+    """
+)
+
+
+def test_disk_filling_after_the_space_check_is_a_clear_error_and_the_log_stays_as_of_the_last_flush(tmp_path):
+    path = tmp_path / "full.h5"
+    result = subprocess.run(
+        [sys.executable, "-c", DISK_FILLS_AFTER_THE_CHECK, str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 3, f"exit {result.returncode}\n{result.stdout[-1000:]}\n{result.stderr[-3000:]}"
+    for noise in ("Traceback", "Exception ignored", "Fatal Python error"):
+        assert noise not in result.stderr, result.stderr[-3000:]
+    printed = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
+    assert str(path) in printed["failed"] and "EFBIG" in printed["failed"]
+    assert "last flush" in printed["failed"] and "free space" in printed["failed"].lower()
+    assert printed["later"] == printed["failed"], "later calls repeat why the recorder stopped"
+    # Nothing reaches the file after the failed write: not the later steps, not close(), not interpreter exit.
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == printed["sha256"]
+    with TrajectoryLog(path) as log:
+        assert len(log.episodes) >= 1
+    assert verify(path, progress=False).ok
+
+
 def test_unwritable_output_path_is_a_clear_error(tmp_path):
     import ale_py  # noqa: F401  (registers the ALE envs)
     import gymnasium as gym
