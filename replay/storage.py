@@ -88,6 +88,30 @@ def open_for_structure(path: Path) -> h5py.File:
     return h5py.File(path, "a", libver="latest", locking=False)
 
 
+def copy_for_structure(path: Path) -> Path:
+    """A copy of the closed log ``path`` to change outside SWMR mode (see :func:`replace_with_structured`)."""
+    copy = _structure_copy(path)
+    shutil.copyfile(path, copy)
+    return copy
+
+
+def replace_with_structured(path: Path) -> Path:
+    """Put the changed copy in place of ``path``, durably and atomically; returns ``path``."""
+    copy = _structure_copy(path)
+    with open(copy, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(copy, path)
+    return path
+
+
+def discard_structure_copy(path: Path) -> None:
+    _structure_copy(path).unlink(missing_ok=True)
+
+
+def _structure_copy(path: Path) -> Path:
+    return path.with_name(f".{path.name}.structure.tmp")
+
+
 def start_swmr(handle: h5py.File) -> None:
     handle.flush()
     handle.swmr_mode = True
