@@ -109,13 +109,17 @@ def encode_snapshot(state: LaneState, reference: LaneState | None) -> bytes:
     return compressor.compress(payload) + compressor.flush()
 
 
+# A snapshot inflates to ~15 KB (ALE state with its RNG text, numpy RNG, wrapper state): a damaged or crafted one
+# that claims more is refused instead of filling memory.
+_MAX_SNAPSHOT_BYTES = 1 << 20
+
+
 def decode_snapshot(blob: bytes, reference: LaneState | None) -> LaneState:
     try:
-        if reference is None:
-            payload = zlib.decompress(blob)
-        else:
-            decompressor = zlib.decompressobj(zdict=_dictionary(reference))
-            payload = decompressor.decompress(blob) + decompressor.flush()
+        decompressor = zlib.decompressobj() if reference is None else zlib.decompressobj(zdict=_dictionary(reference))
+        payload = decompressor.decompress(blob, _MAX_SNAPSHOT_BYTES)
+        if decompressor.unconsumed_tail or not decompressor.eof:
+            raise ValueError(f"it inflates past {_MAX_SNAPSHOT_BYTES} bytes, or ends early")
         header_text, ale_state = payload.split(b"\n", 1)
         header = json.loads(header_text)
         rng_from = header.get("rng_from")

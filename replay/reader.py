@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,10 @@ class StreamInfo:
     spec_json: str
 
 
+def _json_tuple(text: str) -> tuple:
+    return tuple(json.loads(text))
+
+
 def check_root(handle: h5py.File, path: Path) -> None:
     """Refuse a file that is not a trajectory log of a version this code understands."""
     found = handle.attrs.get(fmt.ATTR_FORMAT)
@@ -86,7 +91,8 @@ def check_root(handle: h5py.File, path: Path) -> None:
         )
     version = handle.attrs.get(fmt.ATTR_FORMAT_VERSION)
     if not isinstance(version, (int, np.integer)) or version < 1:
-        raise LogFormatError(f"{path}: invalid format version {version!r}; the file is damaged {fmt.DAMAGED_FIX}")
+        shown = version.item() if isinstance(version, np.generic) else version
+        raise LogFormatError(f"{path}: invalid format version {shown!r}; the file is damaged {fmt.DAMAGED_FIX}")
     if version > fmt.FORMAT_VERSION:
         raise LogFormatError(
             f"{path}: format version {int(version)} is newer than this ale-replay reads ({fmt.FORMAT_VERSION}); "
@@ -97,7 +103,8 @@ def check_root(handle: h5py.File, path: Path) -> None:
             raise LogFormatError(f"{path}: missing {name!r}; the file is damaged or was not finished {fmt.DAMAGED_FIX}")
     if handle[fmt.DATASET_EPISODES].dtype != fmt.EPISODE_DTYPE:
         raise LogFormatError(
-            f"{path}: the episodes table has an unexpected type; the file is damaged {fmt.DAMAGED_FIX}"
+            f"{path}: the episodes table has type {handle[fmt.DATASET_EPISODES].dtype}, expected {fmt.EPISODE_DTYPE}; "
+            f"the file is damaged {fmt.DAMAGED_FIX}"
         )
 
 
@@ -150,7 +157,16 @@ class TrajectoryLog:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        return {key: json.loads(value) for key, value in self._file[fmt.GROUP_METADATA].attrs.items()}
+        entries = {}
+        attrs = self._file[fmt.GROUP_METADATA].attrs
+        for key in attrs:
+            try:
+                entries[key] = json.loads(attrs[key])
+            except (ValueError, TypeError, OSError) as error:
+                raise LogFormatError(
+                    f"{self.path}: run metadata {key!r} is not JSON ({error}); the file is damaged {fmt.DAMAGED_FIX}"
+                ) from None
+        return entries
 
     @property
     def env_id(self) -> str:
@@ -280,8 +296,23 @@ class TrajectoryLog:
             resets = self._table(group, fmt.DATASET_RESETS, fmt.RESET_DTYPE, info)
             sync = self._table(group, fmt.DATASET_SYNC, fmt.SYNC_DTYPE, info)
             snapshots = self._table(group, fmt.DATASET_SNAPSHOTS, fmt.SNAPSHOT_DTYPE, info)
+            snapshot_bytes = group[fmt.DATASET_SNAPSHOT_BYTES]
         except (KeyError, OSError) as error:
             raise LogFormatError(f"{self.path}: stream {stream} is damaged ({error}) {fmt.DAMAGED_FIX}") from None
+        if snapshot_bytes.ndim != 1 or snapshot_bytes.dtype != np.uint8:
+            raise LogFormatError(
+                f"{self.path}: {snapshot_bytes.name} has type {snapshot_bytes.dtype} and shape {snapshot_bytes.shape}, "
+                f"expected uint8 bytes; the file is damaged {fmt.DAMAGED_FIX}"
+            )
+        self._check_stored(snapshot_bytes, "bytes")
+        # Re-simulation starts from resets: one at a negative position or with a negative seed cannot be replayed.
+        bad = (resets["position"] < 0) | ((resets["seed"] < 0) & (resets["seed"] != fmt.NO_SEED))
+        if bad.any():
+            row = resets[np.flatnonzero(bad)[0]]
+            raise LogFormatError(
+                f"{self.path}: stream {stream} records a reset at position {row['position']} with seed {row['seed']}; "
+                f"positions and seeds are never negative (-1: unseeded), the file is damaged {fmt.DAMAGED_FIX}"
+            )
         mine = resets["lane"] == lane_index
         sync_mine = sync["lane"] == lane_index
         return Lane(
@@ -298,8 +329,9 @@ class TrajectoryLog:
                     sync["position"][sync_mine], sync["state_crc"][sync_mine], sync["obs_crc"][sync_mine], strict=True
                 )
             },
-            snapshots=snapshots[snapshots["lane"] == lane_index],
-            snapshot_bytes=group[fmt.DATASET_SNAPSHOT_BYTES],
+            # A snapshot at an impossible position is skipped like one that does not decode: others serve.
+            snapshots=snapshots[(snapshots["lane"] == lane_index) & (snapshots["position"] >= 0)],
+            snapshot_bytes=snapshot_bytes,
             all_snapshots=snapshots,
         )
 
@@ -323,51 +355,96 @@ class TrajectoryLog:
                 f"{self.path}: {dataset.name} declares {dataset.shape[0]} rows, more than the {limit} possible "
                 f"for its stream; the file is damaged {fmt.DAMAGED_FIX}"
             )
+        self._check_stored(dataset, "rows")
         return dataset[()]
+
+    def _check_stored(self, dataset: h5py.Dataset, unit: str) -> None:
+        """Refuse a dataset declared bigger than the data the file holds for it.
+
+        Growing a chunked dataset costs nothing on disk until its chunks are written, so a damaged extent can
+        declare billions of rows that read as zeros: reading them would take all memory, and a length derived
+        from them all time. A writer writes every row it declares, so logs being written or left by a killed writer
+        pass (tests/test_faults.py, tests/test_crash.py).
+        """
+        try:
+            if dataset.chunks is None:
+                stored = dataset.id.get_storage_size() // dataset.dtype.itemsize
+            else:
+                stored = dataset.id.get_num_chunks() * math.prod(dataset.chunks)
+        except (OSError, RuntimeError) as error:  # h5py raises either for a damaged chunk index
+            raise LogFormatError(
+                f"{self.path}: the chunk index of {dataset.name} cannot be read ({error}); the file is damaged "
+                f"{fmt.DAMAGED_FIX}"
+            ) from None
+        if dataset.size > stored:
+            declared = dataset.shape[-1] if dataset.ndim else dataset.size
+            raise LogFormatError(
+                f"{self.path}: {dataset.name} declares {declared} {unit}, more than the file stores ({stored} "
+                f"values); the file is damaged {fmt.DAMAGED_FIX}"
+            )
 
     # -- reading the file --------------------------------------------------------------------------------------
 
     def _stream_info(self, index: int) -> StreamInfo:
         group = self._file[fmt.GROUP_STREAMS][fmt.stream_name(index)]
-        attrs = group.attrs
-        n_lanes = int(attrs[fmt.ATTR_N_LANES])
+
+        def attribute(key: str, parse: Callable[[Any], Any] = str) -> Any:
+            try:
+                return parse(group.attrs[key])
+            except (KeyError, ValueError, TypeError, OverflowError, OSError) as error:
+                raise LogFormatError(
+                    f"{self.path}: stream {index} attribute {key!r} is missing or unreadable ({error}); the file is "
+                    f"damaged {fmt.DAMAGED_FIX}"
+                ) from None
+
+        n_lanes = attribute(fmt.ATTR_N_LANES, int)
         actions = group[fmt.DATASET_ACTIONS]
         if actions.ndim != 2 or actions.shape[0] != n_lanes or actions.dtype != fmt.ACTION_DTYPE or n_lanes < 1:
             raise LogFormatError(
                 f"{self.path}: stream {index} actions are {actions.dtype} of shape {actions.shape}, expected "
                 f"{np.dtype(fmt.ACTION_DTYPE)} of shape ({n_lanes}, T); the file is damaged {fmt.DAMAGED_FIX}"
             )
+        self._check_stored(actions, "positions")
         return StreamInfo(
             index=index,
-            env_id=str(attrs[fmt.ATTR_ENV_ID]),
-            game=str(attrs[fmt.ATTR_GAME]),
-            tag=str(attrs[fmt.ATTR_TAG]),
+            env_id=attribute(fmt.ATTR_ENV_ID),
+            game=attribute(fmt.ATTR_GAME),
+            tag=attribute(fmt.ATTR_TAG),
             n_lanes=n_lanes,
             length=int(actions.shape[1]),
-            action_meanings=tuple(json.loads(attrs[fmt.ATTR_ACTION_MEANINGS])),
-            obs_shape=tuple(json.loads(attrs[fmt.ATTR_OBS_SHAPE])),
-            obs_dtype=str(attrs[fmt.ATTR_OBS_DTYPE]),
-            rom_md5=str(attrs[fmt.ATTR_ROM_MD5]),
-            snapshot_interval=int(attrs[fmt.ATTR_SNAPSHOT_INTERVAL]),
-            sync_interval=int(attrs[fmt.ATTR_SYNC_INTERVAL]),
-            spec_json=str(attrs[fmt.ATTR_SPEC_JSON]),
+            action_meanings=attribute(fmt.ATTR_ACTION_MEANINGS, _json_tuple),
+            obs_shape=attribute(fmt.ATTR_OBS_SHAPE, _json_tuple),
+            obs_dtype=attribute(fmt.ATTR_OBS_DTYPE),
+            rom_md5=attribute(fmt.ATTR_ROM_MD5),
+            snapshot_interval=attribute(fmt.ATTR_SNAPSHOT_INTERVAL, int),
+            sync_interval=attribute(fmt.ATTR_SYNC_INTERVAL, int),
+            spec_json=attribute(fmt.ATTR_SPEC_JSON),
         )
 
     def _read_episodes(self) -> list[EpisodeRecord]:
         dataset = self._file[fmt.DATASET_EPISODES]
         limit = sum(s.n_lanes * (s.length + 1) for s in self.streams)
-        if dataset.ndim != 1 or dataset.shape[0] > limit:
+        if dataset.ndim != 1:
             raise LogFormatError(
-                f"{self.path}: the episodes table declares {dataset.shape} rows, more than the {limit} the "
+                f"{self.path}: the episodes table has shape {dataset.shape}, expected one row per episode; the file "
+                f"is damaged {fmt.DAMAGED_FIX}"
+            )
+        if dataset.shape[0] > limit:
+            raise LogFormatError(
+                f"{self.path}: the episodes table declares {dataset.shape[0]} rows, more than the {limit} the "
                 f"streams can hold; the file is damaged {fmt.DAMAGED_FIX}"
             )
+        self._check_stored(dataset, "rows")
         table = dataset[()]
         records = []
         versions = {s.index: self._versions(s.index) for s in self.streams}
         for index, row in enumerate(table):
             stream, lane = int(row["stream"]), int(row["lane"])
             if not 0 <= stream < len(self.streams) or not 0 <= lane < self.streams[stream].n_lanes:
-                raise LogFormatError(f"{self.path}: episode {index} names stream {stream} lane {lane}, which is absent")
+                raise LogFormatError(
+                    f"{self.path}: episode {index} names stream {stream} lane {lane}, which is absent; the file is "
+                    f"damaged {fmt.DAMAGED_FIX}"
+                )
             start, length = int(row["start"]), int(row["length"])
             if start < 0 or length < 0 or start + length >= self.streams[stream].length + 1:
                 raise LogFormatError(

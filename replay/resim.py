@@ -165,7 +165,11 @@ def _run(
             except LogFormatError:
                 env.close()
                 raise _RestoreFailed from None  # a damaged snapshot: an earlier anchor may still work
-            emulator.restore(env, state)
+            try:
+                emulator.restore(env, state)
+            except Exception:  # a damaged or crafted state: ALE raises SystemError, MemoryError, ValueError...
+                env.close()
+                raise _RestoreFailed from None
             stateful = emulator.stateful_wrappers(lane.spec)
             if state.wrappers is not None:
                 try:
