@@ -15,12 +15,15 @@ file alone.
 A resumed run restores weights, optimizer, counters and the torch RNG; the emulators restart from fresh
 seeded resets, so it is not bit-identical to an uninterrupted run, and episodes in flight at the kill stay in
 the log as unfinished. ``updates.csv`` is cut back to the resume state and ``episodes.csv`` to the finished
-episodes the log holds (rows of episodes that ended after its last flush go).
+episodes the log holds (rows of episodes that ended after its last flush go). A run killed before its first
+``resume.pt`` (while saving or evaluating version 0) resumes from the start: version 0 with the same seed, so the
+same initial weights as its ``v000000.pt``, into the same log, keeping the evaluation episodes it recorded.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -135,8 +138,9 @@ class TrainConfig:
         seed: The one seed: env resets, torch, evaluation seeds derive from it.
         run_dir: Run folder; relative paths resolve against the launch directory. None: a new folder under
             ``data/runs/``.
-        resume: A run folder to continue from its ``resume.pt`` (with ``python -m replay.train``, its
-            ``config.yaml`` is reused and other command-line overrides apply on top).
+        resume: A run folder to continue from its ``resume.pt``, or from the start if it was killed before its
+            first one (with ``python -m replay.train``, its ``config.yaml`` is reused and other command-line
+            overrides apply on top).
         torch_threads: ``torch.set_num_threads``.
         progress: Show a tqdm progress bar.
     """
@@ -269,6 +273,33 @@ def _evaluation_missing(
     return played[: config.eval.episodes]  # in the order played: episode k used the k-th seeds
 
 
+def _check_initial_weights(path: Path, model: ActorCritic, config: TrainConfig) -> None:
+    """A run resumed from the start must begin with the policy its ``v000000.pt`` holds (and its logged evaluation
+    played): the same seed gives the same weights."""
+    saved, ref = load_policy(path, env_id=config.env.id, n_actions=model.n_actions)
+    fresh = model.state_dict()
+    if not all(torch.equal(fresh[k].to(DTYPES[ref.dtype]).float(), v) for k, v in saved.state_dict().items()):
+        raise CheckpointError(
+            f"cannot resume {config.resume} from the start: {path} holds other initial weights than seed="
+            f"{config.seed} gives; resume it with the seed of its config.yaml"
+        )
+
+
+def _save_config(path: Path, config: TrainConfig, *, new: bool) -> None:
+    """Write ``config.yaml`` whole or not at all: a kill mid-write would leave a run that resumes with the defaults.
+    ``new``: raise :class:`FileExistsError` rather than replace one (a run launched into the folder a moment ago)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(OmegaConf.to_yaml(OmegaConf.structured(config)))
+    if new:
+        try:
+            os.link(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+    else:
+        partial.replace(path)
+
+
 def _refused(error: Exception) -> Exception:
     error.add_note(REFUSED)
     return error
@@ -343,16 +374,20 @@ def train(
     run_dir = Path(config.resume if resuming else (config.run_dir or _new_run_dir(config))).absolute()
     checkpoint_dir = run_dir / "checkpoints"
     log_path = run_dir / LOG_FILE
+    config_path = run_dir / CONFIG_FILE
+    initial_path = checkpoint_path(checkpoint_dir, 0)
     if run_dir.exists() and not run_dir.is_dir():
         raise _refused(FileExistsError(f"run_dir {run_dir} is a file; name a folder for the run (new, or empty)"))
-    if resuming and not (checkpoint_dir / RESUME_FILE).is_file():
+    # config.yaml is written first: a folder with it but no resume state is a run killed before its first one.
+    restarting = resuming and not (checkpoint_dir / RESUME_FILE).is_file()
+    if restarting and not config_path.is_file():
         raise _refused(
             CheckpointError(
-                f"cannot resume {run_dir}: {checkpoint_dir / RESUME_FILE} does not exist (the run was killed "
-                "before it began); start a new run with another run_dir"
+                f"cannot resume {run_dir}: it holds no run (neither {checkpoint_dir / RESUME_FILE} nor {config_path} "
+                "exists); pass a run folder made by replay.train"
             )
         )
-    if not resuming and (log_path.exists() or (checkpoint_dir / RESUME_FILE).exists()):
+    if not resuming and (log_path.exists() or config_path.exists() or (checkpoint_dir / RESUME_FILE).exists()):
         raise _refused(
             FileExistsError(
                 f"run_dir {run_dir} already holds a run; continue it with resume={run_dir} or use a new run_dir"
@@ -366,17 +401,25 @@ def train(
     writer = None
     # Every check first (the checkpoint's game and shape, the log's lock and settings), and only then does the
     # run folder change: a resume refused for any reason leaves the run as it was, resumable as before.
-    unevaluated = None  # a milestone's evaluation a kill cut short (the episodes it finished), ended on resume
+    # The milestone to checkpoint and evaluate before training, as the episodes of its evaluation a kill cut short
+    # (kept, not played again): a new run's version 0, or a resumed run's interrupted one; None if there is none.
+    unevaluated: list[EpisodeRecord] | None = None if resuming else []
     held = None  # the finished episodes the log holds, which episodes.csv keeps to on resume
+    config_written = False
     try:
         if wrap_envs is not None:
             envs = wrap_envs(envs)
         n_actions = int(envs.single_action_space.n)
         model = ActorCritic(n_actions)
         optimizer = torch.optim.Adam(model.parameters(), lr=p.learning_rate, eps=1e-5)
-        if resuming:
+        if restarting and initial_path.is_file():
+            _check_initial_weights(initial_path, model, config)
+        elif resuming and not restarting:
             version, global_step = load_resume_state(checkpoint_dir, model, optimizer, env_id=config.env.id)
+        if resuming:
             unevaluated = _evaluation_missing(config, log_path, version, milestones)
+            if restarting and not initial_path.is_file():
+                unevaluated = unevaluated or []
             if version >= num_updates and unevaluated is None:
                 print(
                     f"{run_dir} has finished: {version} of {num_updates} updates (total_steps={config.total_steps}); "
@@ -385,6 +428,10 @@ def train(
                 envs.close()
                 return run_dir
             held = _episodes_held(config, log_path, unevaluated or ())
+        else:
+            # Before the log: a kill from here on leaves a folder that resume= can continue.
+            _save_config(config_path, config, new=True)
+            config_written = True
         if config.record.enabled:
             from replay.recorder import RecordVectorTrajectory
 
@@ -399,6 +446,8 @@ def train(
             writer = envs.writer
     except BaseException as error:
         envs.close()
+        if config_written and not log_path.exists():  # else it marks a run folder that resume= can continue
+            config_path.unlink()
         if isinstance(error, Exception):
             error.add_note(REFUSED)
         raise
@@ -408,7 +457,7 @@ def train(
             print(f"run folder: {run_dir}")
         if resuming:
             _forget_lost_updates(run_dir, version, global_step, held)
-        (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(OmegaConf.structured(config)))
+            _save_config(config_path, config, new=False)
         if writer is not None:
             config_key = f"train_config_v{version:06d}"
             writer.set_metadata(config_key, OmegaConf.to_container(OmegaConf.structured(config)))
@@ -441,12 +490,14 @@ def train(
             bar.write(f"eval v{version}: return {total:g} in {length} steps")
 
     try:
-        if not resuming:
-            checkpoint(milestones[0])
-            save_resume_state(checkpoint_dir, model, optimizer, policy_version=0, global_step=0, env_id=config.env.id)
-        elif unevaluated is not None:
+        if restarting:
+            bar.write(f"{run_dir} stopped before its first resume state: training it from the start, as it began")
+        elif resuming and unevaluated is not None:
             bar.write(f"finishing the evaluation of milestone v{version}: the run stopped during it")
+        if unevaluated is not None:
             checkpoint(milestones[version], unevaluated)
+        if not resuming or restarting:
+            save_resume_state(checkpoint_dir, model, optimizer, policy_version=0, global_step=0, env_id=config.env.id)
         if version >= num_updates:  # only that evaluation was left: no training envs reset, no empty episodes
             return run_dir
         # A resumed run must not replay the first launch's starts: its reset seed derives from the version.

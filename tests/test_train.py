@@ -340,3 +340,85 @@ def test_a_milestone_whose_evaluation_a_kill_cut_short_is_evaluated_on_resume(
     with TrajectoryLog(log_path) as log:
         assert _episode_rows(run_dir, "eval") == _finished_episodes(log, "eval")
     assert verify(log_path, progress=False).ok
+
+
+def test_a_run_killed_before_its_first_resume_state_resumes_from_the_start(tmp_path: Path) -> None:
+    """Killed during the version-0 evaluation, before ``resume.pt`` exists: ``resume=`` trains it from version 0
+    into the same log, keeping the checkpoint and the evaluation episode recorded before the kill."""
+    run_dir = tmp_path / "early"
+    fast = [o for o in FAST if not o.startswith(("eval.", "record.flush_seconds="))]
+    # 500-step evaluations flushed every 0.1 s: the first one reaches the log a second or more before the second
+    # ends, and the kill comes in between, with one version-0 evaluation finished and the next in flight.
+    args = [*fast, "eval.episodes=2", "eval.max_episode_frames=2000", "record.flush_seconds=0.1"]
+    args += ["total_steps=512", "seed=7", f"run_dir={run_dir}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "replay.train", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    log_path, resume_path = run_dir / "trajectories.h5", run_dir / "checkpoints" / "resume.pt"
+    recorded: list = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None and not resume_path.exists():
+        if log_path.exists():
+            process.send_signal(signal.SIGSTOP)  # still while the log is read
+            with TrajectoryLog(log_path) as log:
+                recorded = [e for e in log.episodes if e.tag == "eval" and e.finished]
+            if recorded and not resume_path.exists():
+                break
+            process.send_signal(signal.SIGCONT)
+        time.sleep(0.05)
+    assert process.poll() is None and not resume_path.exists(), "the kill should come before resume.pt is saved"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (run_dir / "checkpoints" / "v000000.pt").is_file()
+    initial, _ = load_policy(run_dir / "checkpoints" / "v000000.pt")
+    with TrajectoryLog(log_path) as log:
+        before = list(log.episodes)
+        assert "eval_v000000" not in log.metadata
+    kept = [e for e in before if not math.isnan(e.total_reward)]
+    assert len(kept) == 1 and len(before) == 2, "one evaluation episode recorded, the next in flight"
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "replay.train", *args], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and f"continue it with resume={run_dir}" in refused.stderr, refused.stderr
+    before_tree = _tree(run_dir)
+    for override, message in [("seed=8", "other initial weights than seed=8"), ("env.id=ALE/Pong-v5", "Breakout")]:
+        with pytest.raises(CheckpointError, match=message):
+            train(resume_config(run_dir, [override]))
+        assert _tree(run_dir) == before_tree
+    resumed = subprocess.run(
+        [sys.executable, "-m", "replay.train", f"resume={run_dir}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert verify(log_path, progress=False).ok
+    with TrajectoryLog(log_path) as log:
+        after = list(log.episodes)
+        seeds = log.metadata["eval_v000000"]["env_seeds"]
+        assert _episode_rows(run_dir, "eval") == _finished_episodes(log, "eval")
+        assert _episode_rows(run_dir, "train") == _finished_episodes(log, "train")
+        first_evaluation = [e for e in after if e.tag == "eval" and e.finished and e.policy_versions == (0,)]
+    assert after[: len(kept)] == kept, "nothing recorded before the kill changed or vanished"
+    assert any(math.isnan(e.total_reward) and e.stream == before[1].stream for e in after), "the cut episode stays"
+    assert seeds == [eval_seeds(7, 0, k)[0] for k in (0, 1)]
+    assert len(first_evaluation) == 2 and first_evaluation[0] == kept[0]  # only the cut episode was played again
+    assert [int(r["policy_version"]) for r in _rows(run_dir / "updates.csv")] == [1, 2]
+    assert CheckpointIndex(run_dir / "checkpoints").versions == [0, 1, 2]
+    restarted, _ = load_policy(run_dir / "checkpoints" / "v000000.pt")
+    assert all(torch.equal(initial.state_dict()[k], v) for k, v in restarted.state_dict().items())
+
+
+def test_a_folder_without_a_run_is_refused_by_resume(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a run\n")
+    with pytest.raises(CheckpointError, match=r"holds no run"):
+        train(compose_config([*FAST, f"resume={tmp_path}"]))
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
