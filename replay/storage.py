@@ -7,7 +7,8 @@ two runs). HDF5's SWMR mode orders its writes so that the file on disk is consis
 chunks included (0 of 30). So logs are written in SWMR mode (``libver="latest"``):
 
 - Datasets only grow while in SWMR mode. Structural changes (a new stream, a metadata attribute) briefly leave
-  it: flush, close, reopen, change, flush, re-enter (``TrajectoryWriter`` does this).
+  it: flush, close, change a copy, rename it over the log, re-enter (``TrajectoryWriter`` does this), so a kill
+  leaves the log before or after the change, never half made.
 - A file left by a killed SWMR writer refuses an ordinary open ("file is already open for write", or "truncated
   file" when the writer stopped during a flush); it opens for reading with ``swmr=True`` (``open_for_reading``
   tries both), and before appending to it again it is rewritten into a clean file by ``recover`` (copy, then
