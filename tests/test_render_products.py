@@ -368,6 +368,7 @@ def test_a_render_killed_mid_way_leaves_nothing_at_the_output_and_the_next_run_s
         "product=timelapse",
         "overlay=full",
         "product.frame_stride=1",
+        "video.preset=slow",  # a render of several seconds: the kill lands mid-way however fast the machine is
         f"output={output}",
     ]
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -376,6 +377,7 @@ def test_a_render_killed_mid_way_leaves_nothing_at_the_output_and_the_next_run_s
         time.sleep(0.05)
     assert child.poll() is None, "the render should still be running when it is killed"
     time.sleep(0.5)  # mid-way through encoding
+    assert child.poll() is None, "the render finished before it could be killed"
     os.kill(child.pid, signum)
     code = child.wait(timeout=60)
     assert not output.exists(), "a killed render must leave nothing at the output path"
