@@ -297,8 +297,9 @@ def set_wrapper_state(env: gym.Env, state: dict[str, dict[str, Any]]) -> None:
 
 
 def plain(value: Any) -> Any:
-    """A wrapper attribute as JSON holds it: numpy scalars become Python numbers."""
-    return value.item() if isinstance(value, np.generic) else value
+    """A wrapper attribute as JSON holds it: numpy scalars (and 0-d arrays, an action a recorder accepts) become
+    Python numbers."""
+    return value.item() if isinstance(value, (np.generic, np.ndarray)) and np.ndim(value) == 0 else value
 
 
 def _check_wrapper_state(wrappers: Any) -> None:

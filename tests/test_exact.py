@@ -20,7 +20,7 @@ from conftest import (
     replay_in_fresh_process,
 )
 
-from replay import TrajectoryLog, emulator, resim, verify
+from replay import RecordTrajectory, TrajectoryLog, emulator, resim, verify
 from replay import log_format as fmt
 from replay.atari import EnvConfig
 from replay.atari import make_env as trainer_env
@@ -132,6 +132,20 @@ def test_seeks_restore_a_sticky_action_wrapper(tmp_path):
         assert [hashlib.sha256(s.observation.data).hexdigest() for s in steps] == digest.observations[start : start + 5]
         sought += 1
     assert sought >= 2
+
+
+def test_a_sticky_action_wrapper_holding_a_0d_array_action_records(tmp_path):
+    """The recorder accepts 0-d array actions, which StickyAction then holds: its snapshot state is stored as a
+    number (json.dumps refused the array, mid-recording)."""
+    path = tmp_path / "log.h5"
+    env = RecordTrajectory(make_env("Breakout", GYM_STICKY), path, snapshot_interval=16)
+    env.reset(seed=0)
+    for t in range(100):
+        _, _, terminated, truncated, _ = env.step(np.array(t % 4))
+        if terminated or truncated:
+            env.reset()
+    env.close()
+    assert verify(path, progress=False).ok
 
 
 def test_a_snapshot_that_restores_wrongly_falls_back_to_an_earlier_anchor(tmp_path):
