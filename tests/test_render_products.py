@@ -371,7 +371,14 @@ def test_a_render_killed_mid_way_leaves_nothing_at_the_output_and_the_next_run_s
         "video.preset=slow",  # a render of several seconds: the kill lands mid-way however fast the machine is
         f"output={output}",
     ]
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # A shell's background job (how CI may run) starts with SIGINT ignored, and children inherit that: then Python
+    # installs no KeyboardInterrupt handler and the render ignores the signal. Start it as a terminal would.
+    child = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".killed.mp4.*")) and time.monotonic() < deadline and child.poll() is None:
         time.sleep(0.05)
