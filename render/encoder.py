@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from render.errors import EncoderError
+from replay.errors import describe_os_error
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
@@ -168,7 +169,7 @@ class VideoEncoder:
         except OSError as error:
             raise EncoderError(
                 f"the video {self.path} is complete, but writing its provenance sidecar {self.sidecar_path.name} "
-                f"failed: {_describe(error)}; {_fix(error, self.path.parent)}"
+                f"failed: {describe_os_error(error)}; {_fix(error, self.path.parent)}"
             ) from None
 
     def abort(self) -> None:
@@ -192,7 +193,7 @@ class VideoEncoder:
     def _write_failed(self, error: OSError) -> EncoderError:
         folder = self._temp.parent
         return EncoderError(
-            f"writing the video {self.path} (through a temporary file in {folder}) failed: {_describe(error)}; "
+            f"writing the video {self.path} (through a temporary file in {folder}) failed: {describe_os_error(error)}; "
             f"nothing was left at the output; {_fix(error, folder)}"
         )
 
@@ -228,13 +229,6 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_json_safe(item) for item in value]
     return value
-
-
-def _describe(error: OSError) -> str:
-    """``No space left on device (ENOSPC)``: the OS's words and the code to search for."""
-    text = error.strerror or str(error)
-    code = errno.errorcode.get(error.errno or 0)
-    return f"{text} ({code})" if code else text
 
 
 def _fix(error: OSError, folder: Path) -> str:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+
 
 class ReplayError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -41,3 +45,15 @@ class RecordingError(ReplayError):
 
 class CheckpointError(ReplayError):
     """A checkpoint is missing, corrupt, unsafe or does not match the log or network it is used with."""
+
+
+def describe_os_error(error: BaseException) -> str:
+    """``File too large (EFBIG)``: the OS's words and the code to search for, also behind an h5py error that only
+    carries them in its text; otherwise the message without HDF5's details."""
+    code = getattr(error, "errno", None)
+    if code is None:
+        found = re.search(r"errno = (\d+)", str(error))
+        code = int(found.group(1)) if found else None
+    if code:
+        return f"{os.strerror(code)} ({errno.errorcode.get(code, f'errno {code}')})"
+    return str(error).split(" (", 1)[0]

@@ -137,6 +137,29 @@ def test_checkpoint_weights_are_the_stored_float16_values(run: tuple[Path, Train
     assert [name for name, _ in model.named_children()] == list(LAYER_NAMES)
 
 
+def _train_cli(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``python -m replay.train <args>`` run to its end from ``cwd``, with this checkout importable."""
+    return subprocess.run(
+        [sys.executable, "-m", "replay.train", *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _start_train_cli(cwd: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``python -m replay.train <args>`` started from ``cwd``; its stderr is kept for the failure message."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "replay.train", *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
 def _finished_episodes(log: TrajectoryLog, tag: str) -> list[tuple[float, int]]:
     return [(e.total_reward, e.length) for e in log.episodes if e.tag == tag and e.finished]
 
@@ -152,14 +175,7 @@ def test_resume_after_sigkill_keeps_the_log_and_completes(tmp_path: Path) -> Non
     # Flushes seconds apart: the kill below comes after episodes ended (their rows in episodes.csv) but before
     # the log's next flush, so the resume has rows of episodes the log never received to drop.
     args = [*fast, "record.flush_seconds=2", "eval.episodes=0", "total_steps=1536", "seed=5", f"run_dir={run_dir}"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "replay.train", *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    process = _start_train_cli(tmp_path, *args)
     updates = run_dir / "updates.csv"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and process.poll() is None:
@@ -183,14 +199,7 @@ def test_resume_after_sigkill_keeps_the_log_and_completes(tmp_path: Path) -> Non
     assert len(recorded) < len(before), "the envs were mid-episode when killed"
     assert lost > 0, "episodes ended after the log's last flush"
 
-    resumed = subprocess.run(
-        [sys.executable, "-m", "replay.train", f"resume={run_dir}"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    resumed = _train_cli(tmp_path, f"resume={run_dir}", timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     with TrajectoryLog(run_dir / "trajectories.h5") as log:
         after = [(e.stream, e.env_index, e.start_step, e.length, e.finished) for e in log.episodes]
@@ -302,13 +311,7 @@ def test_the_command_line_reports_an_unusable_run_folder_in_one_line_and_exits_2
         (f"resume={tmp_path / 'nothere'}", "error: cannot resume"),
         ("ppo.num_steps=0", "error: expected ppo.num_steps >= 1, got 0"),
     ]:
-        done = subprocess.run(
-            [sys.executable, "-m", "replay.train", override, "total_steps=256"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        done = _train_cli(tmp_path, override, "total_steps=256")
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
         assert done.stderr.strip().splitlines()[-1].startswith(message), done.stderr
     assert not (tmp_path / "nothere").exists()  # Hydra's files went to outputs/, not into a folder made for them
@@ -351,14 +354,7 @@ def test_a_run_killed_before_its_first_resume_state_resumes_from_the_start(tmp_p
     # ends, and the kill comes in between, with one version-0 evaluation finished and the next in flight.
     args = [*fast, "eval.episodes=2", "eval.max_episode_frames=2000", "record.flush_seconds=0.1"]
     args += ["total_steps=512", "seed=7", f"run_dir={run_dir}"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "replay.train", *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    process = _start_train_cli(tmp_path, *args)
     log_path, resume_path = run_dir / "trajectories.h5", run_dir / "checkpoints" / "resume.pt"
     recorded: list = []
     deadline = time.monotonic() + 120
@@ -382,23 +378,14 @@ def test_a_run_killed_before_its_first_resume_state_resumes_from_the_start(tmp_p
     kept = [e for e in before if not math.isnan(e.total_reward)]
     assert len(kept) == 1 and len(before) == 2, "one evaluation episode recorded, the next in flight"
 
-    refused = subprocess.run(
-        [sys.executable, "-m", "replay.train", *args], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
+    refused = _train_cli(tmp_path, *args)
     assert refused.returncode == 2 and f"continue it with resume={run_dir}" in refused.stderr, refused.stderr
     before_tree = _tree(run_dir)
     for override, message in [("seed=8", "other initial weights than seed=8"), ("env.id=ALE/Pong-v5", "Breakout")]:
         with pytest.raises(CheckpointError, match=message):
             train(resume_config(run_dir, [override]))
         assert _tree(run_dir) == before_tree
-    resumed = subprocess.run(
-        [sys.executable, "-m", "replay.train", f"resume={run_dir}"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resumed = _train_cli(tmp_path, f"resume={run_dir}")
     assert resumed.returncode == 0, resumed.stderr
     assert verify(log_path, progress=False).ok
     with TrajectoryLog(log_path) as log:
