@@ -6,9 +6,12 @@ worse, decode to other data (``tests/bench/probe_hdf5_kills.py``: 9 and 17 of 30
 two runs). HDF5's SWMR mode orders its writes so that the file on disk is consistent at every moment, compressed
 chunks included (0 of 30). So logs are written in SWMR mode (``libver="latest"``):
 
-- Datasets only grow while in SWMR mode. Structural changes (a new stream, a metadata attribute) briefly leave
-  it: flush, close, change a copy, rename it over the log, re-enter (``TrajectoryWriter`` does this), so a kill
-  leaves the log before or after the change, never half made.
+- Datasets only grow while in SWMR mode. Structural changes (a new stream, a metadata attribute) leave it: the
+  writer closes the log, makes the change on a copy (or builds a new log under a temporary name), renames that
+  over the log (``structured``) and opens it again straight into SWMR mode (``open_for_writing``). A kill at any
+  moment leaves the log before or after the change, never half made, and never open outside SWMR mode: a file
+  killed while open for ordinary writing opens neither way (``tests/test_faults.py``; 1 of 8 kills in CI did
+  that when the log was opened ordinarily and then switched to SWMR).
 - A file left by a killed SWMR writer refuses an ordinary open ("file is already open for write", or "truncated
   file" when the writer stopped during a flush); it opens for reading with ``swmr=True`` (``open_for_reading``
   tries both), and before appending to it again it is rewritten into a clean file by ``recover`` (copy, then
@@ -28,9 +31,11 @@ import fcntl
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
+from h5py import h5f, h5p
 
 from replay.errors import LogFormatError, RecordingError
 
@@ -39,7 +44,7 @@ _OPEN_FOR_WRITE = "already open for write"
 _SHORTER_THAN_CLAIMED = "truncated file"  # the superblock's end-of-file address lies past the end of the file
 _SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _SWMR_WRITE_FLAG = 0x04  # superblock version 3, byte 11 ("file consistency flags", HDF5 file format specification)
-_READ_ATTEMPTS = 5  # a writer adding a stream holds the file outside SWMR mode for a few milliseconds
+_READ_ATTEMPTS = 5  # logs of ale-replay before 2026-12-04 were briefly open outside SWMR mode at each new stream
 _LOCK_ATTEMPTS = 5
 _FIXED_OVERHEAD = 24 << 10  # metadata of a log's objects (~18 KB for one stream): not worth a copy
 _COMPACT_MINIMUM = 16 << 10  # and a quarter of the file
@@ -84,38 +89,50 @@ def _left_by_writer(path: Path, error: OSError) -> bool:
     return len(head) == 12 and head[:8] == _SIGNATURE and head[8] >= 3 and bool(head[11] & _SWMR_WRITE_FLAG)
 
 
-def open_for_structure(path: Path) -> h5py.File:
-    """Open an existing log for appending outside SWMR mode (to create streams or attributes)."""
-    return h5py.File(path, "a", libver="latest", locking=False)
+def open_for_writing(path: Path) -> h5py.File:
+    """Open the closed log ``path`` for appending, in SWMR mode from the first write.
+
+    h5py opens a file for writing only ordinarily, and switching to SWMR afterwards leaves a moment when a kill
+    leaves a file that no reader opens; HDF5 itself opens straight into SWMR-write mode.
+    """
+    access = h5p.create(h5p.FILE_ACCESS)
+    access.set_libver_bounds(h5f.LIBVER_LATEST, h5f.LIBVER_LATEST)
+    access.set_file_locking(False, True)  # one writer at a time is WriterLock's job, across file systems
+    identifier = h5f.open(os.fsencode(path), h5f.ACC_RDWR | h5f.ACC_SWMR_WRITE, fapl=access)
+    return h5py.File(identifier)
 
 
-def copy_for_structure(path: Path) -> Path:
-    """A copy of the closed log ``path`` to change outside SWMR mode (see :func:`replace_with_structured`)."""
-    copy = _structure_copy(path)
-    shutil.copyfile(path, copy)
-    return copy
+@contextlib.contextmanager
+def structured(path: Path, *, create: bool = False) -> Iterator[h5py.File]:
+    """Change the closed log ``path`` outside SWMR mode (new objects or attributes), or create it, on a copy that
+    then replaces it by an atomic rename: a kill at any moment leaves ``path`` as it was or with the whole change,
+    and an error in the change leaves it as it was.
+    """
+    copy = path.with_name(f".{path.name}.structure.tmp")
+    try:
+        if create:
+            handle = h5py.File(copy, "w", libver="latest", locking=False)
+        else:
+            shutil.copyfile(path, copy)
+            handle = h5py.File(copy, "a", libver="latest", locking=False)
+        with handle:
+            yield handle
+        _replace(copy, path)
+    finally:
+        copy.unlink(missing_ok=True)
 
 
-def replace_with_structured(path: Path) -> Path:
-    """Put the changed copy in place of ``path``, durably and atomically; returns ``path``."""
-    copy = _structure_copy(path)
-    with open(copy, "rb") as handle:
+def _replace(temporary: Path, path: Path) -> None:
+    """Put the closed file ``temporary`` in place of ``path``, durably and atomically."""
+    with open(temporary, "rb") as handle:
         os.fsync(handle.fileno())
-    os.replace(copy, path)
-    return path
-
-
-def discard_structure_copy(path: Path) -> None:
-    _structure_copy(path).unlink(missing_ok=True)
-
-
-def _structure_copy(path: Path) -> Path:
-    return path.with_name(f".{path.name}.structure.tmp")
-
-
-def start_swmr(handle: h5py.File) -> None:
-    handle.flush()
-    handle.swmr_mode = True
+    os.replace(temporary, path)
+    with contextlib.suppress(OSError):  # the rename itself survives a power cut (not needed against kills)
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 def abandon(handle: h5py.File) -> None:
@@ -139,16 +156,15 @@ def abandon(handle: h5py.File) -> None:
 
 
 def needs_recovery(path: Path) -> bool:
-    """Whether appending to ``path`` first needs ``recover``: a killed writer's file, or an older file layout."""
-    try:
-        handle = open_for_structure(path)
-    except OSError as error:
-        if _left_by_writer(path, error):
-            return True
-        raise
-    with handle:
-        # SWMR needs superblock version 3 (libver="latest"); logs from earlier ale-replay versions used the default.
-        return handle.id.get_create_plist().get_version()[0] < 3
+    """Whether appending to ``path`` first needs ``recover``: a killed writer's file, or an older file layout.
+
+    Read from the superblock's bytes: opening the file for writing to find out would itself mark it open.
+    """
+    with open(path, "rb") as file:
+        head = file.read(12)
+    # SWMR needs superblock version 3 (libver="latest"); logs from earlier ale-replay versions used the default.
+    # A closed file has no consistency flags set; a killed writer's keeps "open for (SWMR) write".
+    return not (len(head) == 12 and head[:8] == _SIGNATURE and head[8] >= 3 and head[11] == 0)
 
 
 def recover(path: Path) -> None:
@@ -202,9 +218,7 @@ def rewrite(path: Path) -> None:
             target.attrs.update(dict(source.attrs))
             for name in source:
                 source.copy(source[name], target, name=name)
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        _replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
 

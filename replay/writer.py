@@ -9,10 +9,7 @@ everything up to the last flush, and other processes can read the log while it g
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
-import os
-import re
 import resource
 import shutil
 import time
@@ -31,7 +28,7 @@ import numpy as np
 from replay import log_format as fmt
 from replay import sticky_rng, storage
 from replay.emulator import LaneState, encode_snapshot
-from replay.errors import LogFormatError, RecordingError
+from replay.errors import LogFormatError, RecordingError, describe_os_error
 
 _SPACE_MARGIN = 1 << 20  # HDF5 metadata and chunk rounding on top of the raw bytes of a flush
 
@@ -124,24 +121,21 @@ class TrajectoryWriter:
         """Leave SWMR mode for a structural change (new objects or attributes), then enter it again.
 
         SWMR forbids new objects, and outside it a kill can leave a file that opens neither way (6 of 10 killed
-        loops of ``set_metadata`` did). So the change is made on a copy of the closed log, which replaces it by
-        an atomic rename: a kill at any moment leaves the log as it was before the change, or after it.
+        loops of ``set_metadata`` did). So the change is made on a copy of the closed log that replaces it by an
+        atomic rename (``storage.structured``), and the log is opened again straight into SWMR mode: a kill at any
+        moment leaves the log as it was before the change, or after it.
         """
         with self._writing():
             self._flush_datasets()  # a write that fails does so here, where the file can be let go, not in close()
             self._file.flush()
             self._datasets.clear()
             self._file.close()
-            self._file = storage.open_for_structure(storage.copy_for_structure(self.path))
             try:
-                yield self._file
-                self._file.close()
-                storage.replace_with_structured(self.path)
+                with storage.structured(self.path) as handle:
+                    self._file = handle
+                    yield handle
             finally:  # on an error the copy is dropped and the log goes on as it was
-                self._file.close()
-                storage.discard_structure_copy(self.path)
-                self._file = storage.open_for_structure(self.path)
-                storage.start_swmr(self._file)
+                self._file = storage.open_for_writing(self.path)
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
@@ -155,9 +149,9 @@ class TrajectoryWriter:
             yield
         except (OSError, RuntimeError) as error:  # h5py raises RuntimeError for some failed HDF5 writes
             self._failure = (
-                f"{self.path}: writing the log failed ({_os_error(error)}), so recording stopped; the log keeps "
-                "everything up to its last flush and reads back. Free space on its disk (or record to another "
-                "path) and record again"
+                f"{self.path}: writing the log failed ({describe_os_error(error)}), so recording stopped; "
+                "the log keeps everything up to its last flush and reads back. Free space on its disk (or record to "
+                "another path) and record again"
             )
             self.closed = True
             try:
@@ -417,17 +411,6 @@ class _GeneratorBase:
     derived: int = 0
 
 
-def _os_error(error: BaseException) -> str:
-    """The OS error behind an h5py error ("EFBIG: File too large"), or h5py's message without HDF5's details."""
-    code = getattr(error, "errno", None)
-    if code is None:
-        found = re.search(r"errno = (\d+)", str(error))
-        code = int(found.group(1)) if found else None
-    if code:
-        return f"{errno.errorcode.get(code, f'errno {code}')}: {os.strerror(code)}"
-    return str(error).split(" (", 1)[0]
-
-
 def _table(group: h5py.Group, name: str, dtype: np.dtype) -> h5py.Dataset:
     return group.create_dataset(
         name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(fmt.TABLE_CHUNK,), **fmt.COMPRESSION
@@ -503,28 +486,28 @@ def _open_for_append(path: Path) -> h5py.File:
                 check_root(handle, path)
             if storage.needs_recovery(path):
                 storage.recover(path)
-            handle = storage.open_for_structure(path)
-            # New streams are written in this version's format: readers must be at least this new.
-            handle.attrs[fmt.ATTR_FORMAT_VERSION] = max(int(handle.attrs[fmt.ATTR_FORMAT_VERSION]), fmt.FORMAT_VERSION)
+            with storage.open_for_reading(path) as handle:
+                version = int(handle.attrs[fmt.ATTR_FORMAT_VERSION])
+            if version < fmt.FORMAT_VERSION:  # new streams are written in this version's format
+                with storage.structured(path) as handle:
+                    handle.attrs[fmt.ATTR_FORMAT_VERSION] = fmt.FORMAT_VERSION
+            return storage.open_for_writing(path)
         except OSError as error:
             raise LogFormatError(f"{path}: cannot open for appending ({error}); record to a new path instead") from None
-        storage.start_swmr(handle)
-        return handle
     try:
-        handle = h5py.File(path, "w", libver="latest", locking=False)
+        with storage.structured(path, create=True) as handle:
+            handle.attrs.update(
+                {
+                    fmt.ATTR_FORMAT: fmt.FORMAT_NAME,
+                    fmt.ATTR_FORMAT_VERSION: fmt.FORMAT_VERSION,
+                    fmt.ATTR_ALE_PY_VERSION: ale_py.__version__,
+                    fmt.ATTR_GYMNASIUM_VERSION: gymnasium.__version__,
+                    fmt.ATTR_CREATED: datetime.now(timezone.utc).isoformat(),
+                }
+            )
+            handle.create_group(fmt.GROUP_METADATA)
+            handle.create_group(fmt.GROUP_STREAMS)
+            _table(handle, fmt.DATASET_EPISODES, fmt.EPISODE_DTYPE)
+        return storage.open_for_writing(path)
     except OSError as error:
         raise RecordingError(f"{path}: cannot create the log ({error}); choose a writable path") from None
-    handle.attrs.update(
-        {
-            fmt.ATTR_FORMAT: fmt.FORMAT_NAME,
-            fmt.ATTR_FORMAT_VERSION: fmt.FORMAT_VERSION,
-            fmt.ATTR_ALE_PY_VERSION: ale_py.__version__,
-            fmt.ATTR_GYMNASIUM_VERSION: gymnasium.__version__,
-            fmt.ATTR_CREATED: datetime.now(timezone.utc).isoformat(),
-        }
-    )
-    handle.create_group(fmt.GROUP_METADATA)
-    handle.create_group(fmt.GROUP_STREAMS)
-    _table(handle, fmt.DATASET_EPISODES, fmt.EPISODE_DTYPE)
-    storage.start_swmr(handle)
-    return handle
