@@ -346,10 +346,10 @@ class StreamWriter:
     def _derive_generator(self, position: int, lane: int, state: LaneState) -> LaneState:
         """Store the sticky-action generator as "the base snapshot's, advanced by n draws" when that rebuilds
         the state byte for byte; otherwise keep it whole and make this snapshot the lane's new base."""
-        generator = sticky_rng.find(state.ale_state)
+        base = self._generator_bases.get(lane)
+        generator = sticky_rng.find(state.ale_state, base.last.start if base is not None else None)
         if generator is None:
             return state
-        base = self._generator_bases.get(lane)
         if base is not None and base.derived < _DERIVED_PER_BASE:
             # Search from the lane's previous snapshot, not from the base: a few thousand draws, not a million.
             limit = min(_DRAWS_PER_POSITION * (position - base.last_position) + sticky_rng.WORDS, sticky_rng.MAX_DRAWS)

@@ -76,5 +76,14 @@ def test_generator_arithmetic_matches_numpy_and_finds_draw_counts():
     found = sticky_rng.find(text_state)
     assert found is not None and np.array_equal(found.key, base_key) and found.pos == base_pos
     assert sticky_rng.cut(text_state, found) == b"head|tail"
+    # A hint (where an earlier state held it) finds the same; a wrong or impossible one falls back to the search,
+    # and so does a hint at a text another one follows (the generator is the last).
+    for hint in (5, 0, 6, -3, len(text_state)):
+        again = sticky_rng.find(text_state, hint)
+        assert again is not None and (again.start, again.end, again.pos) == (found.start, found.end, found.pos)
+        assert np.array_equal(again.key, found.key)
+    two = sticky_rng.insert(text_state, len(text_state), base_key, (base_pos + 1) % 624)
+    assert sticky_rng.find(two, 5).start == len(text_state) and sticky_rng.find(two, 5).pos == (base_pos + 1) % 624
+    assert sticky_rng.find(b"head|tail", 5) is None
     unrelated = sticky_rng.Generator(np.asarray(np.random.MT19937(8).state["state"]["key"], np.uint32), 3, 0, 0)
     assert sticky_rng.draws_between(base, unrelated, 10_000) is None
