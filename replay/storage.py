@@ -108,7 +108,7 @@ def structured(path: Path, *, create: bool = False) -> Iterator[h5py.File]:
     then replaces it by an atomic rename: a kill at any moment leaves ``path`` as it was or with the whole change,
     and an error in the change leaves it as it was.
     """
-    copy = path.with_name(f".{path.name}.structure.tmp")
+    copy = _structure_copy(path)
     try:
         if create:
             handle = h5py.File(copy, "w", libver="latest", locking=False)
@@ -120,6 +120,21 @@ def structured(path: Path, *, create: bool = False) -> Iterator[h5py.File]:
         _replace(copy, path)
     finally:
         copy.unlink(missing_ok=True)
+
+
+def discard_leftovers(path: Path) -> None:
+    """Remove the temporary files a writer of ``path`` killed mid-change left (call holding the writer lock)."""
+    for leftover in (_structure_copy(path), _rewrite_copy(path)):
+        with contextlib.suppress(OSError):  # never read: one that cannot go stays, harmless
+            leftover.unlink(missing_ok=True)
+
+
+def _structure_copy(path: Path) -> Path:
+    return path.with_name(f".{path.name}.structure.tmp")
+
+
+def _rewrite_copy(path: Path) -> Path:
+    return path.with_name(f".{path.name}.rewrite.tmp")
 
 
 def _replace(temporary: Path, path: Path) -> None:
@@ -212,7 +227,7 @@ def rewrite(path: Path) -> None:
     Nothing recorded changes (HDF5 copies chunks as they are); a crash mid-way leaves ``path`` as it was. Call only
     while holding the writer lock: it must not race a live writer.
     """
-    temporary = path.with_name(f".{path.name}.rewrite.tmp")
+    temporary = _rewrite_copy(path)
     try:
         with open_for_reading(path) as source, h5py.File(temporary, "w", libver="latest", locking=False) as target:
             target.attrs.update(dict(source.attrs))

@@ -53,6 +53,7 @@ class TrajectoryWriter:
             raise RecordingError(f"{self.path}: cannot create the log ({error}); choose a writable path") from None
         self._lock = storage.WriterLock(self.path)
         try:
+            storage.discard_leftovers(self.path)
             self._file = _open_for_append(self.path)
         except BaseException:
             self._lock.release()

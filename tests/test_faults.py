@@ -157,8 +157,11 @@ def test_a_kill_right_after_the_log_is_opened_for_writing_leaves_it_readable(tmp
     assert child.returncode == -signal.SIGKILL, child.stderr.decode()
     with TrajectoryLog(path) as log:
         assert sorted(k for k in log.metadata if k in ("a", "b")) == ["a", "b"][: max(0, kill_at - 3)]
+    leftover = tmp_path / ".opened.h5.structure.tmp"  # as a kill during a change leaves it
+    leftover.write_bytes(b"half a copy")
     record_single(path, "Breakout", STICKY, 20, seed=2)
     assert verify(path, progress=False).ok
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["opened.h5"]  # the next writer removed it
 
 
 def test_a_log_being_written_can_be_read_by_another_process(tmp_path):
