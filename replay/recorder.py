@@ -215,7 +215,7 @@ class _Recording:
         if isinstance(pending, np.ndarray):  # a vector env's rewards
             self._reward = [total + more for total, more in zip(self._reward, pending.tolist(), strict=True)]
         elif pending:
-            self._reward = [total + pending for total in self._reward]  # one lane
+            self._reward = [total + float(pending) for total in self._reward]  # one lane; float64 whatever its type
         self._pending_reward = 0.0
 
     def on_step(
@@ -247,7 +247,7 @@ class _Recording:
         reward = self._reward
         for lane in self._lanes:
             if not resetting[lane]:
-                reward[lane] += rewards[lane]
+                reward[lane] += float(rewards[lane])
         ended = [ended[lane] and not resetting[lane] for lane in self._lanes]
         self._checks(position, resetting, ended, observations)
         for lane in self._lanes:

@@ -138,7 +138,9 @@ def _rewrite_copy(path: Path) -> Path:
 
 
 def _replace(temporary: Path, path: Path) -> None:
-    """Put the closed file ``temporary`` in place of ``path``, durably and atomically."""
+    """Put the closed file ``temporary`` in place of ``path`` (keeping its permissions), durably and atomically."""
+    if path.exists():
+        shutil.copymode(path, temporary)
     with open(temporary, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(temporary, path)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import resource
 import shutil
+import stat
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -482,6 +484,13 @@ def _open_for_append(path: Path) -> h5py.File:
     if path.exists():
         from replay.reader import check_root  # the reader owns the checks of a file it did not write
 
+        if not os.access(path, os.W_OK):
+            # Recovery and upgrades replace the file by rename, which needs only the folder's permission: a log
+            # its owner made read-only must be refused here, not replaced.
+            raise RecordingError(
+                f"{path}: the log is read-only (mode {stat.filemode(path.stat().st_mode)}); make it writable "
+                "(chmod u+w) to append to it, or record to a new path"
+            )
         try:
             with storage.open_for_reading(path) as handle:
                 check_root(handle, path)
@@ -493,7 +502,7 @@ def _open_for_append(path: Path) -> h5py.File:
                 with storage.structured(path) as handle:
                     handle.attrs[fmt.ATTR_FORMAT_VERSION] = fmt.FORMAT_VERSION
             return storage.open_for_writing(path)
-        except OSError as error:
+        except (OSError, RuntimeError) as error:  # h5py raises RuntimeError for some failed HDF5 writes
             raise LogFormatError(f"{path}: cannot open for appending ({error}); record to a new path instead") from None
     try:
         with storage.structured(path, create=True) as handle:
@@ -510,5 +519,7 @@ def _open_for_append(path: Path) -> h5py.File:
             handle.create_group(fmt.GROUP_STREAMS)
             _table(handle, fmt.DATASET_EPISODES, fmt.EPISODE_DTYPE)
         return storage.open_for_writing(path)
-    except OSError as error:
-        raise RecordingError(f"{path}: cannot create the log ({error}); choose a writable path") from None
+    except (OSError, RuntimeError) as error:  # h5py raises RuntimeError for some failed HDF5 writes
+        raise RecordingError(
+            f"{path}: cannot create the log ({describe_os_error(error)}); choose a writable path with free space"
+        ) from None

@@ -20,7 +20,7 @@ from conftest import STICKY, record_single
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from replay import LogFormatError, RecordingError, ReplayError, TrajectoryLog, storage, verify
+from replay import LogFormatError, RecordingError, ReplayError, TrajectoryLog, TrajectoryWriter, storage, verify
 from replay import log_format as fmt
 
 RECORDER = textwrap.dedent(
@@ -157,11 +157,49 @@ def test_a_kill_right_after_the_log_is_opened_for_writing_leaves_it_readable(tmp
     assert child.returncode == -signal.SIGKILL, child.stderr.decode()
     with TrajectoryLog(path) as log:
         assert sorted(k for k in log.metadata if k in ("a", "b")) == ["a", "b"][: max(0, kill_at - 3)]
-    leftover = tmp_path / ".opened.h5.structure.tmp"  # as a kill during a change leaves it
-    leftover.write_bytes(b"half a copy")
+    for leftover in (".opened.h5.structure.tmp", ".opened.h5.rewrite.tmp"):  # as kills mid-change leave them
+        (tmp_path / leftover).write_bytes(b"half a copy")
+    TrajectoryWriter(path).close()  # a writer that changes nothing: only the clean-up can remove them
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["opened.h5"]
     record_single(path, "Breakout", STICKY, 20, seed=2)
     assert verify(path, progress=False).ok
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["opened.h5"]  # the next writer removed it
+
+
+APPEND = textwrap.dedent(
+    """
+    import sys
+    from replay import RecordingError, TrajectoryWriter
+    try:
+        TrajectoryWriter(sys.argv[1]).close()
+    except RecordingError as error:
+        print(error)
+        sys.exit(3)
+    """
+)
+
+
+def test_a_read_only_log_left_by_a_killed_writer_is_refused_and_permissions_are_kept(tmp_path):
+    """Recovery and upgrades replace the log by rename, which needs only the folder's permission: a read-only log
+    must be refused, not replaced; and a log that is appended to keeps its mode."""
+    path = tmp_path / "opened.h5"
+    subprocess.run([sys.executable, "-c", KILLED_AT_OPEN, str(path), "3"], check=False)
+    assert storage.needs_recovery(path), "a killed writer's log"
+    path.chmod(0o444)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    command = [sys.executable, "-c", APPEND, str(path)]
+    if os.geteuid() == 0:  # root may write anything: drop the capabilities that let it
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv, which could drop root's override of file modes")
+        command = [setpriv, "--bounding-set", "-dac_override,-dac_read_search,-fowner", *command]
+    refused = subprocess.run(command, capture_output=True, text=True)
+    assert refused.returncode == 3, refused.stderr
+    assert f"{path}: the log is read-only (mode -r--r--r--)" in refused.stdout and "chmod u+w" in refused.stdout
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before and path.stat().st_mode & 0o777 == 0o444
+    path.chmod(0o640)
+    record_single(path, "Breakout", STICKY, 20, seed=2)  # recovery, a new stream: two renames
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert verify(path, progress=False).ok
 
 
 def test_a_log_being_written_can_be_read_by_another_process(tmp_path):
@@ -278,6 +316,33 @@ def test_disk_filling_after_the_space_check_is_a_clear_error_and_the_log_stays_a
     with TrajectoryLog(path) as log:
         assert len(log.episodes) >= 1
     assert verify(path, progress=False).ok
+
+
+CREATE_ON_A_FULL_DISK = textwrap.dedent(
+    """
+    import os, resource, signal, sys
+    from replay import RecordingError, TrajectoryWriter
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as ENOSPC would
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), resource.RLIM_INFINITY))
+    try:
+        TrajectoryWriter(sys.argv[1]).close()
+    except RecordingError as error:
+        print(error)
+        sys.exit(3)
+    """
+)
+
+
+@pytest.mark.parametrize("limit", [600, 2000, 4000])
+def test_a_disk_full_while_creating_the_log_is_a_clear_error_and_leaves_nothing(tmp_path, limit):
+    """Where the new log's first bytes stop decides which HDF5 call fails: some raised RuntimeError from h5py,
+    which escaped as a traceback."""
+    path = tmp_path / "new.h5"
+    done = subprocess.run([sys.executable, "-c", CREATE_ON_A_FULL_DISK, str(path), str(limit)], capture_output=True)
+    stdout, stderr = done.stdout.decode(), done.stderr.decode()
+    assert done.returncode == 3 and "Traceback" not in stderr, stderr[-2000:]
+    assert stdout.startswith(f"{path}: cannot create the log (File too large (EFBIG)); choose a writable path")
+    assert [p.name for p in tmp_path.iterdir()] == []  # no half-made log, no temporary file, no lock
 
 
 def test_unwritable_output_path_is_a_clear_error(tmp_path):
