@@ -58,7 +58,7 @@ def default_snapshot_interval(spec: gym.envs.registration.EnvSpec) -> int:
     return 1024
 
 
-def _flags(values: Any) -> Any:
+def _per_lane(values: Any) -> Any:
     """One value per lane, indexable cheaply: a numpy array as a list of Python values, a list as it is."""
     return values.tolist() if isinstance(values, np.ndarray) else values
 
@@ -169,7 +169,7 @@ class _Recording:
 
     def on_reset(self, lanes: Sequence[bool], seeds: list[int | None], observations: Any) -> None:
         """A reset of the lanes flagged in ``lanes`` (a list or a bool array, one flag per lane)."""
-        lanes = _flags(lanes)
+        lanes = _per_lane(lanes)
         self._fold_rewards()
         self._cut(lanes)
         if self.batched:
@@ -233,8 +233,8 @@ class _Recording:
         ``actions``: the action (one lane) or the lanes' actions as an array; the others one value per lane, as
         lists or arrays.
         """
-        rewards, ended, terminated = _flags(rewards), _flags(ended), _flags(terminated)
-        truncated, resetting = _flags(truncated), _flags(resetting)
+        rewards, ended, terminated = _per_lane(rewards), _per_lane(ended), _per_lane(terminated)
+        truncated, resetting = _per_lane(truncated), _per_lane(resetting)
         self._fold_rewards()
         self._append_actions(actions)
         position = self.stream.position - 1
@@ -337,7 +337,7 @@ class _Recording:
                     np_random_state=json.dumps(generators[lane].bit_generator.state),
                     wrappers=wrappers[lane],
                 )
-                self.stream.record_snapshot(position, lane, state, crcs[lane], obs_crcs[lane])
+                self.stream.record_snapshot(position, lane, state, crcs[lane], obs_crcs[lane], sticky=self.snapshot_rng)
                 self._snapshot_due[lane] = False
         self._snapshot_pending = any(self._snapshot_due)
 

@@ -332,8 +332,13 @@ class StreamWriter:
     def record_sync(self, position: int, lane: int, state_crc: int, obs_crc: int) -> None:
         self._sync.append((position, lane, state_crc, obs_crc))
 
-    def record_snapshot(self, position: int, lane: int, state: LaneState, state_crc: int, obs_crc: int) -> None:
-        state = self._derive_generator(position, lane, state)
+    def record_snapshot(
+        self, position: int, lane: int, state: LaneState, state_crc: int, obs_crc: int, *, sticky: bool = True
+    ) -> None:
+        """``sticky``: the state holds the sticky-action generator (``cloneState(include_rng=True)``); without it
+        there is nothing to derive, and looking for it costs ~0.3 ms."""
+        if sticky:
+            state = self._derive_generator(position, lane, state)
         reference = self._references.get(lane)
         if reference is None:
             blob, ref_row = encode_snapshot(state, None), fmt.NO_REF

@@ -4,6 +4,8 @@ Every figure is measured side by side in this process, on the same episodes:
   * bytes per env step of the log (the whole file) vs gymnasium's RecordVideo MP4 of the same episodes;
   * bytes/step against worst-case seek latency for several snapshot intervals;
   * recording overhead on env stepping vs no wrapper and vs RecordVideo (CPU time, interleaved rounds);
+  * the recorder's own time per call by kind (quiet step, step with a check, episode end, reset) and per
+    sticky-action snapshot's generator derivation;
   * re-simulation steps/s vs plain stepping of the same env;
   * worst-case seek latency to an arbitrary step at default settings.
 
@@ -170,6 +172,55 @@ def timer_share(env: gym.Env, steps: int, choose: Callable) -> float:
     return (outer["step"] - inner["step"] + outer["reset"] - inner["reset"]) / total
 
 
+def step_kinds(name: str, steps: int, workdir: Path) -> dict:
+    """The recorder's own time per call by kind, in us: a quiet step, a step with a sync or snapshot check, an
+    episode's last step, a reset; and per snapshot, the sticky-action generator's derivation.
+
+    Each call is timed around ``RecordTrajectory`` minus the env's own call inside it. The kind of a step is read
+    from the recorder's plan (``_quiet_left``, private: this part follows the recorder's code)."""
+    make, game, choose = SCENARIOS[name]
+    env = make(game)
+    inner: dict[str, float] = {}
+    env.step, env.reset = timed(env.step, inner, "env"), timed(env.reset, inner, "env")
+    recorder = RecordTrajectory(env, workdir / f"kinds-{name}.h5")
+    stream = recorder._recording.stream
+    derivations: list[float] = []
+    derive = stream._derive_generator
+
+    def timed_derive(*args: object) -> object:
+        start = time.perf_counter()
+        try:
+            return derive(*args)
+        finally:
+            derivations.append(time.perf_counter() - start)
+
+    stream._derive_generator = timed_derive
+    samples: dict[str, list[float]] = {"quiet step": [], "check step": [], "episode end": [], "reset": []}
+
+    def own(kind: str, call: Callable, *args: object, **kwargs: object) -> tuple:
+        before, start = inner.get("env", 0.0), time.perf_counter()
+        out = call(*args, **kwargs)
+        samples[kind].append(time.perf_counter() - start - (inner["env"] - before))
+        return out
+
+    rng = np.random.default_rng(0)
+    own("reset", recorder.reset, seed=0)
+    for _ in range(steps):
+        quiet = recorder._recording._quiet_left > 0
+        kind = "quiet step" if quiet else "check step"
+        _, _, terminated, truncated, _ = own(kind, recorder.step, choose(rng, env.action_space.n))
+        if terminated or truncated:
+            samples["episode end"].append(samples[kind].pop())
+            own("reset", recorder.reset)
+    recorder.close()
+    kinds = {
+        kind: {"calls": len(v), "median_us": statistics.median(v) * 1e6, "mean_us": statistics.fmean(v) * 1e6}
+        for kind, v in samples.items()
+    }
+    snapshot = statistics.median(derivations) * 1e6 if derivations else None
+    return {"scenario": name, "steps": steps, "kinds": kinds, "snapshot_derivation_us": snapshot}
+
+
 def resim_speed(name: str, steps: int, workdir: Path, rounds: int = 4) -> dict:
     """Re-simulating the recorded episodes (frames and observations) vs stepping the same env with render, in CPU
     time, rounds in alternating order; the ratio is the median over rounds."""
@@ -282,6 +333,7 @@ def main() -> None:
                 for row in seek_curve(n, workdir, [256, None, 4096])
             ],
             "overhead": lambda: [overhead(n, 3000, workdir) for n in ("breakout-random", "breakout-v5-sticky")],
+            "step_kinds": lambda: [step_kinds(n, 30_000, workdir) for n in ("breakout-random", "breakout-v5-sticky")],
             "resim": lambda: [resim_speed(n, 10_000, workdir) for n in ("breakout-random", "breakout-v5-sticky")],
         }
         results = {name: run() for name, run in parts.items() if name in args.parts.split(",")}
@@ -319,6 +371,17 @@ def main() -> None:
                 f"{r['record_trajectory_overhead']:>10.1%}{r['record_video_overhead']:>10.1%}"
                 f"{r['recorder_own_share']:>14.2%}{r['timer_share']:>11.2%}{r['recorder_own_share_net']:>10.2%}"
             )
+    if "step_kinds" in results:
+        print("\nthe recorder's own time per call, us (median / mean), env's time excluded")
+        kinds = list(results["step_kinds"][0]["kinds"])
+        print(f"{'scenario':<20}" + "".join(f"{k:>20}" for k in kinds) + f"{'snapshot derive':>17}")
+        for r in results["step_kinds"]:
+            cells = "".join(
+                format(f"{c['median_us']:.0f} / {c['mean_us']:.0f} (n={c['calls']})", ">20")
+                for c in r["kinds"].values()
+            )
+            derive = r["snapshot_derivation_us"]
+            print(f"{r['scenario']:<20}{cells}{'-' if derive is None else f'{derive:.0f}':>17}")
     if "resim" in results:
         print("\nre-simulation (frames + observations) vs plain stepping with render (CPU time, median of rounds)")
         print(f"{'scenario':<20}{'plain/s':>9}{'resim/s':>9}{'ratio':>8}")
