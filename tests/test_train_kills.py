@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -16,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_train import FAST, ROOT
+from test_train import FAST, start_train_cli
 
 from replay import EpisodeRecord, TrajectoryLog, verify
 from replay.checkpoints import RESUME_FILE, CheckpointIndex
@@ -65,26 +63,15 @@ class Kill:
         return max(0, self.trained - self.logged)
 
 
-def _train(args: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "replay.train", *args],
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def _finish(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    process = _train(args, cwd)
+    process = start_train_cli(cwd, *args)
     _, stderr = process.communicate(timeout=TIMEOUT)
     return subprocess.CompletedProcess(process.args, process.returncode, "", stderr)
 
 
 def _timeline(run_dir: Path, cwd: Path) -> tuple[float, float]:
     """Seconds from launch until the log appears and until the run ends, for a run left alone."""
-    process = _train([*RUN, f"run_dir={run_dir}"], cwd)
+    process = start_train_cli(cwd, *RUN, f"run_dir={run_dir}")
     began = time.monotonic()
     log_appeared = _wait_for_log(run_dir, process) - began
     assert process.wait(timeout=TIMEOUT) == 0, process.stderr.read()
@@ -210,7 +197,7 @@ def test_twenty_kills_of_training_lose_at_most_the_unflushed_tail_and_resume_com
     for trial, index in enumerate(rng.permutation(TRIALS)):
         after_log, delay = plan[index]
         run_dir = tmp_path / f"run-{trial}"
-        process = _train([*RUN, f"run_dir={run_dir}"], tmp_path)
+        process = start_train_cli(tmp_path, *RUN, f"run_dir={run_dir}")
         launched = time.monotonic()
         time.sleep(max(0.0, (_wait_for_log(run_dir, process) if after_log else launched) + delay - time.monotonic()))
         process.send_signal(signal.SIGKILL)  # a no-op if the run has already ended
