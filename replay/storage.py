@@ -82,11 +82,20 @@ def _left_by_writer(path: Path, error: OSError) -> bool:
     if _SHORTER_THAN_CLAIMED not in str(error):
         return False
     try:
-        with open(path, "rb") as file:
-            head = file.read(12)
+        flags = _consistency_flags(path)
     except OSError:
         return False
-    return len(head) == 12 and head[:8] == _SIGNATURE and head[8] >= 3 and bool(head[11] & _SWMR_WRITE_FLAG)
+    return flags is not None and bool(flags & _SWMR_WRITE_FLAG)
+
+
+def _consistency_flags(path: Path) -> int | None:
+    """The superblock's file consistency flags (0: closed cleanly), or None when the file does not start with a
+    version 3+ superblock (the one SWMR needs, ``libver="latest"``)."""
+    with open(path, "rb") as file:
+        head = file.read(12)
+    if len(head) < 12 or head[:8] != _SIGNATURE or head[8] < 3:
+        return None
+    return head[11]
 
 
 def open_for_writing(path: Path) -> h5py.File:
@@ -177,11 +186,9 @@ def needs_recovery(path: Path) -> bool:
 
     Read from the superblock's bytes: opening the file for writing to find out would itself mark it open.
     """
-    with open(path, "rb") as file:
-        head = file.read(12)
-    # SWMR needs superblock version 3 (libver="latest"); logs from earlier ale-replay versions used the default.
-    # A closed file has no consistency flags set; a killed writer's keeps "open for (SWMR) write".
-    return not (len(head) == 12 and head[:8] == _SIGNATURE and head[8] >= 3 and head[11] == 0)
+    # Logs from earlier ale-replay versions used the default superblock (None); a killed writer's file keeps
+    # "open for (SWMR) write" set.
+    return _consistency_flags(path) != 0
 
 
 def recover(path: Path) -> None:
