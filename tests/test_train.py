@@ -183,8 +183,10 @@ def test_resume_after_sigkill_keeps_the_log_and_completes(tmp_path: Path) -> Non
         if updates.exists() and len(updates.read_text().splitlines()) >= 3:  # header + 2 updates
             process.send_signal(signal.SIGSTOP)  # still while the log and the table are compared
             with TrajectoryLog(run_dir / "trajectories.h5") as log:
-                unflushed = len(_episode_rows(run_dir, "train")) > len(_finished_episodes(log, "train"))
-            if unflushed:
+                flushed = len(_finished_episodes(log, "train"))
+            # Some finished episodes in the log, and rows of more: on a fast machine two updates can end before
+            # the first flush, when there are only the latter (failed once in CI).
+            if 0 < flushed < len(_episode_rows(run_dir, "train")):
                 break
             process.send_signal(signal.SIGCONT)
         time.sleep(0.1)
