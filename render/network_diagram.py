@@ -67,6 +67,7 @@ class NetworkDiagram:
         self._edges = self._wire(edges_per_node, np.random.default_rng(seed))
         self._pixels: np.ndarray | None = None
         self.boxes: tuple[Rect, ...] = ()  # per layer, the rectangle its nodes paint (set by bind)
+        self._damage: tuple[Rect, ...] = ()  # the boxes' union (set by bind)
 
     @property
     def node_count(self) -> int:
@@ -107,20 +108,25 @@ class NetworkDiagram:
             bottom = min(height, math.ceil((centres[:, 1] + radii).max() + 1) + 1)
             boxes.append(Rect(left, top, right - left, bottom - top))
         self.boxes = tuple(boxes)
+        # Reported as one rectangle: the columns' boxes are narrow and close, and the encoder's colour conversion
+        # costs less over their union than over each (see render.pipeline's note on vector runs).
+        left, top = min(b.x for b in boxes), min(b.y for b in boxes)
+        self._damage = (Rect(left, top, max(b.right for b in boxes) - left, max(b.bottom for b in boxes) - top),)
 
     def draw(self, image: np.ndarray, levels: Sequence[np.ndarray], due: Due = always) -> None:
         """Colour every node by its level (0 cold, 1 hot); ``levels`` holds one array per layer.
 
         The pixels depend only on each node's step on the palette ramp (its ``due`` key). Every node pixel is
         overwritten (the rims blended over the template's background), so whatever the image held there does
-        not matter and nothing is restored first; the changed pixels lie inside :attr:`boxes`.
+        not matter and nothing is restored first; the changed pixels lie inside :attr:`boxes`, reported as their
+        union.
         """
         if self._pixels is None:
             raise RuntimeError("call NetworkDiagram.bind(template) once the template is drawn, before draw")
         if not image.flags.c_contiguous:
             raise ValueError("NetworkDiagram.draw needs a C-contiguous image (it scatters into its flat bytes)")
         shades = np.clip(self._levels(levels) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        if not due("diagram", shades.tobytes(), self.boxes, restore=False):
+        if not due("diagram", shades.tobytes(), self._damage, restore=False):
             return
         colours = self._ramp[shades.astype(np.intp)].reshape(-1)
         inner_bytes, inner_sources, rim_bytes, rim_sources, rim_coverage, rim_background = self._pixels
