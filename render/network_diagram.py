@@ -67,7 +67,7 @@ class NetworkDiagram:
         self._edges = self._wire(edges_per_node, np.random.default_rng(seed))
         self._pixels: np.ndarray | None = None
         self.boxes: tuple[Rect, ...] = ()  # per layer, the rectangle its nodes paint (set by bind)
-        self._damage: tuple[Rect, ...] = ()  # the boxes' union (set by bind)
+        self._damage: tuple[Rect, ...] = ()  # the boxes, neighbours grouped (set by bind)
 
     @property
     def node_count(self) -> int:
@@ -108,18 +108,15 @@ class NetworkDiagram:
             bottom = min(height, math.ceil((centres[:, 1] + radii).max() + 1) + 1)
             boxes.append(Rect(left, top, right - left, bottom - top))
         self.boxes = tuple(boxes)
-        # Reported as one rectangle: the columns' boxes are narrow and close, and the encoder's colour conversion
-        # costs less over their union than over each (see render.pipeline's note on vector runs).
-        left, top = min(b.x for b in boxes), min(b.y for b in boxes)
-        self._damage = (Rect(left, top, max(b.right for b in boxes) - left, max(b.bottom for b in boxes) - top),)
+        self._damage = _grouped(self.boxes)
 
     def draw(self, image: np.ndarray, levels: Sequence[np.ndarray], due: Due = always) -> None:
         """Colour every node by its level (0 cold, 1 hot); ``levels`` holds one array per layer.
 
         The pixels depend only on each node's step on the palette ramp (its ``due`` key). Every node pixel is
         overwritten (the rims blended over the template's background), so whatever the image held there does
-        not matter and nothing is restored first; the changed pixels lie inside :attr:`boxes`, reported as their
-        union.
+        not matter and nothing is restored first; the changed pixels lie inside :attr:`boxes`, reported in groups
+        of neighbours.
         """
         if self._pixels is None:
             raise RuntimeError("call NetworkDiagram.bind(template) once the template is drawn, before draw")
@@ -205,3 +202,28 @@ class NetworkDiagram:
         inner_sources = (node[inner, None] * 3 + rgb).ravel()
         rim_sources = (node[rim, None] * 3 + rgb).ravel()
         return inner_bytes, inner_sources, rim_bytes, rim_sources, rim_coverage, rim_background
+
+
+# What converting a region to I420 costs, in pixels of a whole 128-column run: OpenCV converts rows in runs of 128
+# columns (the encoder widens regions to whole runs), and a call costs about as much as ~9,000 pixels.
+_RUN, _CALL = 128, 9000
+
+
+def _conversion_cost(box: Rect) -> int:
+    return box.h * -(-box.w // _RUN) * _RUN + _CALL
+
+
+def _grouped(boxes: Sequence[Rect]) -> tuple[Rect, ...]:
+    """``boxes`` (left to right) with neighbours merged into their bounding box wherever converting the merged box
+    costs the encoder less than converting each: the diagram's narrow columns cost less together."""
+    groups: list[Rect] = []
+    for box in sorted(boxes, key=lambda b: b.x):
+        if groups:
+            last = groups[-1]
+            left, top = min(last.x, box.x), min(last.y, box.y)
+            merged = Rect(left, top, max(last.right, box.right) - left, max(last.bottom, box.bottom) - top)
+            if _conversion_cost(merged) <= _conversion_cost(last) + _conversion_cost(box):
+                groups[-1] = merged
+                continue
+        groups.append(box)
+    return tuple(groups)
