@@ -52,8 +52,6 @@ class VideoConfig:
         preset: x264 speed/size trade-off, ``ultrafast`` .. ``veryslow``.
         scale: Integer nearest-neighbour enlargement of the 160x210 game for ``raw`` and ``minimal``.
         progress: Show a progress bar on the terminal.
-        producer_nice: How much nicer than x264 the thread that re-simulates, analyses and draws runs, 0..19
-            (Linux; 0: as nice). x264's threads then get a core as soon as they wake: faster on a busy machine.
     """
 
     fps: int = 30
@@ -61,7 +59,6 @@ class VideoConfig:
     preset: str = "veryfast"
     scale: int = 4
     progress: bool = True
-    producer_nice: int = 10
 
     def __post_init__(self) -> None:
         _at_least("video.fps", self.fps, 1)
@@ -69,8 +66,6 @@ class VideoConfig:
             raise RenderConfigError(f"video.crf must lie in 0..51 (x264's range), got {self.crf}")
         _one_of("video.preset", self.preset, PRESETS)
         _at_least("video.scale", self.scale, 1)
-        if not 0 <= self.producer_nice <= 19:
-            raise RenderConfigError(f"video.producer_nice must lie in 0..19 (Linux niceness), got {self.producer_nice}")
 
 
 # One optional [r, g, b] per colour of the palette, so ``overlay.palette.<colour>=[r,g,b]`` overrides it on the

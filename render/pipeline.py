@@ -12,10 +12,7 @@ for byte the conversion of the whole frame (tested), at a fraction of the cost w
 
 from __future__ import annotations
 
-import contextlib
-import os
 import queue
-import sys
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -144,7 +141,6 @@ def encode_frames(
     *,
     prefetch: int = 32,
     opencv_threads: int | None = 1,
-    producer_nice: int = 10,
 ) -> int:
     """Encode every RGB frame of ``frames``, produced in a background thread; returns how many were written.
 
@@ -157,40 +153,20 @@ def encode_frames(
     OpenCV uses ``opencv_threads`` threads (``None``: leave OpenCV's setting alone): x264 keeps every core
     busy, and OpenCV's own pool, which splits each full-frame call and then spins waiting for work, cost
     ~0.6-0.8 ms of CPU a 720p frame here for nothing (``tests/bench/bench_render_parts.py``).
-
-    On Linux the producer thread runs ``producer_nice`` steps nicer than the caller (0: as nice): x264's frame
-    threads wait on each other's rows, and one kept waiting for a core stalls the others, while the producer,
-    frames ahead, can wait. Both cores stay busy; x264's threads get a core when they wake. (Over 8 rounds of the
-    bench run beside x264 alone, a nicer producer gave the higher frames/s in 6, +3.7% in the median; the
-    machine's own drift is larger, see the README.) Only this thread is reniced, and it ends with the call.
     """
     if prefetch < 1:
         raise ValueError(f"expected a positive prefetch, got {prefetch}")
-    if not 0 <= producer_nice <= 19:
-        raise ValueError(f"expected a producer niceness in 0..19, got {producer_nice}")
     if opencv_threads is None:
-        return _encode_frames(frames, encoder, prefetch, producer_nice)
+        return _encode_frames(frames, encoder, prefetch)
     previous = cv2.getNumThreads()
     cv2.setNumThreads(opencv_threads)
     try:
-        return _encode_frames(frames, encoder, prefetch, producer_nice)
+        return _encode_frames(frames, encoder, prefetch)
     finally:
         cv2.setNumThreads(previous)
 
 
-def _lower_this_threads_priority(steps: int) -> None:
-    """Make the calling thread ``steps`` nicer, on Linux (elsewhere ``setpriority`` takes a process id, and a
-    thread id could name another process). Best effort: a refusal leaves the priority as it was."""
-    if steps <= 0 or not sys.platform.startswith("linux"):
-        return
-    thread = threading.get_native_id()
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + steps))
-
-
-def _encode_frames(
-    frames: Iterable[np.ndarray | Rendered], encoder: VideoEncoder, prefetch: int, producer_nice: int
-) -> int:
+def _encode_frames(frames: Iterable[np.ndarray | Rendered], encoder: VideoEncoder, prefetch: int) -> int:
     ready: queue.Queue = queue.Queue(maxsize=prefetch)
     stop = threading.Event()
     failure: list[BaseException] = []
@@ -201,7 +177,6 @@ def _encode_frames(
 
     def produce() -> None:
         try:
-            _lower_this_threads_priority(producer_nice)
             for frame in frames:
                 image = frame.image if isinstance(frame, Rendered) else frame
                 if image.shape != expected or image.dtype != np.uint8:

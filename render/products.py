@@ -429,7 +429,7 @@ class _Session:
             progress=video.progress,
             description=f"{product} {Path(output).name}",
         ) as encoder:
-            written = encode_frames(frames, encoder, producer_nice=video.producer_nice)
+            written = encode_frames(frames, encoder)
         return RenderResult(Path(output), written, tuple(e.index for e in episodes), dict(self.used))
 
     def _check_observations(self, episodes: Sequence[EpisodeRecord]) -> None:

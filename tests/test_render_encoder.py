@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import sys
-import threading
 from pathlib import Path
 
 import av
@@ -144,30 +142,6 @@ def test_pipeline_encodes_every_frame_in_order(tmp_path: Path) -> None:
     decoded = _decode(out)
     errors = [np.abs(f.astype(int) - d.astype(int)).mean() for f, d in zip(frames, decoded, strict=True)]
     assert len(decoded) == 20 and max(errors) < 3
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="threads are reniced on Linux only")
-@pytest.mark.parametrize("steps", [0, 10])
-def test_the_producer_thread_alone_runs_nicer(tmp_path: Path, steps: int) -> None:
-    """The thread that makes the frames runs ``producer_nice`` steps nicer; the caller (which feeds x264) keeps
-    its priority, before and after."""
-    caller = threading.get_native_id()
-    before = os.getpriority(os.PRIO_PROCESS, caller)
-    seen: list[tuple[int, int]] = []
-
-    def frames():
-        for frame in _frames(3):
-            producer = threading.get_native_id()
-            seen.append((producer, os.getpriority(os.PRIO_PROCESS, producer)))
-            yield frame
-
-    with VideoEncoder(tmp_path / "clip.mkv", width=64, height=48, preset="ultrafast", progress=False) as video:
-        assert encode_frames(frames(), video, prefetch=2, producer_nice=steps) == 3
-    assert {thread for thread, _ in seen} != {caller}
-    assert [nice for _, nice in seen] == [min(19, before + steps)] * 3
-    assert os.getpriority(os.PRIO_PROCESS, caller) == before
-    with pytest.raises(ValueError, match="niceness in 0..19"):
-        encode_frames(iter(()), video, producer_nice=20)
 
 
 def test_pipeline_reraises_producer_errors_and_discards(tmp_path: Path) -> None:

@@ -457,7 +457,6 @@ def test_a_full_disk_while_rendering_is_one_line_naming_the_output_and_leaves_no
         ("workers=-1", r"workers must be at least 0, got -1"),
         ("torch_threads=0", r"torch_threads must be at least 1, got 0"),
         ("video.crf=60", r"video.crf must lie in 0..51"),
-        ("video.producer_nice=-5", r"video.producer_nice must lie in 0..19 \(Linux niceness\), got -5"),
         ("overlay.font_scale=inf", r"overlay.font_scale must be positive, got inf"),
         ("product=progression product.card_seconds=nan", r"product.card_seconds must be 0 or more seconds, got nan"),
         ("overlay.thumbnails=50", r"50 feature-map thumbnails in a row .* fewer with overlay.thumbnails$"),

@@ -14,17 +14,15 @@ Contenders, one table (and a JSON file):
   would, with OpenCV's default threading, the best for a lone conversion) and through ``write_i420`` (the
   very planes the pipeline produced: the fastest the encoder can go). The ratio goal is judged against the RGB
   one.
-- ``pipeline, producer as nice as x264``: the pipeline with ``video.producer_nice=0``, the producer thread at
-  x264's priority: what the default's nicer producer buys, side by side.
 - ``encode-only, PyAV's stock path``: the same frames through ``av.VideoFrame.from_ndarray(frame, "rgb24")`` and
   ``stream.encode``, FFmpeg's swscale converting to yuv420p: how a script using PyAV encodes frames it already
   has, and the path the issue's figure for x264 alone (~165 frames/s here) describes. Shown for reference.
 
-Each of ``--rounds`` rounds brackets one run of each pipeline between pairs of encode-only runs, in mirrored
-order (RGB, I420, PyAV, the two pipelines, PyAV, I420, RGB; the pipelines' order alternates by round), and takes
-the ratios within the round: this machine's speed drifts by 10-30% over minutes, and a bracket cancels the part
-of that drift which is linear over the ~60 s of a round. The medians over rounds go in the table. Every row also
-gives CPU milliseconds per frame (all threads and worker processes).
+Each of ``--rounds`` rounds brackets one pipeline run between pairs of encode-only runs, in mirrored order
+(RGB, I420, PyAV, pipeline, PyAV, I420, RGB), and takes the ratios within the round: this machine's speed
+drifts by 10-30% over minutes, and a bracket cancels the part of that drift which is linear over the ~50 s of
+a round. The medians over rounds go in the table. Every row also gives CPU milliseconds per frame (all
+threads and worker processes).
 
 With ``--sample <run_dir>`` (default ``data/sample/breakout`` when present) it also renders a 60-second
 time-lapse of that run with full overlays and times it.
@@ -35,7 +33,6 @@ Run:  python tests/bench/bench_render.py [--frames 1500] [--rounds 9] [--preset 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -245,7 +242,7 @@ def _encoder(out: Path, video: VideoConfig) -> VideoEncoder:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=1500, help="recorded frames to render (default 1500)")
-    parser.add_argument("--rounds", type=int, default=9, help="bracketed pipeline rounds (default 9, ~11 min)")
+    parser.add_argument("--rounds", type=int, default=9, help="bracketed pipeline rounds (default 9, ~9 min)")
     parser.add_argument("--preset", default="veryfast", help="x264 preset for every contender")
     parser.add_argument("--crf", type=int, default=23)
     parser.add_argument(
@@ -266,14 +263,10 @@ def main() -> None:
     first = bench_pipeline(run, work / "pipeline.mp4", video, args.workers, keep=planes)  # also a warm-up
     inputs = {"rgb": [cv2.cvtColor(item, cv2.COLOR_YUV2RGB_I420) for item in planes], "i420": planes}
     for r in range(args.rounds):
-        runs: dict[str, list[dict]] = {"rgb": [], "i420": [], "pyav": [], "pipeline": [], "pipeline_nice0": []}
-        pipelines = ("pipeline", "pipeline_nice0") if r % 2 == 0 else ("pipeline_nice0", "pipeline")
-        for name in ("rgb", "i420", "pyav", *pipelines, "pyav", "i420", "rgb"):  # mirrored: linear drift cancels
+        runs: dict[str, list[dict]] = {"rgb": [], "i420": [], "pyav": [], "pipeline": []}
+        for name in ("rgb", "i420", "pyav", "pipeline", "pyav", "i420", "rgb"):  # mirrored: linear drift cancels
             if name == "pipeline":
                 runs[name].append(bench_pipeline(run, work / "round.mp4", video, args.workers))
-            elif name == "pipeline_nice0":
-                as_nice = dataclasses.replace(video, producer_nice=0)
-                runs[name].append(bench_pipeline(run, work / "round.mp4", as_nice, args.workers))
             elif name == "pyav":
                 runs[name].append(bench_encode_only_pyav(inputs["rgb"], work / "encode-only-pyav.mp4", video))
             else:
@@ -281,7 +274,6 @@ def main() -> None:
                 runs[name].append(bench_encode_only(inputs[name], out, video, rgb=name == "rgb"))
         row = {
             "pipeline": runs["pipeline"][0],
-            "pipeline_nice0": runs["pipeline_nice0"][0],
             "encode_only_rgb": merged(*runs["rgb"]),
             "encode_only_i420": merged(*runs["i420"]),
             "encode_only_pyav": merged(*runs["pyav"]),
@@ -291,16 +283,12 @@ def main() -> None:
             "end_to_end_vs_encode_only_rgb": row["pipeline"]["fps"] / row["encode_only_rgb"]["fps"],
             "steady_vs_encode_only_i420": row["pipeline"]["steady_fps"] / row["encode_only_i420"]["fps"],
             "steady_vs_encode_only_pyav": row["pipeline"]["steady_fps"] / row["encode_only_pyav"]["fps"],
-            "nice0_steady_vs_encode_only_rgb": row["pipeline_nice0"]["steady_fps"] / row["encode_only_rgb"]["fps"],
-            "steady_vs_nice0_steady": row["pipeline"]["steady_fps"] / row["pipeline_nice0"]["steady_fps"],
         }
         rounds.append(row)
         print(
             f"round {r + 1}: pipeline {row['pipeline']['steady_fps']:.1f} fps steady "
             f"({row['pipeline']['fps']:.1f} end to end), x264 alone {row['encode_only_rgb']['fps']:.1f} fps, "
-            f"ratio {row['ratios']['steady_vs_encode_only_rgb']:.2f}; producer as nice as x264 "
-            f"{row['pipeline_nice0']['steady_fps']:.1f} fps, "
-            f"ratio {row['ratios']['nice0_steady_vs_encode_only_rgb']:.2f}",
+            f"ratio {row['ratios']['steady_vs_encode_only_rgb']:.2f}",
             flush=True,
         )
     naive = bench_naive(run, work / "naive.mp4", video, first["frames"])
@@ -311,8 +299,6 @@ def main() -> None:
             "end_to_end_vs_encode_only_rgb",
             "steady_vs_encode_only_i420",
             "steady_vs_encode_only_pyav",
-            "nice0_steady_vs_encode_only_rgb",
-            "steady_vs_nice0_steady",
         )
     }
     pipelines = [row["pipeline"] for row in rounds]
@@ -335,10 +321,6 @@ def main() -> None:
         f"{median('pipeline', 'cpu_ms_per_frame'):>14.2f}"
     )
     print(f"{'pipeline, steady':<22}{first['frames']:>8}{median('pipeline', 'steady_fps'):>10.1f}{'':>14}")
-    print(
-        f"{'  producer_nice=0':<22}{first['frames']:>8}{median('pipeline_nice0', 'steady_fps'):>10.1f}"
-        f"{median('pipeline_nice0', 'cpu_ms_per_frame'):>14.2f}"
-    )
     print(f"{'naive':<22}{naive['frames']:>8}{naive['fps']:>10.1f}{naive['cpu_ms_per_frame']:>14.2f}")
     for name in ("encode_only_rgb", "encode_only_i420", "encode_only_pyav"):
         frames, fps, cpu = rounds[0][name]["frames"], median(name, "fps"), median(name, "cpu_ms_per_frame")
@@ -349,11 +331,6 @@ def main() -> None:
     print(f"pipeline end to end / encode-only   {ratios['end_to_end_vs_encode_only_rgb']:.2f}")
     print(f"pipeline steady / encode-only I420  {ratios['steady_vs_encode_only_i420']:.2f}")
     print(f"pipeline steady / PyAV's stock path {ratios['steady_vs_encode_only_pyav']:.2f}  (reference only)")
-    print(f"producer_nice=0 steady / encode-only RGB {ratios['nice0_steady_vs_encode_only_rgb']:.2f}")
-    print(
-        f"pipeline steady / producer_nice=0 steady {ratios['steady_vs_nice0_steady']:.3f} "
-        f"(higher in {sum(row['ratios']['steady_vs_nice0_steady'] > 1 for row in rounds)} of {len(rounds)} rounds)"
-    )
     if timelapse is not None:
         print(
             f"60 s time-lapse of {sample}: {timelapse['video_seconds']:.1f} s of video from {timelapse['episodes']} "
