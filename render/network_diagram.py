@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from render.compose import Due, Rect, always
+from render.pipeline import conversion_cost
 from render.style import Palette, TextPainter
 
 _MIN_SPACING = 7.0
@@ -204,15 +205,6 @@ class NetworkDiagram:
         return inner_bytes, inner_sources, rim_bytes, rim_sources, rim_coverage, rim_background
 
 
-# What converting a region to I420 costs, in pixels of a whole 128-column run: OpenCV converts rows in runs of 128
-# columns (the encoder widens regions to whole runs), and a call costs about as much as ~9,000 pixels.
-_RUN, _CALL = 128, 9000
-
-
-def _conversion_cost(box: Rect) -> int:
-    return box.h * -(-box.w // _RUN) * _RUN + _CALL
-
-
 def _grouped(boxes: Sequence[Rect]) -> tuple[Rect, ...]:
     """``boxes`` (left to right) with neighbours merged into their bounding box wherever converting the merged box
     costs the encoder less than converting each: the diagram's narrow columns cost less together."""
@@ -222,7 +214,7 @@ def _grouped(boxes: Sequence[Rect]) -> tuple[Rect, ...]:
             last = groups[-1]
             left, top = min(last.x, box.x), min(last.y, box.y)
             merged = Rect(left, top, max(last.right, box.right) - left, max(last.bottom, box.bottom) - top)
-            if _conversion_cost(merged) <= _conversion_cost(last) + _conversion_cost(box):
+            if conversion_cost(merged) <= conversion_cost(last) + conversion_cost(box):
                 groups[-1] = merged
                 continue
         groups.append(box)

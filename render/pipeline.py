@@ -32,6 +32,14 @@ _DONE = object()
 # columns are the very bytes a whole-frame conversion gives (tested).
 _VECTOR_COLUMNS = 128
 _SCALAR_TAIL = 16
+_CALL_PIXELS = 9000  # a conversion call's own cost, in pixels of whole runs (~3 us)
+
+
+def conversion_cost(region: Rect) -> int:
+    """What :class:`I420Converter` pays to convert ``region``, in pixels of whole runs: its rows times its width
+    widened to whole runs, plus the call. Parts that report damage use it to decide whether neighbouring
+    rectangles cost less merged."""
+    return region.h * -(-region.w // _VECTOR_COLUMNS) * _VECTOR_COLUMNS + _CALL_PIXELS
 
 
 @dataclass(frozen=True)
