@@ -134,6 +134,21 @@ def test_network_nodes_light_up_with_activation() -> None:
         diagram.draw(hot, [np.ones(4)])
 
 
+def test_diagram_reports_its_columns_grouped_where_converting_them_together_costs_less(full: FullOverlay) -> None:
+    """The diagram's damage: every column box inside one reported rectangle, the narrow neighbours merged (at
+    1280x720, conv1..fc in one, policy and value in another), and the encoder's conversion of the groups cheaper
+    than of the boxes one by one."""
+    from render.pipeline import conversion_cost
+
+    boxes, groups = full.diagram.boxes, full.diagram._damage
+    assert len(groups) == 2 < len(boxes) == 6
+    for box in boxes:
+        assert (
+            sum(g.x <= box.x and box.right <= g.right and g.y <= box.y and box.bottom <= g.bottom for g in groups) == 1
+        )
+    assert sum(map(conversion_cost, groups)) < sum(map(conversion_cost, boxes))
+
+
 def test_vectorised_nodes_match_one_circle_per_node() -> None:
     rect = Rect(0, 0, 400, 300)
     diagram = NetworkDiagram(rect, LAYERS, Palette(), TextPainter(Typeface(), 720))
