@@ -547,16 +547,9 @@ def train(
             stats = ppo.update(model, optimizer, rollout, adv, returns, p)
             version += 1
             steps_per_second = p.batch_size / (time.perf_counter() - started)
-            # Resume state first: every row and checkpoint written after it belongs to a resumable version.
-            if version % config.checkpoint.resume_every_updates == 0 or version == num_updates:
-                save_resume_state(
-                    checkpoint_dir,
-                    model,
-                    optimizer,
-                    policy_version=version,
-                    global_step=global_step,
-                    env_id=config.env.id,
-                )
+            # The update's row before its resume state: a kill between them leaves a row after the resume state,
+            # which the resume prunes and writes again when it redoes the update. The other order lost the row of
+            # the final update for good (the resume found the run finished).
             updates.append(
                 {
                     "policy_version": version,
@@ -567,6 +560,15 @@ def train(
                     "wall_time": round(time.time(), 3),
                 }
             )
+            if version % config.checkpoint.resume_every_updates == 0 or version == num_updates:
+                save_resume_state(
+                    checkpoint_dir,
+                    model,
+                    optimizer,
+                    policy_version=version,
+                    global_step=global_step,
+                    env_id=config.env.id,
+                )
             every = config.checkpoint.every_updates
             if version in milestones or (every > 0 and version % every == 0):
                 checkpoint(milestones.get(version))

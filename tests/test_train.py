@@ -348,6 +348,36 @@ def test_a_milestone_whose_evaluation_a_kill_cut_short_is_evaluated_on_resume(
     assert verify(log_path, progress=False).ok
 
 
+def test_a_stop_right_after_the_final_resume_state_keeps_every_update_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run stops (here an exception, as a kill would) just after the final update's resume state is saved: the
+    resume finds the run trained, so that update's row must already be in updates.csv (CI's kill suite once
+    found it missing: the row came after the resume state)."""
+    import replay.train as train_module
+
+    class Stopped(BaseException):
+        pass
+
+    run_dir = tmp_path / "run"
+    config = compose_config([*FAST, "total_steps=512", "seed=5", f"run_dir={run_dir}"])
+    final = math.ceil(512 / (2 * 128))
+    save = train_module.save_resume_state
+
+    def save_then_stop(*args: object, policy_version: int, **kwargs: object) -> None:
+        save(*args, policy_version=policy_version, **kwargs)
+        if policy_version == final:
+            raise Stopped
+
+    monkeypatch.setattr(train_module, "save_resume_state", save_then_stop)
+    with pytest.raises(Stopped):
+        train(config)
+    monkeypatch.undo()
+    assert train(resume_config(run_dir)) == run_dir
+    assert [int(row["policy_version"]) for row in _rows(run_dir / "updates.csv")] == list(range(1, final + 1))
+    assert CheckpointIndex(run_dir / "checkpoints").versions[-1] == final
+
+
 def test_a_run_killed_before_its_first_resume_state_resumes_from_the_start(tmp_path: Path) -> None:
     """Killed during the version-0 evaluation, before ``resume.pt`` exists: ``resume=`` trains it from version 0
     into the same log, keeping the checkpoint and the evaluation episode recorded before the kill."""
