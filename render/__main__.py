@@ -3,5 +3,6 @@ module as their ``__main__`` stay free of torch and Hydra)."""
 
 if __name__ == "__main__":
     from render.cli import main
+    from replay.command import run_app
 
-    main()
+    run_app(main, "python -m render", interrupted="interrupted; nothing was written at the output")

@@ -55,6 +55,7 @@ from replay.checkpoints import (
     save_checkpoint,
     save_resume_state,
 )
+from replay.command import run_app
 from replay.errors import CheckpointError, ReplayError
 from replay.metrics import (
     EPISODE_FIELDS,
@@ -633,4 +634,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(
+        main, "python -m replay.train", interrupted="interrupted; `resume=<run_dir>` goes on from the last resume state"
+    )
