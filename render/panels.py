@@ -146,7 +146,7 @@ class ValueChart:
         self._title = title
         self._size = 15.0
         head = painter.pixels(self._size) + 10
-        title_width = painter.width(title, self._size) + 12
+        title_width = painter.width(title, self._size, 600) + painter.pixels(self._size) // 2  # bold, as drawn
         self._number = Rect(rect.x + title_width, rect.y, rect.w - title_width, head)
         self._plot = Rect(rect.x, rect.y + head, rect.w, rect.h - head).inset(2)
         self.dirty = (self._number, self._plot)

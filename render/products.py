@@ -64,6 +64,11 @@ class RenderSource:
         folder = Path(run)
         if folder.is_file():
             raise RenderConfigError(f"run={run} is a file; pass log={run} for a log file, or run=<the run's folder>")
+        if not folder.exists():
+            raise RenderConfigError(
+                f"run={run}: there is no such folder ({folder.resolve()}); a relative run= is taken from the folder "
+                "you run the command in: pass run=<the run's folder> or log=<file.h5>"
+            )
         if not (folder / LOG_FILE).is_file():
             raise RenderConfigError(
                 f"{folder} holds no {LOG_FILE}; pass run=<a folder made by python -m replay.train> or log=<file.h5>"

@@ -69,7 +69,7 @@ def _load(path: Path, expected_format: str) -> dict[str, Any]:
             "(run=<run_dir>) to explain each frame with the checkpoint that matches it"
         )
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; check the run directory or the policy version")
+        raise CheckpointError(f"checkpoint {path} does not exist; check the path, or the run folder it should be in")
     if not zipfile.is_zipfile(path):
         raise CheckpointError(
             f"checkpoint {path} is corrupt or truncated, or no checkpoint at all (not a torch zip archive, "
@@ -258,7 +258,8 @@ class CheckpointIndex:
         if position < 0:
             raise CheckpointError(
                 f"no checkpoint at or before policy_version={policy_version} in {self.directory} "
-                f"(saved versions: {self.versions}); the run may not have saved its first checkpoint yet"
+                f"(saved versions: {self.versions}); the run may not have saved its first checkpoint yet: render "
+                "its later episodes, or pass checkpoint=<file> to explain every frame with that one"
             )
         saved = self.versions[position]
         return self.ref(saved), policy_version - saved

@@ -234,7 +234,9 @@ def _run(
                         raise DesyncError(
                             f"{lane.source}: stream {lane.stream} lane {lane.lane} diverges at position {p} "
                             f"(episode {episode}: the {'emulator state' if not state_ok else 'observation'} "
-                            f"differs from the recording; the last check that matched is at position {matched})",
+                            f"differs from the recording; the last check that matched is at position {matched}). "
+                            "The log is damaged there, or this emulator (ale-py, ROM) differs from the one that "
+                            "recorded it: `python -m replay.verify <log>` lists every episode that replays",
                             episode=episode,
                             step=p,
                             matched=matched,

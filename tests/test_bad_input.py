@@ -15,6 +15,7 @@ import pytest
 from conftest import PREPROCESSED, STICKY, make_env, record_single
 
 from replay import (
+    DesyncError,
     EnvironmentMismatchError,
     EpisodeIndexError,
     LogFormatError,
@@ -236,6 +237,8 @@ def test_tampered_action_is_reported_with_episode_and_step(good_log, tmp_path):
         result.stdout
     )
     assert all(p.step is None or p.step >= 0 for p in report.problems)  # never a step before an episode began
+    with TrajectoryLog(path) as log, pytest.raises(DesyncError, match=r"python -m replay.verify <log>` lists every"):
+        list(log.replay(episode.index))  # a replay's own error says what to do next
 
 
 def test_verify_cli_exit_codes(good_log, tmp_path):

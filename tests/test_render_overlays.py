@@ -461,6 +461,13 @@ def test_full_overlay_layout_makes_room_for_bigger_text(width, height, font_scal
             )
             assert row_top <= top and bottom <= row_top + bars._row + 1 and right <= bars.rect.right, (text, i)
         assert bars.rect.x + 14 + painter.width(name, bars._size) < bars._track.x
+    # the value chart's title ends a space before its number begins (both bold)
+    value = overlay.value
+    baseline = value.rect.y + painter.pixels(value._size)
+    top, bottom, left, right = _ink(
+        lambda im: painter.draw(im, value._title, (value.rect.x, baseline), value._size, (255,) * 3, 600), height, width
+    )
+    assert right + painter.pixels(value._size) // 3 <= value._number.x, (right, value._number)
     overlay.render(_context(np.random.default_rng(0), checkpoint=CheckpointUse("v9999.pt", 9999, 999)))
 
 

@@ -395,6 +395,13 @@ def test_a_render_killed_mid_way_leaves_nothing_at_the_output_and_the_next_run_s
     assert len(decode_video(output)) > 0
 
 
+def test_a_run_folder_that_does_not_exist_is_named_as_missing(tmp_path: Path) -> None:
+    with pytest.raises(RenderConfigError, match=r"run=nope: there is no such folder \(/.*/nope\); a relative run="):
+        RenderSource.resolve(run="nope", log=None, checkpoint=None)
+    with pytest.raises(RenderConfigError, match=r"holds no trajectories.h5"):  # a folder, but no run
+        RenderSource.resolve(run=tmp_path, log=None, checkpoint=None)
+
+
 def test_the_command_line_reports_a_bad_input_in_one_line_and_exits_2(run_dir: Path, tmp_path: Path) -> None:
     command = [sys.executable, "-m", "render", f"run={run_dir}", "episode=5000", f"hydra.run.dir={tmp_path}"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
