@@ -40,6 +40,12 @@ def run_product(cfg: DictConfig, output_dir: Path) -> RenderResult:
     """Render what a composed ``render`` config asks for, into ``output_dir`` when ``output`` is unset."""
     config = OmegaConf.to_container(cfg, resolve=True)
     settings = OmegaConf.to_object(cfg)
+    # The sidecar's config: paths as absolute as the product used them, and no run when a log= replaced it.
+    for key in ("run", "log", "checkpoint", "output"):
+        if config.get(key) is not None:
+            config[key] = str(Path(to_absolute_path(config[key])).resolve())
+    if config.get("log") is not None:
+        config["run"] = None
     torch.set_num_threads(settings.torch_threads)
     source = RenderSource.resolve(
         run=None if settings.run is None else to_absolute_path(settings.run),

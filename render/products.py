@@ -418,6 +418,9 @@ class _Session:
                 }
                 for e in episodes
             ],
+            # each checkpoint file used (in checkpoint_dir) with its largest version lag: the version that played
+            # minus the checkpoint's own (negative when a newer checkpoint explains older play)
+            "checkpoint_dir": self._checkpoint_dir(),
             "checkpoints": self.used,
             "config": dict(config or {}),
         }
@@ -436,6 +439,12 @@ class _Session:
         ) as encoder:
             written = encode_frames(frames, encoder)
         return RenderResult(Path(output), written, tuple(e.index for e in episodes), dict(self.used))
+
+    def _checkpoint_dir(self) -> str | None:
+        """The folder the checkpoint file names in :attr:`used` are in (none unless the overlay runs the network)."""
+        source = self.source
+        folder = source.checkpoint.parent if source.checkpoint is not None else source.checkpoints
+        return None if folder is None or self.overlay_config.kind != "full" else str(folder.resolve())
 
     def _check_observations(self, episodes: Sequence[EpisodeRecord]) -> None:
         """The full overlay feeds the recorded observations to the network: refuse, before any work, a log whose

@@ -145,6 +145,7 @@ def test_full_episode_states_checkpoints_and_lags(run_dir: Path, tmp_path: Path)
     assert result.checkpoints == {"v000008.pt": 3}
     sidecar = json.loads(out.with_name("full.mp4.json").read_text())
     assert sidecar["checkpoints"] == {"v000008.pt": 3} and sidecar["overlay"] == "full"
+    assert sidecar["checkpoint_dir"] == str((run_dir / "checkpoints").resolve())
     with TrajectoryLog(run_dir / "trajectories.h5") as log:
         first = next(log.frames(5))
     game = decoded[0][83 : 83 + 630, 16 : 16 + 480]  # where FullOverlay puts the 3x game at 1280x720
@@ -393,6 +394,25 @@ def test_a_render_killed_mid_way_leaves_nothing_at_the_output_and_the_next_run_s
         assert not list(tmp_path.glob(".killed.mp4.*")), "the temporary file must go with a handled signal"
     subprocess.run(command, check=True, capture_output=True, timeout=600)
     assert len(decode_video(output)) > 0
+
+
+def test_the_sidecar_of_a_log_and_a_checkpoint_names_them_by_absolute_path(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given as relative paths, the log, the checkpoint and the output are recorded where they were found; the
+    run folder the log replaced is not recorded as used."""
+    monkeypatch.chdir(run_dir)
+    cfg = _compose(
+        ["log=trajectories.h5", "checkpoint=checkpoints/v000008.pt", "episode=5", "output=out.mp4", "video=preview"]
+    )
+    run_product(cfg, tmp_path)
+    sidecar = json.loads((run_dir / "out.mp4.json").read_text())
+    config = sidecar["config"]
+    assert config["log"] == str((run_dir / "trajectories.h5").resolve()) and config["run"] is None
+    assert config["checkpoint"] == str((run_dir / "checkpoints" / "v000008.pt").resolve())
+    assert config["output"] == str((run_dir / "out.mp4").resolve())
+    assert sidecar["checkpoint_dir"] == str((run_dir / "checkpoints").resolve())
+    assert sidecar["checkpoints"] == {"v000008.pt": 3}
 
 
 def test_a_run_folder_that_does_not_exist_is_named_as_missing(tmp_path: Path) -> None:
