@@ -72,6 +72,7 @@ class VideoEncoder:
             raise EncoderError(
                 f"output {self.path} is a directory; name a video file, e.g. output={self.path / 'video.mp4'}"
             )
+        container_format = _container_format(self.path)  # refused before any folder is made
         self.sidecar_path = self.path.with_name(self.path.name + ".json")
         self.width, self.height, self.fps = width, height, fps
         self.provenance: dict[str, Any] = dict(provenance or {})
@@ -85,7 +86,7 @@ class VideoEncoder:
                 "can write to"
             ) from None
         try:
-            self._container = av.open(str(self._temp), mode="w", format=_container_format(self.path))
+            self._container = av.open(str(self._temp), mode="w", format=container_format)
             stream = self._container.add_stream("libx264", rate=fps)
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             stream.options = {"crf": str(crf), "preset": preset}

@@ -121,9 +121,10 @@ def test_bad_settings_are_refused_with_the_value(tmp_path: Path, kwargs: dict, m
     assert list(tmp_path.iterdir()) == []
 
 
-def test_unknown_container_is_refused(tmp_path: Path) -> None:
+def test_unknown_container_is_refused_before_its_folder_is_made(tmp_path: Path) -> None:
     with pytest.raises(EncoderError, match="name it .mp4"):
-        VideoEncoder(tmp_path / "clip.avi2", width=64, height=48, progress=False)
+        VideoEncoder(tmp_path / "new" / "clip.avi2", width=64, height=48, progress=False)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unclosed_encoder_warns_and_discards(tmp_path: Path) -> None:
