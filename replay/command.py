@@ -38,9 +38,9 @@ def config_error_message(error: BaseException, command: str) -> str:
 
     Example:
         >>> from hydra.errors import MissingConfigException
-        >>> text = "Could not find 'overlay/fancy'\\n\\nAvailable options in 'overlay':\\n\\tfull\\n\\tfull_schema\\n\\traw\\n"
+        >>> text = "Could not find 'overlay/x'\\n\\nAvailable options in 'overlay':\\n\\tfull\\n\\tx_schema\\n\\traw\\n"
         >>> config_error_message(MissingConfigException(text), "python -m render")
-        "Could not find 'overlay/fancy'; the options of overlay are: full, raw"
+        "Could not find 'overlay/x'; the options of overlay are: full, raw"
     """
     text = str(error)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
