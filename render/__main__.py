@@ -5,4 +5,4 @@ if __name__ == "__main__":
     from render.cli import main
     from replay.command import run_app
 
-    run_app(main, "python -m render", interrupted="interrupted; nothing was written at the output")
+    run_app(main, "python -m render", interrupted="interrupted; the video being written was discarded")

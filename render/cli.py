@@ -11,6 +11,7 @@ Examples:
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -23,9 +24,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from render.config import register_configs
-from render.errors import RenderError
+from render.errors import RenderConfigError, RenderError
 from render.products import RenderResult, RenderSource, render_episode, render_progression, render_timelapse
 from replay.errors import ReplayError
 
@@ -38,12 +40,17 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 def run_product(cfg: DictConfig, output_dir: Path) -> RenderResult:
     """Render what a composed ``render`` config asks for, into ``output_dir`` when ``output`` is unset."""
-    config = OmegaConf.to_container(cfg, resolve=True)
-    settings = OmegaConf.to_object(cfg)
-    # The sidecar's config: paths as absolute as the product used them, and no run when a log= replaced it.
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True)
+        settings = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as error:  # an interpolation on the command line that resolves to nothing
+        problem = str(error).strip().splitlines()[0]
+        raise RenderConfigError(f"the settings cannot be resolved ({problem}); fix or quote that override") from None
+    # The sidecar's config: paths absolute as the product used them (not resolved: an output that is a symlink
+    # is replaced, not followed), and no run when a log= replaced it.
     for key in ("run", "log", "checkpoint", "output"):
         if config.get(key) is not None:
-            config[key] = str(Path(to_absolute_path(config[key])).resolve())
+            config[key] = os.path.abspath(to_absolute_path(config[key]))
     if config.get("log") is not None:
         config["run"] = None
     torch.set_num_threads(settings.torch_threads)

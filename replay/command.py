@@ -3,7 +3,9 @@
 Hydra reports a config it cannot compose (an unknown group option, a misspelt key, a value of the wrong type)
 in a block of several lines and exits with 1, before the app's own checks run. :func:`run_app` asks Hydra to
 raise those errors instead (``HYDRA_FULL_ERROR``), and reports them as the app reports its own refusals: one
-line naming the override and the fix. Ctrl-C is one line and exit code 130. Anything else keeps its traceback.
+line naming the override and Hydra's hint. Only errors raised before the app's function runs are reported so:
+anything raised from inside it (a bug, a fault during training) keeps its traceback, as does every error when
+the user asked for ``HYDRA_FULL_ERROR=1``. Ctrl-C is one line and exit code 130.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import os
 import re
 import sys
 from collections.abc import Callable
+from types import CodeType, TracebackType
 
-from hydra.errors import HydraException
+from hydra.errors import HydraException, OverrideParseException
 from omegaconf.errors import OmegaConfBaseException
 
 INTERRUPTED = 130
@@ -22,15 +25,39 @@ INTERRUPTED = 130
 def run_app(main: Callable[[], None], command: str, *, interrupted: str = "interrupted") -> None:
     """Run a ``@hydra.main`` function as ``command`` (``python -m render``, say), reporting config mistakes and
     Ctrl-C (as ``interrupted``) in one line on stderr."""
-    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         main()
     except (HydraException, OmegaConfBaseException) as error:
+        task = getattr(main, "__wrapped__", main).__code__
+        if previous == "1" or _raised_within(error, task):
+            raise
         print(f"error: {config_error_message(error, command)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print(f"{command}: {interrupted}", file=sys.stderr)
         sys.exit(INTERRUPTED)
+    finally:
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous
+
+
+def _raised_within(error: BaseException, code: CodeType) -> bool:
+    """Whether ``error`` (or an error it was raised from) passed through a frame running ``code``."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        tb: TracebackType | None = current.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code is code:
+                return True
+            tb = tb.tb_next
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def config_error_message(error: BaseException, command: str) -> str:
@@ -42,8 +69,9 @@ def config_error_message(error: BaseException, command: str) -> str:
         >>> config_error_message(MissingConfigException(text), "python -m render")
         "Could not find 'overlay/x'; the options of overlay are: full, raw"
     """
-    text = str(error)
+    text = str(error).split("Config search path:")[0]
     lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith(("full_key:", "object_type=", "Set the environment"))]
     first = lines[0] if lines else type(error).__name__
     options = re.search(r"Available options in '([^']+)':\n((?:\t[^\n]*\n?)+)", text)
     if options:
@@ -51,9 +79,12 @@ def config_error_message(error: BaseException, command: str) -> str:
         return f"{first}; the options of {options.group(1)} are: {', '.join(names)}"
     unknown = re.match(r"Could not override '([^']+)'", first)
     if unknown:
-        return f"{first.rstrip('.')}: no such setting; `{command} --cfg job` lists every setting"
+        listing = "--cfg hydra" if unknown.group(1).startswith("hydra.") else "--cfg job"
+        return f"{first.rstrip('.')}: no such setting; `{command} {listing}` lists every setting"
+    if isinstance(error, OverrideParseException):
+        return f"cannot read the override {error.override!r}: {'; '.join(lines)}"
     cause = error.__cause__
     if cause is not None and str(cause).strip():
         detail = str(cause).strip().splitlines()[0].strip()
         return f"{first}: {detail}; `{command} --cfg job` shows every setting and its value"
-    return first
+    return "; ".join(lines) if lines else first

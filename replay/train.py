@@ -635,5 +635,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     run_app(
-        main, "python -m replay.train", interrupted="interrupted; `resume=<run_dir>` goes on from the last resume state"
+        main, "python -m replay.train", interrupted="interrupted; a run that saved its config resumes: resume=<run_dir>"
     )

@@ -399,19 +399,20 @@ def test_a_render_killed_mid_way_leaves_nothing_at_the_output_and_the_next_run_s
 def test_the_sidecar_of_a_log_and_a_checkpoint_names_them_by_absolute_path(
     run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Given as relative paths, the log, the checkpoint and the output are recorded where they were found; the
-    run folder the log replaced is not recorded as used."""
-    monkeypatch.chdir(run_dir)
-    cfg = _compose(
-        ["log=trajectories.h5", "checkpoint=checkpoints/v000008.pt", "episode=5", "output=out.mp4", "video=preview"]
-    )
-    run_product(cfg, tmp_path)
-    sidecar = json.loads((run_dir / "out.mp4.json").read_text())
+    """Given as relative paths, the log, the checkpoint and the output are recorded where they were found (an
+    output that is a symlink as itself: the render replaces the link); the run the log replaced is not recorded."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "old.mp4").write_bytes(b"old")
+    (tmp_path / "link.mp4").symlink_to("old.mp4")
+    log, checkpoint = run_dir / "trajectories.h5", run_dir / "checkpoints" / "v000008.pt"
+    relative = [f"log={os.path.relpath(log)}", f"checkpoint={os.path.relpath(checkpoint)}", "output=link.mp4"]
+    run_product(_compose([*relative, "episode=5", "video=preview"]), tmp_path)
+    assert not (tmp_path / "link.mp4").is_symlink() and (tmp_path / "old.mp4").read_bytes() == b"old"
+    sidecar = json.loads((tmp_path / "link.mp4.json").read_text())
     config = sidecar["config"]
-    assert config["log"] == str((run_dir / "trajectories.h5").resolve()) and config["run"] is None
-    assert config["checkpoint"] == str((run_dir / "checkpoints" / "v000008.pt").resolve())
-    assert config["output"] == str((run_dir / "out.mp4").resolve())
-    assert sidecar["checkpoint_dir"] == str((run_dir / "checkpoints").resolve())
+    assert config["log"] == str(log) and config["checkpoint"] == str(checkpoint) and config["run"] is None
+    assert config["output"] == str(tmp_path / "link.mp4")
+    assert sidecar["checkpoint_dir"] == str(checkpoint.parent.resolve())
     assert sidecar["checkpoints"] == {"v000008.pt": 3}
 
 
@@ -522,6 +523,7 @@ def test_a_full_disk_while_rendering_is_one_line_naming_the_output_and_leaves_no
         ("overlay.font_scale=inf", r"overlay.font_scale must be positive, got inf"),
         ("product=progression product.card_seconds=nan", r"product.card_seconds must be 0 or more seconds, got nan"),
         ("overlay.thumbnails=50", r"50 feature-map thumbnails in a row .* fewer with overlay.thumbnails$"),
+        ("output=${nope}.mp4", r"the settings cannot be resolved \(Interpolation key 'nope' not found\); fix or quote"),
     ],
 )
 def test_settings_out_of_range_are_refused_by_name_before_any_work(run_dir: Path, override: str, message: str) -> None:

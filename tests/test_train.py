@@ -313,6 +313,8 @@ def test_the_command_line_reports_an_unusable_run_folder_in_one_line_and_exits_2
         (f"run_dir={a_file}", f"error: run_dir {a_file} is a file; name a folder"),
         (f"resume={tmp_path / 'nothere'}", "error: cannot resume"),
         ("ppo.num_steps=0", "error: expected ppo.num_steps >= 1, got 0"),
+        ("totl_steps=3", "error: Could not override 'totl_steps': no such setting; `python -m replay.train --cfg"),
+        ("ppo=nope", "error: In 'train': Could not find 'ppo/nope'; the options of ppo are: cleanrl"),
     ]:
         done = _train_cli(tmp_path, override, "total_steps=256")
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr

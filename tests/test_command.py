@@ -1,0 +1,75 @@
+"""``replay.command.run_app``: what a Hydra app's command line reports in one line, and what keeps its traceback."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import hydra
+import pytest
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError
+
+from replay.command import INTERRUPTED, run_app
+
+
+def _app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *overrides: str, body=None):
+    """A tiny ``@hydra.main`` app with one setting, ``size``, run with ``overrides`` as its command line."""
+    (tmp_path / "conf").mkdir(exist_ok=True)
+    (tmp_path / "conf" / "app.yaml").write_text("size: 3\n")
+
+    @hydra.main(version_base="1.3", config_path=str(tmp_path / "conf"), config_name="app")
+    def main(cfg: DictConfig) -> None:
+        if body is not None:
+            body(cfg)
+
+    argv = ["app", f"hydra.run.dir={tmp_path / 'run'}", "hydra.output_subdir=null", *overrides]
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    return main
+
+
+def test_the_environment_is_left_as_it_was(tmp_path, monkeypatch) -> None:
+    run_app(_app(tmp_path, monkeypatch), "app")
+    assert "HYDRA_FULL_ERROR" not in os.environ
+
+
+def test_a_config_mistake_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys) -> None:
+    main = _app(tmp_path, monkeypatch, "sise=4")
+    with pytest.raises(SystemExit) as stopped:
+        run_app(main, "app")
+    assert stopped.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == "error: Could not override 'sise': no such setting; `app --cfg job` lists every setting"
+
+
+def test_an_error_inside_the_app_keeps_its_traceback(tmp_path, monkeypatch) -> None:
+    """A config error raised by the app's own code (a bug: a misspelt key read at run time) is not the user's
+    mistake: it propagates as itself, traceback and all."""
+
+    def body(cfg: DictConfig) -> None:
+        OmegaConf.set_struct(cfg, True)
+        print(cfg.sise)
+
+    main = _app(tmp_path, monkeypatch, body=body)
+    with pytest.raises(ConfigAttributeError, match="sise"):
+        run_app(main, "app")
+
+
+def test_hydra_full_error_set_by_the_user_shows_the_whole_error(tmp_path, monkeypatch) -> None:
+    main = _app(tmp_path, monkeypatch, "sise=4")
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(Exception, match="Could not override 'sise'"):
+        run_app(main, "app")
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys) -> None:
+    def body(cfg: DictConfig) -> None:
+        raise KeyboardInterrupt
+
+    main = _app(tmp_path, monkeypatch, body=body)
+    with pytest.raises(SystemExit) as stopped:
+        run_app(main, "app", interrupted="interrupted; nothing kept")
+    assert stopped.value.code == INTERRUPTED == 130
+    assert capsys.readouterr().err == "app: interrupted; nothing kept\n"
