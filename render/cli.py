@@ -46,21 +46,17 @@ def run_product(cfg: DictConfig, output_dir: Path) -> RenderResult:
     except OmegaConfBaseException as error:  # an interpolation on the command line that resolves to nothing
         problem = str(error).strip().splitlines()[0]
         raise RenderConfigError(f"the settings cannot be resolved ({problem}); fix or quote that override") from None
-    # The sidecar's config: paths absolute as the product used them (not resolved: an output that is a symlink
-    # is replaced, not followed), and no run when a log= replaced it.
+    # Paths absolute once, for the product and its sidecar alike (not resolved: an output that is a symlink is
+    # replaced, not followed); no run when a log= replaced it.
     for key in ("run", "log", "checkpoint", "output"):
-        if config.get(key) is not None:
+        if config.get(key):  # an empty output= stays empty: the job folder's default
             config[key] = os.path.abspath(to_absolute_path(config[key]))
     if config.get("log") is not None:
         config["run"] = None
     torch.set_num_threads(settings.torch_threads)
-    source = RenderSource.resolve(
-        run=None if settings.run is None else to_absolute_path(settings.run),
-        log=None if settings.log is None else to_absolute_path(settings.log),
-        checkpoint=None if settings.checkpoint is None else to_absolute_path(settings.checkpoint),
-    )
+    source = RenderSource.resolve(run=config["run"], log=config["log"], checkpoint=config["checkpoint"])
     kind = settings.product.kind
-    output = Path(to_absolute_path(settings.output)) if settings.output else output_dir / f"{kind}.mp4"
+    output = Path(config["output"]) if config["output"] else output_dir / f"{kind}.mp4"
     common = {
         "overlay": settings.overlay,
         "video": settings.video,
