@@ -1,9 +1,9 @@
 """The network diagram: columns of nodes, one per layer, lit each frame by that layer's real activations.
 
 Edges, labels and node outlines go into the static template once. Each frame the nodes are recoloured in one
-vectorised scatter: every node pixel's index, node id and antialiasing coverage are computed up front, so
-lighting hundreds of nodes costs one gather and one blend over a few thousand pixels instead of hundreds of
-circle calls.
+pass of a compiled kernel (:func:`render.kernels.light_nodes`): every node pixel's index, node id and
+antialiasing coverage are computed up front, so lighting hundreds of nodes costs one gather and one blend over
+a few thousand pixels instead of hundreds of circle calls.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from render.compose import Due, Rect, always
+from render.kernels import light_nodes
 from render.pipeline import conversion_cost
 from render.style import Palette, TextPainter
 
@@ -66,7 +67,8 @@ class NetworkDiagram:
         self._body = Rect(rect.x, rect.y, rect.w, rect.h - label_height)
         self._centres, self._radii = self._place()
         self._edges = self._wire(edges_per_node, np.random.default_rng(seed))
-        self._pixels: np.ndarray | None = None
+        self._pixels: tuple[np.ndarray, ...] | None = None
+        self._shape: tuple[int, ...] = ()
         self.boxes: tuple[Rect, ...] = ()  # per layer, the rectangle its nodes paint (set by bind)
         self._damage: tuple[Rect, ...] = ()  # the boxes, neighbours grouped (set by bind)
 
@@ -99,6 +101,7 @@ class NetworkDiagram:
     def bind(self, template: np.ndarray) -> None:
         """Precompute every node pixel and the finished template's background under it, for :meth:`draw`."""
         self._pixels = self._rasterise(template)
+        self._shape = template.shape
         height, width = template.shape[:2]
         boxes = []
         per_layer = np.split(self._radii, np.cumsum([len(c) for c in self._centres])[:-1])
@@ -121,16 +124,15 @@ class NetworkDiagram:
         """
         if self._pixels is None:
             raise RuntimeError("call NetworkDiagram.bind(template) once the template is drawn, before draw")
-        if not image.flags.c_contiguous:
-            raise ValueError("NetworkDiagram.draw needs a C-contiguous image (it scatters into its flat bytes)")
+        if not image.flags.c_contiguous or image.shape != self._shape:
+            raise ValueError(
+                f"NetworkDiagram.draw needs a C-contiguous image shaped like the template it was bound to "
+                f"({self._shape}; it scatters into its flat pixels), got {image.shape}"
+            )
         shades = np.clip(self._levels(levels) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         if not due("diagram", shades.tobytes(), self._damage, restore=False):
             return
-        colours = self._ramp[shades.astype(np.intp)].reshape(-1)
-        inner_bytes, inner_sources, rim_bytes, rim_sources, rim_coverage, rim_background = self._pixels
-        channels = image.reshape(-1)
-        channels[inner_bytes] = colours[inner_sources]
-        channels[rim_bytes] = (rim_background + colours[rim_sources] * rim_coverage).astype(np.uint8)
+        light_nodes(image.reshape(-1, 3), shades, self._ramp, *self._pixels)
 
     def draw_circles(self, image: np.ndarray, levels: Sequence[np.ndarray]) -> None:
         """Like :meth:`draw`, one antialiased ``cv2.circle`` per node: the straightforward, slower
@@ -191,18 +193,14 @@ class NetworkDiagram:
         node = np.broadcast_to(np.arange(len(centres))[:, None, None], coverage.shape)
         keep = (coverage > 0) & (px >= 0) & (px < width) & (py >= 0) & (py < height)
         index, node, coverage = (py * width + px)[keep], node[keep], coverage[keep].astype(np.float32)
-        # Pixels fully inside a node take its colour as is; only the antialiased rim is blended. Indices
-        # address single bytes (pixel * 3 + channel): NumPy scatters flat bytes ~5x faster than (N, 3) rows.
-        rgb = np.arange(3)
+        # Pixels fully inside a node take its colour as is; only the antialiased rim is blended, over the
+        # template's background weighted by what the node leaves uncovered.
         inner = coverage >= 1.0
         rim = ~inner
-        rim_coverage = np.repeat(coverage[rim], 3)
-        rim_bytes = (index[rim, None] * 3 + rgb).ravel()
-        rim_background = template.reshape(-1)[rim_bytes].astype(np.float32) * (1.0 - rim_coverage)
-        inner_bytes = (index[inner, None] * 3 + rgb).ravel()
-        inner_sources = (node[inner, None] * 3 + rgb).ravel()
-        rim_sources = (node[rim, None] * 3 + rgb).ravel()
-        return inner_bytes, inner_sources, rim_bytes, rim_sources, rim_coverage, rim_background
+        rim_coverage = coverage[rim]
+        rim_background = template.reshape(-1, 3)[index[rim]].astype(np.float32) * (1.0 - rim_coverage)[:, None]
+        as_int32 = [np.ascontiguousarray(a, dtype=np.int32) for a in (index[inner], node[inner], index[rim], node[rim])]
+        return (*as_int32[:2], *as_int32[2:], rim_coverage, np.ascontiguousarray(rim_background))
 
 
 def _grouped(boxes: Sequence[Rect]) -> tuple[Rect, ...]:

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from render.compose import Due, Rect, always, fill
+from render.kernels import paint_thumbnails
 from render.style import Palette, TextPainter
 
 
@@ -244,6 +245,9 @@ class FeatureMaps:
             Rect(row[0].x, row[0].y, row[-1].right - row[0].x, self._cell) if row else Rect(rect.x, rect.y, 0, 0)
             for row in self._cells
         )
+        self._lefts = [np.array([cell.x for cell in row], np.int32) for row in self._cells]
+        self._extent = (max(cell.bottom for cell in self.dirty), max(cell.right for cell in self.dirty))
+        self._sources: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def draw_static(self, template: np.ndarray) -> None:
         self._painter.draw(
@@ -264,7 +268,11 @@ class FeatureMaps:
         """``maps[r]``: a ``(count, h, w)`` uint8 stack for row ``r`` (255 hottest); empty rows stay blank."""
         if len(maps) != len(self.rows):
             raise ValueError(f"expected {len(self.rows)} feature-map stacks, one per row, got {len(maps)}")
-        cell = self._cell
+        if image.shape[0] < self._extent[0] or image.shape[1] < self._extent[1] or image.shape[2:] != (3,):
+            raise ValueError(
+                f"expected an RGB image of at least {self._extent[0]}x{self._extent[1]} pixels (the thumbnails' "
+                f"cells), got {image.shape}"
+            )
         for row, (stack, cells, grey) in enumerate(zip(maps, self._cells, self._grey, strict=True)):
             shown = stack[: len(cells)]
             count = len(shown)
@@ -274,30 +282,21 @@ class FeatureMaps:
                 continue
             if not count:
                 continue
-            _, h, w = shown.shape
-            # One resize per row: the thumbnails side by side scale exactly like each on its own. Colour
-            # maps go through the ramp before the (nearest-neighbour) resize: the same pixels, fewer lookups.
-            strip = np.ascontiguousarray(shown.transpose(1, 0, 2)).reshape(h, count * w)
-            if grey:
-                strip = cv2.resize(strip, (count * cell, cell), interpolation=cv2.INTER_NEAREST)
-                coloured = cv2.cvtColor(strip, cv2.COLOR_GRAY2RGB)
-            else:
-                coloured = cv2.resize(
-                    np.take(self._ramp, strip, axis=0), (count * cell, cell), interpolation=cv2.INTER_NEAREST
-                )
-            self._place(image, cells[:count], coloured)
+            if shown.dtype != np.uint8 or shown.ndim != 3:
+                raise ValueError(f"expected a (count, h, w) uint8 stack for feature-map row {row}, got {shown.shape}")
+            rows, columns = self._source_pixels(shown.shape[1], shown.shape[2])
+            paint_thumbnails(image, shown, self._ramp, grey, cells[0].y, self._lefts[row], rows, columns)
 
-    def _place(self, image: np.ndarray, cells: Sequence[Rect], coloured: np.ndarray) -> None:
-        """Copy the side-by-side thumbnails ``coloured`` into ``cells`` (equally spaced in a row): one strided
-        copy where the row's span fits the image, else cell by cell."""
-        cell, count = self._cell, len(cells)
-        pitch = self._cell + _GAP
-        first = cells[0]
-        span = image[first.y : first.y + cell, first.x : first.x + count * pitch]
-        if span.shape[1] == count * pitch:
-            grid = span.reshape(cell, count, pitch, span.shape[2])
-            if np.may_share_memory(grid, span):  # a view (splitting a row of a strided view always is)
-                grid[:, :, :cell] = coloured.reshape(cell, count, cell, -1)
-                return
-        for i, target in enumerate(cells):
-            image[target.slices] = coloured[:, i * cell : (i + 1) * cell]
+    def _source_pixels(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """For a ``height`` x ``width`` map, the source row and column each cell row and column shows: exactly
+        OpenCV's nearest-neighbour resize to the cell (taken from resizing the indices themselves)."""
+        found = self._sources.get((height, width))
+        if found is None:
+            size = self._cell
+
+            def nearest(n: int) -> np.ndarray:
+                index = np.arange(n, dtype=np.int32)[None, :]
+                return cv2.resize(index, (size, 1), interpolation=cv2.INTER_NEAREST)[0].astype(np.int32)
+
+            found = self._sources[(height, width)] = (nearest(height), nearest(width))
+        return found

@@ -66,9 +66,18 @@ def test_bench_render_brackets_the_pipeline_with_x264_alone_on_its_own_frames(tm
 
 def test_bench_render_parts_covers_every_section(tmp_path):
     report = _run("bench_render_parts", tmp_path)
-    for section in ("overlay_cpu_ms_per_frame", "handoff_cpu_ms_per_frame", "checkpoint_load_ms"):
+    sections = (
+        "overlay_cpu_ms_per_frame",
+        "kernels_cpu_us_per_frame",
+        "handoff_cpu_ms_per_frame",
+        "checkpoint_load_ms",
+    )
+    for section in sections:
         assert report[section] and all(value > 0 for value in report[section].values()), section
     assert report["env_cpu_us_per_agent_step"]
     assert report["threads_cpu_ms_per_frame"]
     assert report["producer"]["frames"] >= 61
     assert {int(depth) for depth in report["queue"]} == {8, 32}
+    assert set(report["kernels_cpu_us_per_frame"]) == {
+        f"{part}: {way}" for part in ("diagram nodes", "feature-map thumbnails") for way in ("numpy/opencv", "kernel")
+    }

@@ -165,6 +165,26 @@ def test_vectorised_nodes_match_one_circle_per_node() -> None:
     assert np.abs(fast.astype(int) - reference.astype(int)).mean() < 1.0  # rims differ by antialiasing only
 
 
+def test_node_kernel_writes_the_bytes_of_numpy_scatter_and_blend(full: FullOverlay) -> None:
+    # the compiled kernel against the NumPy formulation it replaced: inner pixels take the node's colour, rim
+    # pixels background * (1 - coverage) + colour * coverage in float32, truncated
+    diagram = full.diagram
+    inner_pixels, inner_nodes, rim_pixels, rim_nodes, coverage, background = diagram._pixels
+    assert len(inner_pixels) > 1000 and len(rim_pixels) > 1000
+    rng = np.random.default_rng(12)
+    levels = [rng.random(layer.size) for layer in diagram.layers]
+    image = full._canvas.template.copy()
+    diagram.draw(image, levels)
+    shades = np.clip(diagram._levels(levels) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    colours = diagram._ramp[shades]
+    expected = full._canvas.template.copy().reshape(-1, 3)
+    expected[inner_pixels] = colours[inner_nodes]
+    expected[rim_pixels] = (background + colours[rim_nodes] * coverage[:, None]).astype(np.uint8)
+    np.testing.assert_array_equal(image.reshape(-1, 3), expected)
+    with pytest.raises(ValueError, match="shaped like the template"):  # the kernel checks no bounds itself
+        diagram.draw(np.zeros((full.height // 2, full.width, 3), np.uint8), levels)
+
+
 def test_policy_bars_follow_the_probabilities(full: FullOverlay) -> None:
     rng = np.random.default_rng(8)
     bars = full.bars
@@ -339,6 +359,33 @@ def test_feature_map_rows_land_in_their_cells_at_the_image_edge_too() -> None:
             shade = cv2.resize(feature_map, (size, size), interpolation=cv2.INTER_NEAREST)
             assert np.array_equal(wide[cell.slices], np.repeat(shade[..., None], 3, -1) if grey else ramp[shade])
     assert not wide[:, edge:].any()  # nothing beyond the cells
+    # strided stacks (the network's thumbnails are views into a batch) paint the same cells
+    views = (stacks[0].transpose(0, 2, 1).copy().transpose(0, 2, 1), np.repeat(stacks[1], 2, 0)[::2])
+    assert not any(view.flags.c_contiguous for view in views)
+    strided = np.zeros_like(wide)
+    maps.draw(strided, views)
+    np.testing.assert_array_equal(strided, wide)
+    with pytest.raises(ValueError, match="uint8 stack"):
+        maps.draw(wide, (stacks[0].astype(np.float32), stacks[1]))
+    with pytest.raises(ValueError, match="at least"):  # the kernel checks no bounds itself
+        maps.draw(np.zeros((240, edge - 3, 3), np.uint8), stacks)
+
+
+@pytest.mark.parametrize("size", [(7, 7), (9, 9), (20, 20), (84, 84), (5, 11)])
+def test_each_thumbnail_shows_its_own_map_enlarged_at_the_products_cell_size(full: FullOverlay, size) -> None:
+    # at 720p a cell is 50 pixels: one nearest-neighbour resize of a row's maps side by side (the code before
+    # the kernel) put a neighbour's last column at the left edge of 7x7 maps
+    maps = full.maps
+    stacks = tuple(np.random.default_rng(3).integers(0, 256, (count, *size), np.uint8) for _, count in maps.rows)
+    image = full._canvas.template.copy()
+    maps.draw(image, stacks)
+    ramp = Style().palette.ramp().reshape(256, 3)
+    for cells, stack, grey in zip(maps._cells, stacks, maps._grey, strict=True):
+        for cell, feature_map in zip(cells, stack, strict=True):
+            shade = cv2.resize(feature_map, (cell.w, cell.h), interpolation=cv2.INTER_NEAREST)
+            np.testing.assert_array_equal(
+                image[cell.slices], np.repeat(shade[..., None], 3, -1) if grey else ramp[shade]
+            )
 
 
 @pytest.mark.parametrize("width", [160, 7])  # rows compared as 8-byte words (480 bytes), or byte by byte (21)

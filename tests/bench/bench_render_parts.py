@@ -5,6 +5,12 @@ The figures behind the renderer notes in the README, on the bench run of ``bench
 - ``overlay``: CPU per frame of drawing the full overlay and converting it to I420: full redraw on a fresh
   template plus whole-frame conversion, against redrawing only what changed plus converting only the damage;
   each with OpenCV's default threading and with one thread (what ``encode_frames`` sets).
+- ``kernels``: the compiled kernels (``render/kernels.py``) against the NumPy/OpenCV formulations they
+  replaced, same contexts, same bytes (checked here too), rounds alternating, medians, us CPU a frame: lighting
+  the diagram's nodes (NumPy fancy-index scatter and float32 blend) and painting the feature-map thumbnails
+  (ramp lookup, one nearest-neighbour ``cv2.resize`` per row, one strided copy; that row-wise resize showed
+  a neighbour's last column at the left edge of some thumbnails, e.g. 7x7 maps in 50-pixel cells, which the
+  kernel does not: ``tests/test_render_overlays.py`` checks every cell against its own map enlarged).
 - ``handoff``: handing I420 planes to PyAV: ``VideoFrame.from_ndarray`` (allocates and copies) against
   ``from_numpy_buffer`` (wraps).
 - ``checkpoint``: loading a checkpoint into a network built normally (orthogonal initialisation, then the
@@ -21,7 +27,7 @@ The figures behind the renderer notes in the README, on the bench run of ``bench
 - ``queue``: the whole product with 8 and with 32 frames queued before x264 (rounds alternate): frames/s and
   cores kept busy (CPU time over wall time).
 
-Run:  python tests/bench/bench_render_parts.py [--frames 1500] [--json bench_render_parts.json]
+Run:  python tests/bench/bench_render_parts.py [--frames 1500] [--parts kernels,env] [--json bench_render_parts.json]
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ from replay.checkpoints import FORMAT, _load, _restore_weights, load_policy
 from replay.network import ActorCritic
 
 CONTEXTS = 600
+PARTS = ("overlay", "kernels", "handoff", "checkpoint", "env", "producer", "threads", "queue")
 
 
 def contexts(run: Path) -> tuple[FullOverlay, list]:
@@ -99,6 +106,71 @@ def bench_overlay(overlay: FullOverlay, frames: list) -> dict:
             work()
             rows[f"{name}, OpenCV threads {threads}"] = 1000 * (time.process_time() - start) / len(frames)
     cv2.setNumThreads(default)
+    return rows
+
+
+def bench_kernels(overlay: FullOverlay, frames: list, rounds: int = 6) -> dict:
+    diagram, maps = overlay.diagram, overlay.maps
+    inner_pixels, inner_nodes, rim_pixels, rim_nodes, coverage, background = diagram._pixels
+    levels = [context.analytics.levels for context in frames]
+    stacks = [(context.observation, *context.analytics.feature_maps) for context in frames]
+    compiled, reference = overlay._canvas.template.copy(), overlay._canvas.template.copy()
+
+    def nodes_kernel() -> None:
+        for level in levels:
+            diagram.draw(compiled, level)
+
+    # As the code before the kernel did it: flat byte indices (NumPy scatters bytes ~5x faster than (N, 3) rows).
+    rgb = np.arange(3)
+    inner_bytes, inner_sources, rim_bytes, rim_sources = (
+        (indices.astype(np.int64)[:, None] * 3 + rgb).ravel()
+        for indices in (inner_pixels, inner_nodes, rim_pixels, rim_nodes)
+    )
+    rim_coverage, rim_background = np.repeat(coverage, 3), background.reshape(-1)
+
+    def nodes_numpy() -> None:
+        channels = reference.reshape(-1)
+        for level in levels:
+            shades = np.clip(diagram._levels(level) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            colours = diagram._ramp[shades.astype(np.intp)].reshape(-1)
+            channels[inner_bytes] = colours[inner_sources]
+            channels[rim_bytes] = (rim_background + colours[rim_sources] * rim_coverage).astype(np.uint8)
+
+    def thumbnails_kernel() -> None:
+        for stack in stacks:
+            maps.draw(compiled, stack)
+
+    def thumbnails_opencv() -> None:
+        cell, pitch = maps._cell, maps._cell + 6
+        for stack in stacks:
+            for shown, cells, grey in zip(stack, maps._cells, maps._grey, strict=True):
+                count, h, w = shown.shape
+                strip = np.ascontiguousarray(shown.transpose(1, 0, 2)).reshape(h, count * w)
+                if grey:
+                    strip = cv2.resize(strip, (count * cell, cell), interpolation=cv2.INTER_NEAREST)
+                    coloured = cv2.cvtColor(strip, cv2.COLOR_GRAY2RGB)
+                else:
+                    coloured = cv2.resize(maps._ramp[strip], (count * cell, cell), interpolation=cv2.INTER_NEAREST)
+                span = reference[cells[0].y : cells[0].y + cell, cells[0].x : cells[0].x + count * pitch]
+                span.reshape(cell, count, pitch, 3)[:, :, :cell] = coloured.reshape(cell, count, cell, 3)
+
+    pairs = {
+        "diagram nodes": (nodes_numpy, nodes_kernel),
+        "feature-map thumbnails": (thumbnails_opencv, thumbnails_kernel),
+    }
+    rows = {}
+    for name, (before, after) in pairs.items():
+        before(), after()  # warm-up (and the kernels' compilation)
+        if name == "diagram nodes" and not np.array_equal(compiled, reference):
+            raise AssertionError("the node kernel's picture differs from its NumPy formulation")
+        times: dict[str, list[float]] = {"numpy/opencv": [], "kernel": []}
+        for r in range(rounds):
+            for label, work in (("numpy/opencv", before), ("kernel", after))[:: 1 if r % 2 == 0 else -1]:
+                start = time.thread_time()
+                work()
+                times[label].append(1e6 * (time.thread_time() - start) / len(frames))
+        for label, values in times.items():
+            rows[f"{name}: {label}"] = float(np.median(values))
     return rows
 
 
@@ -279,36 +351,64 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="rounds of the threads and queue comparisons (default 4)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the bench run here (default: temp dir)")
     parser.add_argument("--json", type=Path, default=Path("bench_render_parts.json"), help="where to write results")
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help="comma-separated subset to run (default: all)",
+    )
     args = parser.parse_args()
+    chosen = args.parts.split(",")
+    unknown = sorted(set(chosen) - set(PARTS))
+    if unknown:
+        parser.error(f"unknown parts {unknown}; choose from {','.join(PARTS)}")
     torch.set_num_threads(1)  # as python -m render does
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-render-parts-"))
     work.mkdir(parents=True, exist_ok=True)
     run = build_run(work, args.frames)
 
     overlay, frames = contexts(run)
-    results = {"overlay_cpu_ms_per_frame": bench_overlay(overlay, frames)}
-    planes = cv2.cvtColor(overlay.render(frames[-1]), cv2.COLOR_RGB2YUV_I420)
-    results["handoff_cpu_ms_per_frame"] = bench_handoff(planes)
-    results["checkpoint_load_ms"] = bench_checkpoint(next((run / "checkpoints").glob("*.pt")))
-    results["env_cpu_us_per_agent_step"] = bench_env()
-    results["producer"] = bench_producer(run, work / "producer.mp4")
-    results["threads_cpu_ms_per_frame"] = bench_threads(run, work / "threads.mp4", args.rounds)
-    results["queue"] = bench_queue(run, work / "queue.mp4", args.rounds)
+    parts: dict[str, Callable[[], object]] = {
+        "overlay": lambda: bench_overlay(overlay, frames),
+        "kernels": lambda: bench_kernels(overlay, frames),
+        "handoff": lambda: bench_handoff(cv2.cvtColor(overlay.render(frames[-1]), cv2.COLOR_RGB2YUV_I420)),
+        "checkpoint": lambda: bench_checkpoint(next((run / "checkpoints").glob("*.pt"))),
+        "env": bench_env,
+        "producer": lambda: bench_producer(run, work / "producer.mp4"),
+        "threads": lambda: bench_threads(run, work / "threads.mp4", args.rounds),
+        "queue": lambda: bench_queue(run, work / "queue.mp4", args.rounds),
+    }
+    keys = {
+        "overlay": "overlay_cpu_ms_per_frame",
+        "kernels": "kernels_cpu_us_per_frame",
+        "handoff": "handoff_cpu_ms_per_frame",
+        "checkpoint": "checkpoint_load_ms",
+        "env": "env_cpu_us_per_agent_step",
+        "producer": "producer",
+        "threads": "threads_cpu_ms_per_frame",
+        "queue": "queue",
+    }
+    results = {keys[name]: run_part() for name, run_part in parts.items() if name in chosen}
 
     print(f"\nrenderer parts, 1280x720 overlay=full, {os.cpu_count()} cores")
     for section, unit in (
         ("overlay_cpu_ms_per_frame", "ms CPU/frame"),
+        ("kernels_cpu_us_per_frame", "us CPU/frame, medians"),
         ("handoff_cpu_ms_per_frame", "ms CPU/frame"),
         ("checkpoint_load_ms", "ms/load"),
         ("env_cpu_us_per_agent_step", "us CPU/agent step"),
         ("threads_cpu_ms_per_frame", "ms CPU/frame, medians"),
     ):
+        if section not in results:
+            continue
         print(f"{section} ({unit})")
         for name, value in results[section].items():
             print(f"  {name:<48}{value:>10.3f}")
-    producer = results["producer"]
-    print(f"producer without x264: {producer['cpu_ms_per_frame']:.2f} ms CPU/frame over {producer['frames']} frames")
-    for depth, row in results["queue"].items():
+    if "producer" in results:
+        producer = results["producer"]
+        print(
+            f"producer without x264: {producer['cpu_ms_per_frame']:.2f} ms CPU/frame over {producer['frames']} frames"
+        )
+    for depth, row in results.get("queue", {}).items():
         print(f"queue of {depth:>2} frames: {row['fps']:.1f} frames/s, {row['cores']:.2f} cores busy (medians)")
     report = {**results, "cpu_count": os.cpu_count(), "machine": platform.platform()}
     args.json.write_text(json.dumps(report, indent=2) + "\n")
