@@ -9,6 +9,9 @@ Episodes are whole games: losing a life never ends an episode here; the learner 
 from __future__ import annotations
 
 import difflib
+import os
+import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, SupportsFloat
 
@@ -160,6 +163,44 @@ def make_env(config: EnvConfig, *, max_episode_frames: int | None = None, render
     return FrameStackObservation(env, config.frame_stack)
 
 
+def _ignoring_interrupts(factory: Callable[[], gym.Env]) -> Callable[[], gym.Env]:
+    """``factory`` for an async worker that leaves Ctrl-C to the main process.
+
+    A terminal's Ctrl-C signals the whole process group. Workers that stopped on it printed their own
+    tracebacks and left broken pipes, so closing the env raised a ``BrokenPipeError`` in place of the
+    interrupt (exit code 1, not the trainer's one line and 130). Ignoring it, they keep serving until the main
+    process closes them.
+    """
+
+    main = os.getpid()
+
+    def make() -> gym.Env:
+        if os.getpid() != main:  # gymnasium also calls it in the main process, for the spaces
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return factory()
+
+    return make
+
+
+class _AsyncVectorEnv(gym.vector.AsyncVectorEnv):
+    """gymnasium's ``AsyncVectorEnv``, closing quietly when its workers are already gone (one stopped before
+    it could ignore Ctrl-C, or was killed): whatever is still alive is terminated instead of a
+    ``BrokenPipeError``."""
+
+    def close_extras(self, timeout: float | None = None, terminate: bool = False) -> None:
+        try:
+            super().close_extras(timeout=timeout, terminate=terminate)
+        except (BrokenPipeError, ConnectionResetError, EOFError):
+            for process in self.processes:
+                if process.is_alive():
+                    process.terminate()
+            for pipe in self.parent_pipes:
+                if pipe is not None:
+                    pipe.close()
+            for process in self.processes:
+                process.join()
+
+
 def make_vector_env(config: EnvConfig, num_envs: int) -> gym.vector.VectorEnv:
     """``num_envs`` copies of :func:`make_env` in a sync (default) or async vector env."""
     if num_envs <= 0:
@@ -169,7 +210,7 @@ def make_vector_env(config: EnvConfig, num_envs: int) -> gym.vector.VectorEnv:
     if kind == "sync":
         return gym.vector.SyncVectorEnv(factories)
     if kind == "async":
-        return gym.vector.AsyncVectorEnv(factories)
+        return _AsyncVectorEnv([_ignoring_interrupts(factory) for factory in factories])
     raise ValueError(f"expected env.vector to be 'sync' or 'async', got {config.vector!r}")
 
 

@@ -20,7 +20,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from replay import verify
-from replay.atari import EnvConfig, FireOnLifeLoss, make_env
+from replay.atari import EnvConfig, FireOnLifeLoss, make_env, make_vector_env
 from replay.checkpoints import CheckpointIndex, load_policy
 from replay.errors import CheckpointError
 from replay.network import LAYER_NAMES, ActorCritic
@@ -222,6 +222,65 @@ def test_resume_after_sigkill_keeps_the_log_and_completes(tmp_path: Path) -> Non
     with TrajectoryLog(run_dir / "trajectories.h5") as log:
         for kind in ("train", "eval"):  # the rows the kill left without a logged episode are gone
             assert _episode_rows(run_dir, kind) == _finished_episodes(log, kind), kind
+
+
+def test_async_env_workers_leave_ctrl_c_to_the_main_process() -> None:
+    # the signal a terminal's Ctrl-C sends every process of the group: the workers keep serving, and the main
+    # process (which does not ignore it) closes them cleanly
+    envs = make_vector_env(EnvConfig(id="ALE/Breakout-v5", vector="async"), 2)
+    try:
+        assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+        envs.reset(seed=0)
+        for process in envs.processes:
+            os.kill(process.pid, signal.SIGINT)
+        time.sleep(0.5)
+        assert all(process.is_alive() for process in envs.processes)
+        envs.step(np.zeros(2, dtype=np.int64))
+    finally:
+        envs.close()
+    assert not any(process.is_alive() for process in envs.processes)
+
+
+def test_async_envs_close_quietly_after_a_worker_died() -> None:
+    envs = make_vector_env(EnvConfig(id="ALE/Breakout-v5", vector="async"), 2)
+    envs.reset(seed=0)
+    envs.processes[0].kill()
+    envs.processes[0].join()
+    envs.close()  # the dead worker's pipe is broken: was a BrokenPipeError
+    assert not any(process.is_alive() for process in envs.processes)
+
+
+def test_ctrl_c_to_training_with_async_envs_is_one_line_and_keeps_the_log(tmp_path: Path) -> None:
+    # A terminal's Ctrl-C signals the whole process group: the async env's workers stop too, and closing the env
+    # met their broken pipes (a BrokenPipeError traceback and exit code 1 instead of the one line and 130).
+    run_dir = tmp_path / "interrupted"
+    args = [*FAST, "env.vector=async", "eval.episodes=0", "total_steps=100000", f"run_dir={run_dir}"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "replay.train", *args],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a process group of its own, as a terminal's foreground job has
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # not ignored, as in a background job
+    )
+    updates = run_dir / "updates.csv"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and process.poll() is None:
+        if updates.exists() and len(updates.read_text().splitlines()) >= 2:  # training: header + an update
+            break
+        time.sleep(0.1)
+    assert process.poll() is None, process.stderr.read()
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith(
+        "python -m replay.train: interrupted"
+    )
+    assert verify(run_dir / "trajectories.h5", progress=False).ok
+    with TrajectoryLog(run_dir / "trajectories.h5") as log:
+        assert sum(e.length for e in log.episodes) > 0
 
 
 def test_a_mistyped_game_is_refused_with_the_closest_ids_before_the_run_folder_is_made(tmp_path: Path) -> None:
