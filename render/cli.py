@@ -29,6 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 from render.config import register_configs
 from render.errors import RenderConfigError, RenderError
 from render.products import RenderResult, RenderSource, render_episode, render_progression, render_timelapse
+from replay.command import Refused
 from replay.errors import ReplayError
 
 register_configs()
@@ -84,7 +85,8 @@ def main(cfg: DictConfig) -> None:
             result = run_product(cfg, Path(hydra_config.runtime.output_dir))
         except (RenderError, ReplayError) as error:
             if hydra_config.mode == RunMode.MULTIRUN:
-                raise  # the launcher reports it for this job and goes on with the others
+                # The launcher goes on with the other jobs, then names this one's overrides: one line after that.
+                raise Refused(str(error)) from error
             # A mistake in the input, explained by its message: one line, no traceback (as replay.verify does).
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)

@@ -5,7 +5,8 @@ in a block of several lines and exits with 1, before the app's own checks run. :
 raise those errors instead (``HYDRA_FULL_ERROR``), and reports them as the app reports its own refusals: one
 line naming the override and Hydra's hint. Only errors raised before the app's function runs are reported so:
 anything raised from inside it (a bug, a fault during training) keeps its traceback, as does every error when
-the user asked for ``HYDRA_FULL_ERROR=1``. Ctrl-C is one line and exit code 130.
+the user asked for ``HYDRA_FULL_ERROR=1``, except :class:`Refused`, the app's own refusal of its input (a sweep's
+job raises it, see there). Ctrl-C is one line and exit code 130.
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ from omegaconf.errors import OmegaConfBaseException
 INTERRUPTED = 130
 
 
+class Refused(Exception):
+    """Input the app cannot use, explained by the message alone: :func:`run_app` reports it as one ``error:`` line
+    and exit code 2 wherever it comes from. Apps raise it from a sweep's job, where Hydra's launcher collects
+    each job's outcome and re-raises the first failure after naming the job's overrides."""
+
+
 def run_app(main: Callable[[], None], command: str, *, interrupted: str = "interrupted") -> None:
     """Run a ``@hydra.main`` function as ``command`` (``python -m render``, say), reporting config mistakes and
     Ctrl-C (as ``interrupted``) in one line on stderr."""
@@ -34,6 +41,11 @@ def run_app(main: Callable[[], None], command: str, *, interrupted: str = "inter
         if previous == "1" or _raised_within(error, task):
             raise
         print(f"error: {config_error_message(error, command)}", file=sys.stderr)
+        sys.exit(2)
+    except Refused as error:
+        if previous == "1":
+            raise
+        print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print(f"{command}: {interrupted}", file=sys.stderr)

@@ -55,7 +55,7 @@ from replay.checkpoints import (
     save_checkpoint,
     save_resume_state,
 )
-from replay.command import run_app
+from replay.command import Refused, run_app
 from replay.errors import CheckpointError, ReplayError
 from replay.metrics import (
     EPISODE_FIELDS,
@@ -626,8 +626,11 @@ def main(cfg: DictConfig) -> None:
         train(config)
     except (ReplayError, ValueError, OSError, OmegaConfBaseException) as error:
         refused = REFUSED in getattr(error, "__notes__", ()) or "config" not in locals()
-        if not refused or HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # a fault during training keeps its traceback; a sweep's launcher reports each job
+        if not refused:
+            raise  # a fault during training keeps its traceback
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            # The launcher goes on with the other jobs, then names this one's overrides: one line after that.
+            raise Refused(str(error)) from error
         # A setting or a run folder that cannot be used, explained by its message: one line, no traceback.
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

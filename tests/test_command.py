@@ -11,7 +11,7 @@ import pytest
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError
 
-from replay.command import INTERRUPTED, run_app
+from replay.command import INTERRUPTED, Refused, run_app
 
 
 def _app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *overrides: str, body=None):
@@ -73,3 +73,24 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys) -> None:
         run_app(main, "app", interrupted="interrupted; nothing kept")
     assert stopped.value.code == INTERRUPTED == 130
     assert capsys.readouterr().err == "app: interrupted; nothing kept\n"
+
+
+def test_a_refusal_from_inside_the_app_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys) -> None:
+    """What a sweep's job raises for input it cannot use: Hydra's launcher re-raises it after running the other
+    jobs, from inside the app's function."""
+
+    def body(cfg: DictConfig) -> None:
+        raise Refused(f"size {cfg.size} is too small; pick 4 or more")
+
+    main = _app(tmp_path, monkeypatch, body=body)
+    with pytest.raises(SystemExit) as stopped:
+        run_app(main, "app")
+    assert stopped.value.code == 2
+    # Hydra names the failed job's overrides (a sweep has several) before the line
+    assert capsys.readouterr().err.splitlines()[-2:] == [
+        "Error executing job with overrides: []",
+        "error: size 3 is too small; pick 4 or more",
+    ]
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # the user asked for everything
+    with pytest.raises(Refused, match="too small"):
+        run_app(main, "app")

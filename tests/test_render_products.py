@@ -329,6 +329,19 @@ def test_multirun_writes_one_video_per_job_into_its_own_folder(run_dir: Path, tm
     assert all(v.with_name("episode.mp4.json").is_file() for v in videos)
 
 
+def test_a_sweep_job_with_bad_input_is_one_line_after_the_others_ran(run_dir: Path, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "render", "-m", f"run={run_dir}", "episode=5000,3", "overlay=raw"]
+    command += ["video=preview", "product.frame_stride=10", "video.progress=false"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    named, line = done.stderr.strip().splitlines()[-2:]
+    assert named.startswith("Error executing job with overrides: [") and "'episode=5000'" in named, named
+    assert line.startswith(f"error: {run_dir / 'trajectories.h5'}: episode 5000 is out of range"), line
+    [video] = tmp_path.glob("multirun/render/*/*/1_episode=3*/episode.mp4")  # the other job ran
+    assert len(decode_video(video)) > 0
+
+
 @pytest.mark.slow
 def test_multirun_with_the_joblib_launcher(run_dir: Path, tmp_path: Path) -> None:
     videos = _multirun(run_dir, tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")

@@ -291,6 +291,14 @@ def test_a_mistyped_game_is_refused_with_the_closest_ids_before_the_run_folder_i
     assert not run_dir.exists()
 
 
+def test_a_sweep_of_refused_settings_names_the_job_in_one_line_and_exits_2(tmp_path: Path) -> None:
+    done = _train_cli(tmp_path, "-m", *FAST, "env.id=ALE/Breakot-v5,ALE/Pongg-v5", "total_steps=256", timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    named, line = done.stderr.strip().splitlines()[-2:]
+    assert named.startswith("Error executing job with overrides: [") and "env.id=ALE/Breakot-v5" in named, named
+    assert line.startswith("error: unknown ALE game env.id='ALE/Breakot-v5'; did you mean ALE/Breakout-v5"), line
+
+
 def test_fire_on_life_loss_is_rebuilt_from_the_spec_and_keeps_playing_after_a_life() -> None:
     env = make_env(EnvConfig(id="ALE/Breakout-v5"))
     rebuilt = gym.make(gym.envs.registration.EnvSpec.from_json(env.spec.to_json()))
