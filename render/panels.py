@@ -209,6 +209,8 @@ class FeatureMaps:
     ) -> None:
         if not rows:
             raise ValueError("expected at least one feature-map row, got none")
+        if rect.x < 0 or rect.y < 0:  # the thumbnail kernel checks no bounds
+            raise ValueError(f"the feature-map panel {rect} starts outside the image; give it a rectangle inside")
         self.rect = rect
         self.rows = tuple(rows)
         self._grey = [name in grey_rows for name, _ in self.rows]
@@ -274,6 +276,10 @@ class FeatureMaps:
                 f"cells), got {image.shape}"
             )
         for row, (stack, cells, grey) in enumerate(zip(maps, self._cells, self._grey, strict=True)):
+            if stack.dtype != np.uint8 or stack.ndim != 3 or 0 in stack.shape[1:]:
+                raise ValueError(
+                    f"expected a (count, h, w) uint8 stack for feature-map row {row}, got {stack.shape} {stack.dtype}"
+                )
             shown = stack[: len(cells)]
             count = len(shown)
             # a full row paints every cell (the gaps between them never change): nothing to restore first
@@ -282,8 +288,6 @@ class FeatureMaps:
                 continue
             if not count:
                 continue
-            if shown.dtype != np.uint8 or shown.ndim != 3:
-                raise ValueError(f"expected a (count, h, w) uint8 stack for feature-map row {row}, got {shown.shape}")
             rows, columns = self._source_pixels(shown.shape[1], shown.shape[2])
             paint_thumbnails(image, shown, self._ramp, grey, cells[0].y, self._lefts[row], rows, columns)
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+import render.kernels
 from render.compose import Canvas, Rect, upscale_nearest
 from render.config import OverlayConfig
 from render.errors import RenderConfigError
@@ -183,6 +189,35 @@ def test_node_kernel_writes_the_bytes_of_numpy_scatter_and_blend(full: FullOverl
     np.testing.assert_array_equal(image.reshape(-1, 3), expected)
     with pytest.raises(ValueError, match="shaped like the template"):  # the kernel checks no bounds itself
         diagram.draw(np.zeros((full.height // 2, full.width, 3), np.uint8), levels)
+
+
+def test_the_kernels_compile_where_no_cache_folder_is_writable(tmp_path: Path) -> None:
+    # a read-only install and home (a container image, a service account): numba cannot cache, and refused to
+    # compile at import ("no locator available"), so even `python -m render --help` failed
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) for a read-only mount")
+    shutil.copy(Path(render.kernels.__file__), tmp_path / "kernels.py")
+    script = (
+        "import numpy as np, kernels; image = np.zeros((4, 4, 3), np.uint8); "
+        "kernels.paint_thumbnails(image, np.full((1, 2, 2), 7, np.uint8), np.zeros((256, 3), np.uint8), True, 0, "
+        "np.zeros(1, np.int32), np.array([0, 1], np.int32), np.array([0, 1], np.int32)); print(int(image.sum()))"
+    )
+    readonly = f"mount --bind {tmp_path} {tmp_path} && mount -o remount,ro,bind {tmp_path}"
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "PYTHONPATH": str(tmp_path)}
+    env.pop("NUMBA_CACHE_DIR", None)
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"{readonly} && touch {tmp_path}/x"], capture_output=True)
+    if b"Read-only" not in probe.stderr:
+        pytest.skip(f"no read-only mount here: {probe.stderr.decode()[-200:]}")
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", f"{readonly} && {sys.executable} -c '{script}'"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str(7 * 3 * 4)
+    assert not list(tmp_path.glob("**/*.nbi"))  # nothing could be cached
 
 
 def test_policy_bars_follow_the_probabilities(full: FullOverlay) -> None:
@@ -369,6 +404,15 @@ def test_feature_map_rows_land_in_their_cells_at_the_image_edge_too() -> None:
         maps.draw(wide, (stacks[0].astype(np.float32), stacks[1]))
     with pytest.raises(ValueError, match="at least"):  # the kernel checks no bounds itself
         maps.draw(np.zeros((240, edge - 3, 3), np.uint8), stacks)
+
+
+def test_a_feature_map_panel_outside_the_image_is_refused() -> None:
+    from render.panels import FeatureMaps
+
+    style = Style()
+    painter = TextPainter(style.typeface, 720)
+    with pytest.raises(ValueError, match="starts outside the image"):  # the kernel would write before its rows
+        FeatureMaps(Rect(-45, 10, 300, 200), [("input", 4), ("conv1", 3)], style.palette, painter)
 
 
 @pytest.mark.parametrize("size", [(7, 7), (9, 9), (20, 20), (84, 84), (5, 11)])

@@ -227,9 +227,10 @@ def test_resume_after_sigkill_keeps_the_log_and_completes(tmp_path: Path) -> Non
 def test_async_env_workers_leave_ctrl_c_to_the_main_process() -> None:
     # the signal a terminal's Ctrl-C sends every process of the group: the workers keep serving, and the main
     # process (which does not ignore it) closes them cleanly
+    handler = signal.getsignal(signal.SIGINT)
     envs = make_vector_env(EnvConfig(id="ALE/Breakout-v5", vector="async"), 2)
     try:
-        assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+        assert signal.getsignal(signal.SIGINT) is handler  # gymnasium calls a factory here too, for the spaces
         envs.reset(seed=0)
         for process in envs.processes:
             os.kill(process.pid, signal.SIGINT)
@@ -243,11 +244,16 @@ def test_async_env_workers_leave_ctrl_c_to_the_main_process() -> None:
 
 def test_async_envs_close_quietly_after_a_worker_died() -> None:
     envs = make_vector_env(EnvConfig(id="ALE/Breakout-v5", vector="async"), 2)
-    envs.reset(seed=0)
-    envs.processes[0].kill()
-    envs.processes[0].join()
-    envs.close()  # the dead worker's pipe is broken: was a BrokenPipeError
-    assert not any(process.is_alive() for process in envs.processes)
+    try:
+        envs.reset(seed=0)
+        envs.processes[0].kill()
+        envs.processes[0].join()
+        envs.close()  # the dead worker's pipe is broken: was a BrokenPipeError
+        assert not any(process.is_alive() for process in envs.processes)
+    finally:
+        for process in envs.processes:
+            if process.is_alive():
+                process.kill()
 
 
 def test_ctrl_c_to_training_with_async_envs_is_one_line_and_keeps_the_log(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ The figures behind the renderer notes in the README, on the bench run of ``bench
   template plus whole-frame conversion, against redrawing only what changed plus converting only the damage;
   each with OpenCV's default threading and with one thread (what ``encode_frames`` sets).
 - ``kernels``: the compiled kernels (``render/kernels.py``) against the NumPy/OpenCV formulations they
-  replaced, same contexts, same bytes (checked here too), rounds alternating, medians, us CPU a frame: lighting
+  replaced, same contexts (the nodes' bytes compared here too), rounds alternating, medians, us CPU a frame: lighting
   the diagram's nodes (NumPy fancy-index scatter and float32 blend) and painting the feature-map thumbnails
   (ramp lookup, one nearest-neighbour ``cv2.resize`` per row, one strided copy; that row-wise resize showed
   a neighbour's last column at the left edge of some thumbnails, e.g. 7x7 maps in 50-pixel cells, which the
