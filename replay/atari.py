@@ -18,6 +18,7 @@ from typing import Any, Literal, SupportsFloat
 import ale_py
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector.async_vector_env import AsyncState
 from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
 gym.register_envs(ale_py)
@@ -183,11 +184,20 @@ def _ignoring_interrupts(factory: Callable[[], gym.Env]) -> Callable[[], gym.Env
 
 
 class _AsyncVectorEnv(gym.vector.AsyncVectorEnv):
-    """gymnasium's ``AsyncVectorEnv``, closing quietly when its workers are already gone (one stopped before
-    it could ignore Ctrl-C, or was killed): whatever is still alive is terminated instead of a
-    ``BrokenPipeError``."""
+    """gymnasium's ``AsyncVectorEnv``, closing without waiting on a call that was cut short, and quietly when its
+    workers are already gone.
+
+    - A Ctrl-C between sending a step (or a ``call``) and reading every reply leaves the env waiting for replies
+      that were already read, or half read: gymnasium's ``close`` then waited for them for ever. The workers are
+      stopped instead; their replies are of no use to a run that is stopping.
+    - A worker that stopped before it could ignore Ctrl-C, or was killed, broke its pipe: whatever is still alive
+      is terminated instead of a ``BrokenPipeError``.
+    """
 
     def close_extras(self, timeout: float | None = None, terminate: bool = False) -> None:
+        if self._state != AsyncState.DEFAULT:
+            self._state = AsyncState.DEFAULT
+            terminate = True
         try:
             super().close_extras(timeout=timeout, terminate=terminate)
         except (BrokenPipeError, ConnectionResetError, EOFError):

@@ -446,7 +446,7 @@ def train(
             )
             writer = envs.writer
     except BaseException as error:
-        envs.close()
+        envs.close(terminate=True)
         if config_written and not log_path.exists():  # else it marks a run folder that resume= can continue
             config_path.unlink()
         if isinstance(error, Exception):
@@ -465,7 +465,7 @@ def train(
         episodes = CsvTable(run_dir / "episodes.csv", EPISODE_FIELDS)
         updates = CsvTable(run_dir / "updates.csv", UPDATE_FIELDS)
     except BaseException:
-        envs.close()
+        envs.close(terminate=True)
         raise
     tracker = EpisodeTracker(p.num_envs)
     bar = tqdm(total=num_updates * p.batch_size, initial=global_step, unit="step", disable=not config.progress)
@@ -490,6 +490,7 @@ def train(
             episodes.append(episode_row("eval", global_step, version, -1, total, length, terminated, truncated))
             bar.write(f"eval v{version}: return {total:g} in {length} steps")
 
+    stopped = True
     try:
         if restarting:
             bar.write(f"{run_dir} stopped before its first resume state: training it from the start, as it began")
@@ -578,9 +579,12 @@ def train(
             bar.set_postfix(
                 sps=f"{steps_per_second:.0f}", ret="-" if math.isnan(recent) else f"{recent:.1f}", v=version
             )
+        stopped = False
     finally:
         bar.close()
-        envs.close()
+        # Stopped by an error or Ctrl-C, async workers are terminated rather than asked to close: a reply of
+        # theirs may still be on its way, and the close would meet it.
+        envs.close(terminate=stopped)
         episodes.close()
         updates.close()
     return run_dir
