@@ -170,7 +170,7 @@ def _ignoring_interrupts(factory: Callable[[], gym.Env]) -> Callable[[], gym.Env
     A terminal's Ctrl-C signals the whole process group. Workers that stopped on it printed their own
     tracebacks and left broken pipes, so closing the env raised a ``BrokenPipeError`` in place of the
     interrupt (exit code 1, not the trainer's one line and 130). Ignoring it, they keep serving until the main
-    process closes them.
+    process stops them (the trainer terminates them when a run stops early: :class:`_AsyncVectorEnv`).
     """
 
     main = os.getpid()
