@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 from render.config import register_configs
 from render.errors import RenderConfigError, RenderError
 from render.products import RenderResult, RenderSource, render_episode, render_progression, render_timelapse
-from replay.command import Refused
+from replay.command import refuse
 from replay.errors import ReplayError
 
 register_configs()
@@ -84,12 +83,7 @@ def main(cfg: DictConfig) -> None:
         try:
             result = run_product(cfg, Path(hydra_config.runtime.output_dir))
         except (RenderError, ReplayError) as error:
-            if hydra_config.mode == RunMode.MULTIRUN:
-                # The launcher goes on with the other jobs, then names this one's overrides: one line after that.
-                raise Refused(str(error)) from error
-            # A mistake in the input, explained by its message: one line, no traceback (as replay.verify does).
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(2)
+            refuse(error)  # a mistake in the input, explained by its message: no traceback (as replay.verify does)
     log.info("wrote %s (%d frames, episodes %s)", result.output, result.frames, list(result.episodes))
 
 

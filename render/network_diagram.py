@@ -199,8 +199,8 @@ class NetworkDiagram:
         rim = ~inner
         rim_coverage = coverage[rim]
         rim_background = template.reshape(-1, 3)[index[rim]].astype(np.float32) * (1.0 - rim_coverage)[:, None]
-        as_int32 = [np.ascontiguousarray(a, dtype=np.int32) for a in (index[inner], node[inner], index[rim], node[rim])]
-        return (*as_int32[:2], *as_int32[2:], rim_coverage, np.ascontiguousarray(rim_background))
+        tables = (index[inner], node[inner], index[rim], node[rim])
+        return (*(np.ascontiguousarray(a, dtype=np.int32) for a in tables), rim_coverage, rim_background)
 
 
 def _grouped(boxes: Sequence[Rect]) -> tuple[Rect, ...]:

@@ -201,14 +201,7 @@ class _AsyncVectorEnv(gym.vector.AsyncVectorEnv):
         try:
             super().close_extras(timeout=timeout, terminate=terminate)
         except (BrokenPipeError, ConnectionResetError, EOFError):
-            for process in self.processes:
-                if process.is_alive():
-                    process.terminate()
-            for pipe in self.parent_pipes:
-                if pipe is not None:
-                    pipe.close()
-            for process in self.processes:
-                process.join()
+            super().close_extras(timeout=timeout, terminate=True)
 
 
 def make_vector_env(config: EnvConfig, num_envs: int) -> gym.vector.VectorEnv:

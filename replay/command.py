@@ -16,8 +16,11 @@ import re
 import sys
 from collections.abc import Callable
 from types import CodeType, TracebackType
+from typing import NoReturn
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, OverrideParseException
+from hydra.types import RunMode
 from omegaconf.errors import OmegaConfBaseException
 
 INTERRUPTED = 130
@@ -27,6 +30,16 @@ class Refused(Exception):
     """Input the app cannot use, explained by the message alone: :func:`run_app` reports it as one ``error:`` line
     and exit code 2 wherever it comes from. Apps raise it from a sweep's job, where Hydra's launcher collects
     each job's outcome and re-raises the first failure after naming the job's overrides."""
+
+
+def refuse(error: BaseException) -> NoReturn:
+    """End the running Hydra job on input it cannot use, ``error``'s message saying why: one ``error:`` line and
+    exit code 2; in a sweep, :class:`Refused`, so that the launcher first runs the other jobs (with Hydra's own
+    line naming this job's overrides, a single run would print that line too)."""
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise Refused(str(error)) from error
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
 
 
 def run_app(main: Callable[[], None], command: str, *, interrupted: str = "interrupted") -> None:

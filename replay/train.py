@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +36,6 @@ import numpy as np
 import torch
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from tqdm import tqdm
@@ -55,7 +53,7 @@ from replay.checkpoints import (
     save_checkpoint,
     save_resume_state,
 )
-from replay.command import Refused, run_app
+from replay.command import refuse, run_app
 from replay.errors import CheckpointError, ReplayError
 from replay.metrics import (
     EPISODE_FIELDS,
@@ -632,12 +630,7 @@ def main(cfg: DictConfig) -> None:
         refused = REFUSED in getattr(error, "__notes__", ()) or "config" not in locals()
         if not refused:
             raise  # a fault during training keeps its traceback
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            # The launcher goes on with the other jobs, then names this one's overrides: one line after that.
-            raise Refused(str(error)) from error
-        # A setting or a run folder that cannot be used, explained by its message: one line, no traceback.
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        refuse(error)  # a setting or a run folder that cannot be used, explained by its message
 
 
 if __name__ == "__main__":

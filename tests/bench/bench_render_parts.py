@@ -67,7 +67,16 @@ from replay.checkpoints import FORMAT, _load, _restore_weights, load_policy
 from replay.network import ActorCritic
 
 CONTEXTS = 600
-PARTS = ("overlay", "kernels", "handoff", "checkpoint", "env", "producer", "threads", "queue")
+SECTIONS = {  # --parts name: its section of the results
+    "overlay": "overlay_cpu_ms_per_frame",
+    "kernels": "kernels_cpu_us_per_frame",
+    "handoff": "handoff_cpu_ms_per_frame",
+    "checkpoint": "checkpoint_load_ms",
+    "env": "env_cpu_us_per_agent_step",
+    "producer": "producer",
+    "threads": "threads_cpu_ms_per_frame",
+    "queue": "queue",
+}
 
 
 def contexts(run: Path) -> tuple[FullOverlay, list]:
@@ -353,14 +362,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=Path("bench_render_parts.json"), help="where to write results")
     parser.add_argument(
         "--parts",
-        default=",".join(PARTS),
+        default=",".join(SECTIONS),
         help="comma-separated subset to run (default: all)",
     )
     args = parser.parse_args()
     chosen = args.parts.split(",")
-    unknown = sorted(set(chosen) - set(PARTS))
+    unknown = sorted(set(chosen) - set(SECTIONS))
     if unknown:
-        parser.error(f"unknown parts {unknown}; choose from {','.join(PARTS)}")
+        parser.error(f"unknown parts {unknown}; choose from {','.join(SECTIONS)}")
     torch.set_num_threads(1)  # as python -m render does
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-render-parts-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -377,17 +386,7 @@ def main() -> None:
         "threads": lambda: bench_threads(run, work / "threads.mp4", args.rounds),
         "queue": lambda: bench_queue(run, work / "queue.mp4", args.rounds),
     }
-    keys = {
-        "overlay": "overlay_cpu_ms_per_frame",
-        "kernels": "kernels_cpu_us_per_frame",
-        "handoff": "handoff_cpu_ms_per_frame",
-        "checkpoint": "checkpoint_load_ms",
-        "env": "env_cpu_us_per_agent_step",
-        "producer": "producer",
-        "threads": "threads_cpu_ms_per_frame",
-        "queue": "queue",
-    }
-    results = {keys[name]: run_part() for name, run_part in parts.items() if name in chosen}
+    results = {SECTIONS[name]: run_part() for name, run_part in parts.items() if name in chosen}
 
     print(f"\nrenderer parts, 1280x720 overlay=full, {os.cpu_count()} cores")
     for section, unit in (
