@@ -11,10 +11,10 @@ from typing import Any
 
 _EXPORTS = {
     "EncoderError": "render.errors",
-    "FullOverlay": "render.overlays",
-    "MinimalOverlay": "render.overlays",
+    "FullOverlay": "render.draw.overlays",
+    "MinimalOverlay": "render.draw.overlays",
     "MissingCheckpointError": "render.errors",
-    "RawOverlay": "render.overlays",
+    "RawOverlay": "render.draw.overlays",
     "RenderConfigError": "render.errors",
     "RenderError": "render.errors",
     "RenderResult": "render.products",

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from render.draw.diagram import DiagramLayer
 from render.frame import FrameAnalytics
-from render.network_diagram import DiagramLayer
 
 CONV_LAYERS = ("conv1", "conv2", "conv3")
 HIDDEN_LAYER = "fc"
@@ -49,11 +49,11 @@ class NetworkProbe:
 
     The probe hooks the model's layers for good: give it a model of its own (as
     :class:`render.policies.PolicyLibrary` does). The model needs submodules ``conv1``, ``conv2``, ``conv3``,
-    ``fc``, ``policy`` and ``value`` (as :class:`replay.network.ActorCritic` has) and ``forward(obs uint8 (B,
+    ``fc``, ``policy`` and ``value`` (as :class:`replay.train.network.ActorCritic` has) and ``forward(obs uint8 (B,
     4, 84, 84)) -> (logits, value)``.
 
     Example:
-        >>> from replay.network import ActorCritic
+        >>> from replay.train.network import ActorCritic
         >>> probe = NetworkProbe(ActorCritic(4))
         >>> frames = probe.analyze(np.zeros((3, 4, 84, 84), np.uint8))
         >>> len(frames), frames[0].probabilities.shape
@@ -66,7 +66,7 @@ class NetworkProbe:
         modules = dict(model.named_children())
         missing = [name for name in (*CONV_LAYERS, HIDDEN_LAYER, "policy", "value") if name not in modules]
         if missing:
-            raise ValueError(f"the network lacks layers {missing}; expected replay.network.ActorCritic's layout")
+            raise ValueError(f"the network lacks layers {missing}; expected replay.train.network.ActorCritic's layout")
         self._modules = modules
         self.n_actions = self._width("policy")
         self._captured: dict[str, torch.Tensor] = {}

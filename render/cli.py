@@ -25,17 +25,18 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from render.config import register_configs
+from render.config import RenderConfig, register_configs
 from render.errors import RenderConfigError, RenderError
 from render.products import RenderResult, RenderSource, render_episode, render_progression, render_timelapse
-from replay.command import refuse
+from replay.command import refuse, register_help
 from replay.errors import ReplayError
 
 register_configs()
 log = logging.getLogger(__name__)
 # Absolute, because the entry point runs as ``render.__main__`` importing this module (Hydra would otherwise
 # look for a Python package named ``conf``).
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
+register_help("render", RenderConfig, CONFIG_DIR)
 
 
 def run_product(cfg: DictConfig, output_dir: Path) -> RenderResult:
@@ -70,7 +71,7 @@ def run_product(cfg: DictConfig, output_dir: Path) -> RenderResult:
     return render_progression(source, output, product=settings.product, **common)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="render")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="render")
 def main(cfg: DictConfig) -> None:
     hydra_config = HydraConfig.get()
     if hydra_config.mode == RunMode.MULTIRUN and cfg.output and "${" not in str(OmegaConf.to_container(cfg)["output"]):

@@ -16,10 +16,10 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from render.analytics import ProbeSettings
+from render.draw.style import Palette, Style, Typeface
 from render.encoder import PRESETS
 from render.errors import RenderConfigError
 from render.selection import TAGS
-from render.style import Palette, Style, Typeface
 
 OVERLAYS = ("raw", "minimal", "full")
 SELECTIONS = ("evenly", "every", "range")
@@ -74,7 +74,13 @@ PaletteConfig = dataclasses.make_dataclass(
     "PaletteConfig",
     [(colour.name, list[int] | None, field(default=None)) for colour in dataclasses.fields(Palette)],
 )
-PaletteConfig.__doc__ = "Colour overrides of the overlays (``None``: the :class:`render.style.Palette` default)."
+PaletteConfig.__doc__ = (
+    "Colour overrides of the overlays (``None``: the :class:`render.draw.style.Palette` default).\n\nAttributes:\n"
+    + "".join(
+        f"    {colour.name}: [r, g, b] for the palette's {colour.name} (null: its default).\n"
+        for colour in dataclasses.fields(Palette)
+    )
+)
 PaletteConfig.__module__ = __name__
 
 
@@ -89,7 +95,7 @@ class OverlayConfig:
         font: OpenCV 5 font face (``sans``, ``uni``, ``italic`` or a font file).
         font_scale: Multiplies every text size; the layouts make room for it (a canvas too small for the text is
             refused, saying what to change).
-        palette: Colour overrides, one key per colour of :class:`render.style.Palette` (``null``: its default),
+        palette: Colour overrides, one key per colour of :class:`render.draw.style.Palette` (``null``: its default),
             e.g. ``overlay.palette.background=[0,0,0]``.
         value_history: Frames shown by the value sparkline.
         batch_size: Observations per forward pass of the network.
@@ -153,6 +159,9 @@ class SelectionConfig:
         kind: ``evenly`` (``count`` spread over the run), ``every`` (every ``every``-th) or ``range``
             (``count`` spread over training progress ``start``..``stop``).
         tag: ``train``, ``eval`` or ``any``.
+        count: Episodes an ``evenly`` or ``range`` selection picks.
+        every: The step of an ``every`` selection: every this many-th episode.
+        start, stop: The span of training progress (0..1) a ``range`` selection picks from.
         cheap_seeks: Let each ``evenly``/``range`` pick move up to half its spacing to the episode closest
             after a snapshot, so re-simulation skips most of the fast-forward to far-off episodes.
     """
@@ -182,6 +191,7 @@ class EpisodeProductConfig:
     """One episode (``product=episode``); which one is the top-level ``episode`` (index, best, worst, last).
 
     Attributes:
+        kind: The product, set by the group: ``episode``.
         tag: Where ``best``/``worst``/``last`` look: ``train``, ``eval`` or ``any``.
         frame_stride: Keep every n-th frame (1: every recorded frame).
     """
@@ -200,6 +210,7 @@ class TimelapseProductConfig:
     """Episodes across the run, sped up (``product=timelapse``).
 
     Attributes:
+        kind: The product, set by the group: ``timelapse``.
         frame_stride: Keep every n-th frame; ``null`` picks it from ``target_duration``.
         target_duration: Seconds of video to aim for when ``frame_stride`` is ``null``.
     """
@@ -222,6 +233,7 @@ class ProgressionProductConfig:
     """The milestone evaluation episodes in order, each after a title card (``product=progression``).
 
     Attributes:
+        kind: The product, set by the group: ``progression``.
         card_seconds: How long each title card shows.
         per_milestone: ``all`` evaluation episodes of a milestone, its ``first`` or its ``best``.
         frame_stride: Keep every n-th frame.

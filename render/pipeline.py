@@ -20,26 +20,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from render.compose import Rect
+from render.draw.compose import SCALAR_TAIL, VECTOR_COLUMNS, Rect
 from render.encoder import VideoEncoder
 
 _DONE = object()
-
-# OpenCV converts RGB to I420 in vector runs of 128 columns and the rest of a row one pixel at a time, ~8x
-# slower a pixel (here: 0.32 ns a pixel in whole runs, ~2.5 ns in the tail; a 480-wide region costs as much as a
-# 1,100-wide one). So a region whose tail is longer than ``_SCALAR_TAIL`` columns is widened to whole runs:
-# converting more pixels costs less. The conversion is local to each 2x2 block, so the widened region's extra
-# columns are the very bytes a whole-frame conversion gives (tested).
-_VECTOR_COLUMNS = 128
-_SCALAR_TAIL = 16
-_CALL_PIXELS = 9000  # a conversion call's own cost, in pixels of whole runs (~3 us)
-
-
-def conversion_cost(region: Rect) -> int:
-    """What :class:`I420Converter` pays to convert ``region``, in pixels of whole runs: its rows times its width
-    widened to whole runs, plus the call. Parts that report damage use it to decide whether neighbouring
-    rectangles cost less merged."""
-    return region.h * -(-region.w // _VECTOR_COLUMNS) * _VECTOR_COLUMNS + _CALL_PIXELS
 
 
 @dataclass(frozen=True)
@@ -117,8 +101,8 @@ class I420Converter:
             x1, y1 = min(width, (rect.x + rect.w + 1) & ~1), min(height, (rect.y + rect.h + 1) & ~1)
             if x1 <= x0 or y1 <= y0:
                 continue
-            spare = -(x1 - x0) % _VECTOR_COLUMNS  # even: x0, x1 and the run are
-            if spare < _VECTOR_COLUMNS - _SCALAR_TAIL:  # widen to whole runs, rightwards, then leftwards
+            spare = -(x1 - x0) % VECTOR_COLUMNS  # even: x0, x1 and the run are
+            if spare < VECTOR_COLUMNS - SCALAR_TAIL:  # widen to whole runs, rightwards, then leftwards
                 x1 += spare
                 if x1 > width:
                     x0, x1 = max(0, x0 - (x1 - width)), width

@@ -14,8 +14,8 @@ from pathlib import Path
 from render.analytics import NetworkProbe, ProbeSettings
 from render.errors import MissingCheckpointError
 from render.frame import CheckpointUse
-from replay.checkpoints import CheckpointIndex, CheckpointRef, load_policy
 from replay.errors import CheckpointError
+from replay.train.checkpoints import CheckpointIndex, CheckpointRef, load_policy
 
 
 class PolicyLibrary:

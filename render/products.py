@@ -23,18 +23,18 @@ from render.config import (
     TimelapseProductConfig,
     VideoConfig,
 )
+from render.draw.overlays import FullOverlay, MinimalOverlay, Overlay, RawOverlay, TextRoomError, title_card
+from render.draw.style import Style
 from render.encoder import VideoEncoder
 from render.errors import MissingCheckpointError, RenderConfigError, SelectionError
 from render.feed import ReplayFeed, auto_workers, kept_count, seek_distance
-from render.overlays import FullOverlay, MinimalOverlay, Overlay, RawOverlay, TextRoomError, title_card
 from render.pipeline import Rendered, encode_frames
 from render.policies import PolicyLibrary
 from render.scenes import SceneSettings, episode_scene
 from render.schedule import TrainingSchedule
 from render.selection import SeekCost, Selector, chronological, evenly, every, pick_episode, progress_range
-from render.style import Style
 from replay import EpisodeRecord, TrajectoryLog
-from replay.network import OBS_SHAPE
+from replay.train.network import OBS_SHAPE
 
 LOG_FILE = "trajectories.h5"
 CHECKPOINT_DIR = "checkpoints"

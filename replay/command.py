@@ -11,16 +11,21 @@ job raises it, see there). Ctrl-C is one line and exit code 130.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import os
 import re
 import sys
+import typing
 from collections.abc import Callable
+from pathlib import Path
 from types import CodeType, TracebackType
 from typing import NoReturn
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, OverrideParseException
 from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 INTERRUPTED = 130
@@ -113,3 +118,84 @@ def config_error_message(error: BaseException, command: str) -> str:
         detail = str(cause).strip().splitlines()[0].strip()
         return f"{first}: {detail}; `{command} --cfg job` shows every setting and its value"
     return "; ".join(lines) if lines else first
+
+
+def register_help(app: str, schema: type, conf_dir: Path) -> None:
+    """Register the resolvers ``${<app>_groups:}`` and ``${<app>_settings:}`` that an app's ``hydra.help.template``
+    uses: its own config groups (the folders of ``conf_dir`` named by a field of ``schema``) with their options,
+    and every setting as ``key=value`` with the one-line description its dataclass's docstring gives."""
+    OmegaConf.register_new_resolver(f"{app}_groups", lambda: groups_help(schema, conf_dir), replace=True)
+    OmegaConf.register_new_resolver(f"{app}_settings", lambda *, _root_: settings_help(schema, _root_), replace=True)
+
+
+def groups_help(schema: type, conf_dir: Path) -> str:
+    """``group: option, option`` for every field of ``schema`` that ``conf_dir`` has a group folder for."""
+    lines = []
+    for field in dataclasses.fields(schema):
+        folder = conf_dir / field.name
+        if folder.is_dir():
+            options = sorted(p.stem for p in folder.glob("*.yaml"))
+            lines.append(f"{field.name}: {', '.join(options)}")
+    return "\n".join(lines)
+
+
+def settings_help(schema: type, config: DictConfig) -> str:
+    """Every setting of ``config`` (Hydra's own left out) as ``key=value``, each with its description."""
+    rows: list[tuple[str, str]] = []
+
+    def walk(node: DictConfig, cls: type | None, prefix: str, inherited: str) -> None:
+        notes = _attribute_docs(cls) if cls is not None else {}
+        hints = typing.get_type_hints(cls) if cls is not None and dataclasses.is_dataclass(cls) else {}
+        for key in node:
+            if key == "hydra":
+                continue
+            value = node._get_node(key)
+            note = notes.get(str(key), inherited)
+            if isinstance(value, DictConfig):
+                typed = OmegaConf.get_type(value)
+                cls_of_value = typed if dataclasses.is_dataclass(typed) else _dataclass_of(hints.get(str(key)))
+                walk(value, cls_of_value, f"{prefix}{key}.", note)
+            else:
+                shown = (
+                    "???" if value._is_missing() else OmegaConf.to_yaml({"v": value._value()}).split(":", 1)[1].strip()
+                )
+                rows.append((f"{prefix}{key}={shown}", note))
+
+    walk(config, schema, "", "")
+    width = max((len(k) for k, _ in rows), default=0) + 4
+    return "\n".join(f"{k.ljust(width)}{note}".rstrip() for k, note in rows)
+
+
+def _yaml_scalar(value: object) -> str:
+    """``value`` as it is written on the command line (``null``, ``true``, ``[0, 0, 0]``)."""
+    return OmegaConf.to_yaml({"v": value}).split(":", 1)[1].strip()
+
+
+def _dataclass_of(hint: object) -> type | None:
+    for candidate in (hint, *typing.get_args(hint)):
+        if isinstance(candidate, type) and dataclasses.is_dataclass(candidate):
+            return candidate
+    return None
+
+
+def _attribute_docs(cls: type) -> dict[str, str]:
+    """The first sentence of each entry of a Google-style ``Attributes:`` section (``a, b: text`` names both)."""
+    doc = inspect.getdoc(cls) or ""
+    if "Attributes:" not in doc:
+        return {}
+    entries: list[tuple[list[str], str]] = []
+    for line in doc.split("Attributes:", 1)[1].splitlines():
+        entry = re.match(r"^ {4}(\w[\w, ]*):\s+(.*)$", line)
+        if entry:
+            entries.append(([n.strip() for n in entry.group(1).split(",")], entry.group(2).strip()))
+        elif line.startswith(" " * 8) and entries:
+            names, text = entries[-1]
+            entries[-1] = (names, f"{text} {line.strip()}")
+    notes: dict[str, str] = {}
+    for names, text in entries:
+        sentence = re.split(
+            r"(?<=\.)(?<!e\.g\.)\s+(?=[A-Z(])", re.sub(r":\w+:`([^`]+)`", r"\1", text).replace("``", ""), maxsplit=1
+        )[0]
+        for name in names:
+            notes[name] = sentence.rstrip(".")
+    return notes

@@ -19,36 +19,11 @@ from typing import Any
 import ale_py
 import gymnasium as gym
 import numpy as np
-from gymnasium.envs.registration import EnvSpec
 
 from replay import sticky_rng
-from replay.atari import FireOnLifeLoss
 from replay.errors import LogFormatError, RecordingError
 
 gym.register_envs(ale_py)
-
-# The entry points a log may name, exactly. gym.make imports and calls whatever a spec names, with the log's
-# arguments, so a log from someone else must name nothing else: not a prefix (``replay.storage:rewrite`` or
-# ``gymnasium.wrappers:RecordVideo`` with a chosen folder would pass one), but these classes, which only compute.
-# Wrappers with side effects (RecordVideo, HumanRendering) or taking code (Transform*) are left out.
-_ALLOWED_WRAPPER_NAMES = (
-    "AddRenderObservation", "AtariPreprocessing", "ClipReward", "DelayObservation", "DtypeObservation",
-    "FlattenObservation", "FrameStackObservation", "GrayscaleObservation", "MaxAndSkipObservation",
-    "NormalizeObservation", "NormalizeReward", "RecordEpisodeStatistics", "RescaleObservation",
-    "ReshapeObservation", "ResizeObservation", "StickyAction", "TimeAwareObservation",
-)  # fmt: skip
-
-
-def _entry_point(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__name__}"
-
-
-ALLOWED_ENV_ENTRY_POINTS = frozenset({_entry_point(ale_py.env.AtariEnv)})
-ALLOWED_WRAPPER_ENTRY_POINTS = frozenset(
-    [_entry_point(getattr(gym.wrappers, name)) for name in _ALLOWED_WRAPPER_NAMES if hasattr(gym.wrappers, name)]
-    + [_entry_point(FireOnLifeLoss)]
-)
-
 
 @dataclass(frozen=True)
 class LaneState:
@@ -153,73 +128,6 @@ def _dictionary(reference: LaneState) -> bytes:
     return reference.ale_state
 
 
-def spec_from_json(spec_json: str, source: str) -> EnvSpec:
-    try:
-        spec = EnvSpec.from_json(spec_json)
-    except Exception as error:  # gymnasium raises several types for a bad spec
-        raise LogFormatError(f"{source}: the recorded env spec cannot be read ({error})") from None
-    # JSON has no tuples: ale-py's random frameskip range ``(low, high)`` comes back as a list, which it refuses.
-    if isinstance(spec.kwargs.get("frameskip"), list):
-        spec.kwargs["frameskip"] = tuple(spec.kwargs["frameskip"])
-    for wrapper in spec.additional_wrappers:  # likewise StickyAction's (min, max) repeat duration
-        if wrapper.kwargs and isinstance(wrapper.kwargs.get("repeat_action_duration"), list):
-            wrapper.kwargs["repeat_action_duration"] = tuple(wrapper.kwargs["repeat_action_duration"])
-    if str(spec.entry_point) not in ALLOWED_ENV_ENTRY_POINTS:
-        raise LogFormatError(
-            f"{source}: the recorded env names entry point {str(spec.entry_point)!r}, which is not ale-py's "
-            f"AtariEnv; refusing to import it (a log may name only {', '.join(sorted(ALLOWED_ENV_ENTRY_POINTS))})"
-        )
-    for wrapper in spec.additional_wrappers:
-        if str(wrapper.entry_point) not in ALLOWED_WRAPPER_ENTRY_POINTS:
-            raise LogFormatError(
-                f"{source}: the recorded env names wrapper entry point {str(wrapper.entry_point)!r}, which replay "
-                "does not build (it may write files or run code); refusing to import it. A log may name only "
-                "these wrappers: " + ", ".join(sorted(ALLOWED_WRAPPER_ENTRY_POINTS))
-            )
-    return spec
-
-
-def make_env(spec: EnvSpec, source: str = "the log") -> gym.Env:
-    """Build the recorded wrapper stack. The checker is off: it would step the env and shift its RNG."""
-    try:
-        env = gym.make(spec, disable_env_checker=True)
-    except (TypeError, ValueError, KeyError, AttributeError, gym.error.Error) as error:
-        raise LogFormatError(
-            f"{source}: the recorded env {spec.id!r} cannot be built from its recorded arguments ({error}); the "
-            "spec is damaged, or was recorded with wrappers or ale-py options this installation lacks"
-        ) from None
-    skip_unread_screens(env)
-    return env
-
-
-# Wrappers that hand the observation from below up unchanged and never look at it.
-_OBSERVATION_BLIND = (gym.wrappers.TimeLimit, gym.wrappers.OrderEnforcing, gym.wrappers.PassiveEnvChecker)
-_UNREAD = np.zeros(0, dtype=np.uint8)
-
-
-def skip_unread_screens(env: gym.Env) -> bool:
-    """Stop the base env copying out a screen no one reads; returns whether it did.
-
-    ``AtariPreprocessing`` throws away the observation of every inner ``step`` and ``reset`` (it reads the
-    ALE's screen itself), yet the base env copies the RGB screen each emulated frame: ~30 us, four times an
-    agent step. When only observation-blind wrappers stand between the two, the base env returns an empty
-    array instead. Emulation, RNG draws and every observation above ``AtariPreprocessing`` are untouched
-    (the bit-exact replay tests compare them byte for byte).
-    """
-    layer = env
-    while isinstance(layer, gym.Wrapper) and not isinstance(layer, gym.wrappers.AtariPreprocessing):
-        layer = layer.env
-    if not isinstance(layer, gym.wrappers.AtariPreprocessing):
-        return False
-    inner = layer.env
-    while isinstance(inner, _OBSERVATION_BLIND):
-        inner = inner.env
-    if isinstance(inner, gym.Wrapper) or not hasattr(inner, "_get_obs") or not hasattr(inner, "ale"):
-        return False
-    inner._get_obs = _UNREAD.view  # an instance attribute: this env only
-    return True
-
-
 def current_state_crc(env: gym.Env) -> int:
     return state_crc(base_env(env).ale.cloneState(include_rng=False))
 
@@ -259,16 +167,6 @@ WRAPPER_STATE: dict[type, tuple[str, ...]] = {
     gym.wrappers.TimeLimit: ("_elapsed_steps",),
     gym.wrappers.StickyAction: ("last_action", "is_sticky_actions", "num_repeats", "repeats_taken"),
 }
-
-
-def stateful_wrappers(spec: EnvSpec) -> list[type]:
-    """The classes of WRAPPER_STATE in the stack ``spec`` builds."""
-    entry_points = {str(w.entry_point) for w in spec.additional_wrappers}
-    return [
-        cls
-        for cls in WRAPPER_STATE
-        if _entry_point(cls) in entry_points or (cls is gym.wrappers.TimeLimit and spec.max_episode_steps is not None)
-    ]
 
 
 def wrapper_state(env: gym.Env) -> dict[str, dict[str, Any]]:

@@ -13,10 +13,11 @@ import ale_py
 import h5py
 import numpy as np
 
-from replay import emulator, storage
+from replay import emulator, rebuild, storage
 from replay import log_format as fmt
 from replay.errors import EnvironmentMismatchError, EpisodeIndexError, LogFormatError
 from replay.resim import Lane, resimulate
+from replay.run_folder import RunFolder
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ class TrajectoryLog:
         if not self.path.exists():
             raise LogFormatError(f"{self.path}: no such file; check the path (a run keeps it in <run>/trajectories.h5)")
         if self.path.is_dir():
-            inside = self.path / "trajectories.h5"
+            inside = RunFolder(self.path).log
             hint = f"pass {inside}" if inside.is_file() else "pass the trajectory log file (.h5) itself"
             raise LogFormatError(f"{self.path}: a folder, not a log file; {hint}")
         if not h5py.is_hdf5(self.path):
@@ -278,7 +279,7 @@ class TrajectoryLog:
                 f"{self.path}: recorded with ale-py {recorded}, but {ale_py.__version__} is installed; install "
                 f"ale-py=={recorded} to replay it exactly (or pass check_environment=False to try anyway)"
             )
-        game = str(emulator.spec_from_json(info.spec_json, str(self.path)).kwargs.get("game", ""))
+        game = str(rebuild.spec_from_json(info.spec_json, str(self.path)).kwargs.get("game", ""))
         try:
             installed = emulator.rom_md5(game)
         except Exception:
@@ -319,7 +320,7 @@ class TrajectoryLog:
             source=str(self.path),
             stream=stream,
             lane=lane_index,
-            spec=emulator.spec_from_json(info.spec_json, str(self.path)),
+            spec=rebuild.spec_from_json(info.spec_json, str(self.path)),
             actions=group[fmt.DATASET_ACTIONS],
             length=info.length,
             resets={int(p): int(s) for p, s in zip(resets["position"][mine], resets["seed"][mine], strict=True)},

@@ -17,7 +17,6 @@ from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
 from replay import log_format as fmt
 from replay.emulator import (
-    ALLOWED_WRAPPER_ENTRY_POINTS,
     WRAPPER_STATE,
     LaneState,
     base_env,
@@ -25,14 +24,13 @@ from replay.emulator import (
     plain,
     rom_md5,
     state_crc,
-    stateful_wrappers,
     wrapper_state,
 )
 from replay.errors import RecordingError
+from replay.rebuild import check_rebuildable, check_vector_rebuildable, stateful_wrappers
 from replay.writer import StreamWriter, TrajectoryWriter, check_appendable
 
 ACTION_IDLE = 255  # a lane that neither stepped nor reset at a position (partial vector resets)
-_BOOKKEEPING_WRAPPERS = (gym.wrappers.OrderEnforcing, gym.wrappers.PassiveEnvChecker, gym.wrappers.TimeLimit)
 
 
 # Quiet positions in a row at most: full positions check the flush deadline, so this bounds how late a flush
@@ -366,74 +364,6 @@ class _RecorderHandle:
         self._recording.policy_version = int(version)
 
 
-def _check_stack_is_rebuildable(env: gym.Env) -> None:
-    """Refuse a wrapper stack that replay could not rebuild from the env spec stored in the log: a wrapper that
-    does not record its constructor arguments, or one that replay will not import (a log may name only ALE envs
-    and gymnasium's or this project's wrappers, so that reading it runs no one else's code)."""
-    spec = env.spec
-    if spec is None:
-        raise RecordingError(
-            f"{env} has no env spec, so replay could not rebuild it; create the base env with "
-            'gymnasium.make("ALE/<Game>-v5", ...)'
-        )
-    recorded = {w.name for w in spec.additional_wrappers}
-    layer = env
-    time_limits = 0
-    stateful: dict[str, int] = {}
-    while isinstance(layer, gym.Wrapper):
-        if type(layer) in WRAPPER_STATE:
-            stateful[type(layer).__name__] = stateful.get(type(layer).__name__, 0) + 1
-        if isinstance(layer, gym.wrappers.TimeLimit):
-            time_limits += 1
-        elif not isinstance(layer, _BOOKKEEPING_WRAPPERS):
-            if type(layer).__name__ not in recorded:
-                raise RecordingError(
-                    f"wrapper {type(layer).__name__} is not in the env spec, so replay could not rebuild it; "
-                    "apply it outside RecordTrajectory (around the recorder) instead"
-                )
-            if time_limits:
-                # The spec keeps only max_episode_steps, and gym.make puts that TimeLimit right above the base
-                # env: under a frame-skipping wrapper it would count emulated frames, not these steps.
-                raise RecordingError(
-                    f"a TimeLimit above {type(layer).__name__} cannot be rebuilt where it is (an env spec only "
-                    "keeps max_episode_steps, which gym.make applies to the base env); apply the TimeLimit "
-                    "outside RecordTrajectory (around the recorder), or pass max_episode_steps to gym.make"
-                )
-        layer = layer.env
-    if time_limits > 1:
-        raise RecordingError(
-            f"{time_limits} TimeLimit wrappers are stacked, and an env spec keeps one; keep the one gym.make adds "
-            "for max_episode_steps and apply any other outside RecordTrajectory (around the recorder)"
-        )
-    for name, count in stateful.items():
-        if count > 1:  # snapshots store one state per class (and an AsyncVectorEnv can read only the first)
-            raise RecordingError(
-                f"{count} {name} wrappers are stacked, and a recorder keeps the state of one; apply the others "
-                "outside RecordTrajectory (around the recorder)"
-            )
-    outside = "apply it outside RecordTrajectory (around the recorder) instead"
-    for wrapper in spec.additional_wrappers:
-        if wrapper.kwargs is None:
-            raise RecordingError(
-                f"wrapper {wrapper.name} is not in the env spec with its arguments (it does not record its "
-                "constructor arguments), so replay could not rebuild it; subclass "
-                f"gymnasium.utils.RecordConstructorArgs, or {outside}"
-            )
-        if str(wrapper.entry_point) not in ALLOWED_WRAPPER_ENTRY_POINTS:
-            raise RecordingError(
-                f"wrapper {wrapper.name} ({wrapper.entry_point}) would have to be built to replay the log, and "
-                "replay builds only wrappers that compute, without side effects or code in their arguments "
-                f"(reading a log must not run other code: see replay.emulator.ALLOWED_WRAPPER_ENTRY_POINTS); {outside}"
-            )
-    try:
-        spec.to_json()
-    except Exception as error:  # gymnasium raises several types for arguments JSON cannot hold
-        raise RecordingError(
-            f"the env spec cannot be stored ({error}); pass the wrappers' arguments as plain numbers, strings, "
-            f"lists or dicts, or {outside}"
-        ) from None
-
-
 def _vector_wrapper_states(
     env: VectorEnv, spec: gym.envs.registration.EnvSpec
 ) -> Callable[[], list[dict[str, dict[str, Any]]]]:
@@ -453,21 +383,6 @@ def _vector_wrapper_states(
         return states
 
     return read
-
-
-def _check_vector_stacks_are_rebuildable(env: VectorEnv) -> None:
-    """:func:`_check_stack_is_rebuildable` for every sub-env. An ``AsyncVectorEnv``'s sub-envs live in other
-    processes, so its first env factory is called once more here, as gymnasium itself does for the spaces (the
-    sub-envs' specs are checked equal before this)."""
-    if isinstance(env, gym.vector.SyncVectorEnv):
-        for sub_env in env.envs:
-            _check_stack_is_rebuildable(sub_env)
-    elif isinstance(env, gym.vector.AsyncVectorEnv):
-        probe = env.env_fns[0]()
-        try:
-            _check_stack_is_rebuildable(probe)
-        finally:
-            probe.close()
 
 
 class RecordTrajectory(_RecorderHandle, gym.Wrapper):
@@ -509,7 +424,7 @@ class RecordTrajectory(_RecorderHandle, gym.Wrapper):
         base = base_env(env)
         if not isinstance(env.action_space, gym.spaces.Discrete):
             raise RecordingError(f"expected a Discrete action space, got {env.action_space}")
-        _check_stack_is_rebuildable(env)
+        check_rebuildable(env)
         self._recording = _Recording(
             path,
             env.spec,
@@ -598,7 +513,7 @@ class RecordVectorTrajectory(_RecorderHandle, VectorWrapper):
         games = env.call("_game")
         if len(set(games)) != 1 or len({s.to_json() for s in specs}) != 1:
             raise RecordingError(f"expected identical sub-envs, got games {sorted(set(games))}")
-        _check_vector_stacks_are_rebuildable(env)
+        check_vector_rebuildable(env)
         self._recording = _Recording(
             path,
             specs[0],

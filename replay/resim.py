@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
-from replay import emulator
+from replay import emulator, rebuild
 from replay import log_format as fmt
 from replay.errors import DesyncError, LogFormatError
 
@@ -153,7 +153,7 @@ def _run(
         if lane.live is not None:
             env, lane.live = lane.live.env, None
         else:
-            env = emulator.make_env(lane.spec, lane.source)
+            env = rebuild.make_env(lane.spec, lane.source)
         if kind == "seed":
             observation, _ = env.reset(seed=extra)
             trusted_frames = trusted_obs = True
@@ -170,7 +170,7 @@ def _run(
             except Exception:  # a damaged or crafted state: ALE raises SystemError, MemoryError, ValueError...
                 env.close()
                 raise _RestoreFailed from None
-            stateful = emulator.stateful_wrappers(lane.spec)
+            stateful = rebuild.stateful_wrappers(lane.spec)
             if state.wrappers is not None:
                 try:
                     emulator.set_wrapper_state(env, state.wrappers)

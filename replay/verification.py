@@ -38,7 +38,9 @@ class VerifyReport:
 
     def __str__(self) -> str:
         lines = [f"{self.path}: {self.episodes} episodes, {self.steps} steps re-simulated"]
-        if self.ok:
+        if self.episodes == 0:
+            lines.append("the log holds no episodes: nothing was checked")
+        elif self.ok:
             lines.append("all episodes replay exactly")
         for problem in self.problems:
             where = "unknown step" if problem.step is None else f"step {problem.step}"

@@ -31,8 +31,8 @@ import numpy as np
 from timing import cpu_seconds, timed
 
 from replay import RecordTrajectory, TrajectoryLog, storage
-from replay.atari import FireOnLifeLoss
 from replay.recorder import default_snapshot_interval
+from replay.wrappers import FireOnLifeLoss
 
 gym.register_envs(ale_py)
 

@@ -48,19 +48,19 @@ import torch
 from timing import cpu_seconds
 
 from render.analytics import ProbeSettings
-from render.compose import blank
 from render.config import OverlayConfig, SelectionConfig, TimelapseProductConfig, VideoConfig
+from render.draw.compose import blank
+from render.draw.overlays import FullOverlay
 from render.encoder import VideoEncoder
 from render.feed import kept_steps
-from render.overlays import FullOverlay
 from render.policies import PolicyLibrary
 from render.products import RenderSource, render_timelapse
 from render.scenes import SceneSettings, episode_scene
 from render.schedule import TrainingSchedule
 from replay import RecordTrajectory, TrajectoryLog
-from replay.atari import EnvConfig, make_env
-from replay.checkpoints import save_checkpoint
-from replay.network import ActorCritic
+from replay.train.checkpoints import save_checkpoint
+from replay.train.envs import EnvConfig, make_env
+from replay.train.network import ActorCritic
 
 ENV_ID = "ALE/Breakout-v5"
 ENCODE_ONLY_FRAMES = 600

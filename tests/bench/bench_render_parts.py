@@ -53,18 +53,18 @@ import render.pipeline as pipeline
 import render.products as products
 from render.analytics import ProbeSettings
 from render.config import OverlayConfig, SelectionConfig, TimelapseProductConfig, VideoConfig
+from render.draw.overlays import FullOverlay
 from render.encoder import VideoEncoder
 from render.feed import kept_steps
-from render.overlays import FullOverlay
 from render.pipeline import I420Converter, Rendered
 from render.policies import PolicyLibrary
 from render.products import RenderSource, render_timelapse
 from render.scenes import SceneSettings, episode_scene
 from render.schedule import TrainingSchedule
-from replay import TrajectoryLog, emulator
-from replay.atari import EnvConfig, make_env
-from replay.checkpoints import FORMAT, _load, _restore_weights, load_policy
-from replay.network import ActorCritic
+from replay import TrajectoryLog, rebuild
+from replay.train.checkpoints import FORMAT, _load, _restore_weights, load_policy
+from replay.train.envs import EnvConfig, make_env
+from replay.train.network import ActorCritic
 
 CONTEXTS = 600
 SECTIONS = {  # --parts name: its section of the results
@@ -239,7 +239,7 @@ def bench_env(steps: int = 2000, rounds: int = 4) -> dict:
             if atari.ale.game_over():
                 atari.ale.reset_game()
 
-    replayed = emulator.make_env(env.spec)  # the same stack as re-simulation builds it: unread screens skipped
+    replayed = rebuild.make_env(env.spec)  # the same stack as re-simulation builds it: unread screens skipped
     variants = (
         ("trainer stack", agent_steps(env)),
         ("the stack as replay builds it (unread screens skipped)", agent_steps(replayed)),

@@ -29,8 +29,8 @@ import torch
 from omegaconf import OmegaConf
 from timing import timed
 
-from replay.atari import make_env
 from replay.train import TrainConfig, train
+from replay.train.envs import make_env
 
 Wrap = Callable[[gym.vector.VectorEnv], gym.vector.VectorEnv]
 

@@ -1,0 +1,414 @@
+"""The three overlays (``raw``, ``minimal``, ``full``) and the progression title card.
+
+Every overlay is pure numpy: ``render(context)`` takes a :class:`~render.frame.FrameContext` and returns a
+uint8 ``(height, width, 3)`` RGB image. Overlays return the same buffer every call, redrawn in place where
+something changed (copy it if you keep it); ``damage()`` then names the rectangles that changed, so the
+encoder converts only those to YUV.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from render.draw.compose import Canvas, Due, GameView, Rect, always, blank, fill, upscale_into
+from render.draw.diagram import DiagramLayer, NetworkDiagram
+from render.draw.panels import FeatureMaps, PolicyBars, StatsPanel, ValueChart
+from render.draw.style import Style, TextPainter
+from render.frame import FrameContext
+
+GAME_HEIGHT, GAME_WIDTH = 210, 160
+
+
+class Overlay(Protocol):
+    """Turns one frame's context into one video frame of a fixed size."""
+
+    width: int
+    height: int
+
+    def render(self, context: FrameContext) -> np.ndarray: ...
+
+    def damage(self) -> tuple[Rect, ...] | None:
+        """Rectangles of the last :meth:`render` that may differ from the one before (``None``: any)."""
+        ...
+
+
+def phase_line(context: FrameContext) -> str:
+    """``Training | Progress: 37.5% | lr=2.5e-04``, leaving out what is unknown."""
+    parts = [context.phase]
+    if context.progress is not None:
+        parts.append(f"Progress: {context.progress:.1%}")
+    if context.learning_rate is not None:
+        parts.append(f"lr={context.learning_rate:.1e}")
+    return " | ".join(parts)
+
+
+def checkpoint_line(context: FrameContext) -> str:
+    use = context.checkpoint
+    if use is None:
+        return "-"
+    return f"v{use.policy_version} (lag {use.lag})" if use.lag >= 0 else f"v{use.policy_version} ({-use.lag} newer)"
+
+
+class _ProgressBar:
+    """A thin bar whose filled share is the training progress."""
+
+    def __init__(self, rect: Rect, style: Style) -> None:
+        self.rect = rect
+        self._style = style
+        self.dirty = (rect,)
+
+    def draw_static(self, template: np.ndarray) -> None:
+        fill(template, self.rect, self._style.palette.bar_track)
+
+    def draw(self, image: np.ndarray, progress: float | None, due: Due = always) -> None:
+        """Fill the bar up to ``progress`` over its track (restored from the template)."""
+        filled = 0 if progress is None else round(float(np.clip(progress, 0.0, 1.0)) * self.rect.w)
+        if due("progress", filled, self.dirty):
+            fill(image, Rect(self.rect.x, self.rect.y, filled, self.rect.h), self._style.palette.accent)
+
+
+class RawOverlay:
+    """The game frame alone, enlarged by an integer ``scale`` with nearest-neighbour sampling.
+
+    With ``progress_bar`` a thin training-progress bar is drawn along the bottom edge (time-lapses use it).
+    """
+
+    def __init__(self, scale: int = 4, *, progress_bar: bool = False, style: Style | None = None) -> None:
+        if scale < 1:
+            raise ValueError(f"expected a positive integer video scale, got {scale}")
+        self.scale = scale
+        self.width, self.height = GAME_WIDTH * scale, GAME_HEIGHT * scale
+        self._game = GameView(Rect(0, 0, self.width, self.height), scale)
+        self._bar = None
+        if progress_bar:
+            self._bar = _ProgressBar(Rect(0, self.height - max(3, scale), self.width, max(3, scale)), style or Style())
+        self._canvas = Canvas(np.zeros((self.height, self.width, 3), np.uint8))
+
+    def render(self, context: FrameContext) -> np.ndarray:
+        canvas = self._canvas
+        image = canvas.begin()
+        game = self._game.draw(image, context.frame)
+        canvas.mark(game)
+        bar = self._bar
+        if bar is not None:
+            # The bar lies over the game's bottom rows (there is no template under it): its track is repainted
+            # when it moves, and the whole bar again where the game was just redrawn under it.
+            def due(name: str, key: object, rects: Sequence[Rect], *, restore: bool = True) -> bool:
+                if canvas.changed(name, key, rects, restore=False):  # moved: recorded as damage
+                    pass
+                elif any(r.bottom > bar.rect.y for r in game):
+                    canvas.mark(rects)
+                else:
+                    return False
+                bar.draw_static(image)
+                return True
+
+            bar.draw(image, context.progress, due)
+        return image
+
+    def damage(self) -> tuple[Rect, ...] | None:
+        return self._canvas.damage()
+
+
+class MinimalOverlay:
+    """The enlarged game with a small stats panel to its right.
+
+    The panel is ``panel_width`` wide, or wider where its longest texts (the game's name, an action's name, a
+    six-digit frame number) need more at this size and font scale.
+    """
+
+    rows = ("Game", "Phase", "Progress", "Episode", "Frame", "Reward", "Action")
+    _widest_values = ("Evaluation", "100.0%", "999999", "-99999")
+
+    def __init__(
+        self,
+        game: str,
+        action_names: Sequence[str],
+        scale: int = 4,
+        *,
+        panel_width: int = 360,
+        style: Style | None = None,
+    ) -> None:
+        if scale < 1:
+            raise ValueError(f"expected a positive integer video scale, got {scale}")
+        style = style or Style()
+        self.game = game
+        self.action_names = tuple(action_names)
+        self.scale = scale
+        self.height = GAME_HEIGHT * scale
+        painter = TextPainter(style.typeface, max(self.height, 540))
+        margin = painter.pixels(16)
+        label_width = max(painter.width(label, StatsPanel.size) for label in self.rows) + StatsPanel.gap
+        longest = max(
+            painter.width(text, StatsPanel.size, 600) for text in (game, *self.action_names, *self._widest_values)
+        )
+        needed = 2 * margin + StatsPanel.inset + label_width + longest + 2
+        panel_width = max(panel_width, needed)
+        panel_width += panel_width % 2  # even: yuv420p needs an even frame width
+        self.width = GAME_WIDTH * scale + panel_width
+        self._game_rect = Rect(0, 0, GAME_WIDTH * scale, self.height)
+        panel = Rect(
+            self._game_rect.right + margin,
+            margin,
+            panel_width - 2 * margin,
+            painter.pixels(32) * len(self.rows),
+        )
+        bar = Rect(panel.x, panel.bottom + margin, panel.w, painter.pixels(6))
+        if bar.bottom > self.height:
+            raise TextRoomError(
+                f"the minimal overlay's {len(self.rows)} stats rows at font_scale {style.typeface.scale:g} need "
+                f"{bar.bottom} pixels of height, video scale {scale} gives {self.height} (a smaller font_scale makes "
+                "room, and so does a larger video.scale up to 3, above which text grows with the game)"
+            )
+        self._stats = StatsPanel(panel, self.rows, style.palette, painter, label_width=label_width)
+        self._bar = _ProgressBar(bar, style)
+        template = blank(self.width, self.height, style.palette.background)
+        self._stats.draw_static(template)
+        self._bar.draw_static(template)
+        self._canvas = Canvas(template)
+        self._game = GameView(self._game_rect, scale)
+
+    def render(self, context: FrameContext) -> np.ndarray:
+        canvas = self._canvas
+        image = canvas.begin()
+        canvas.mark(self._game.draw(image, context.frame))
+        action = "-" if context.action is None else self.action_names[context.action]
+        progress = "-" if context.progress is None else f"{context.progress:.1%}"
+        values = (
+            self.game,
+            context.phase,
+            progress,
+            str(context.episode),
+            str(context.step),
+            f"{context.episode_reward:g}",
+            action,
+        )
+        self._stats.draw(image, values, canvas.changed)
+        self._bar.draw(image, context.progress, canvas.changed)
+        return image
+
+    def damage(self) -> tuple[Rect, ...] | None:
+        return self._canvas.damage()
+
+
+class TextRoomError(ValueError):
+    """A layout cannot hold its text at the asked font scale (a smaller ``font_scale`` makes room)."""
+
+
+@dataclass(frozen=True)
+class FullLayout:
+    """Where each part of the full overlay goes on a ``width`` x ``height`` canvas (proportional to
+    1280x720).
+
+    Everything that holds text (the header, the stats rows, the middle column, the headroom of the bars) grows
+    with ``text_scale``, the overlay's ``font_scale``, so bigger text pushes the parts apart instead of
+    overflowing them; the game drops to the next integer scale when the taller header or the wider middle
+    column leaves it too little room.
+    """
+
+    width: int
+    height: int
+    scale: int
+    game: Rect
+    title: tuple[int, int]
+    subtitle: Rect
+    progress: Rect
+    stats: Rect
+    bars: Rect
+    value: Rect
+    diagram: Rect
+    maps: Rect
+
+    @classmethod
+    def fit(cls, width: int, height: int, n_actions: int, stats_rows: int, text_scale: float = 1.0) -> FullLayout:
+        if text_scale <= 0:
+            raise ValueError(f"expected a positive text scale, got {text_scale}")
+        s = height / 720.0
+        t = s * text_scale  # lengths that hold text
+        margin, header, middle_w = round(16 * s), round(76 * t), round(300 * t)
+        # the game takes what the header above it and the middle and right columns beside it leave
+        beside = width - 4 * margin - middle_w - round(200 * s)
+        scale = int(
+            min((height - header - round(6 * s)) // GAME_HEIGHT, (width * 0.40) // GAME_WIDTH, beside // GAME_WIDTH)
+        )
+        if scale < 1:
+            raise TextRoomError(
+                f"a {width}x{height} canvas is too small for the full overlay at font_scale {text_scale:g} (text "
+                "grows with the canvas height: a smaller font_scale makes room, and at 1 it needs 640x360 at 16:9)"
+            )
+        top = header + (height - header - GAME_HEIGHT * scale) // 2
+        game = Rect(margin, top, GAME_WIDTH * scale, GAME_HEIGHT * scale)
+        middle_x = game.right + margin
+        right_x = middle_x + middle_w + margin
+        right_w, body_h = width - margin - right_x, height - header - margin  # right_w >= 200 * s, by `beside`
+        stats_h = round(28 * t) * stats_rows
+        bars_top = header + stats_h + margin
+        chart_h = round(25 * t) + round(95 * s)  # the value chart: its title, then at least this much sparkline
+        bars_h = min(body_h - stats_h - chart_h - 2 * margin, round((30 + 26 * n_actions) * t))
+        if bars_h < round((30 + 10 * n_actions) * t):  # each bar's row must hold its action's name
+            raise TextRoomError(
+                f"a {width}x{height} canvas leaves no room for {n_actions} policy bars at font_scale "
+                f"{text_scale:g} (text grows with the canvas height: a smaller font_scale makes room)"
+            )
+        value_top = bars_top + bars_h + margin
+        diagram_h = round(body_h * 0.58)
+        maps_top = header + diagram_h + margin
+        return cls(
+            width=width,
+            height=height,
+            scale=scale,
+            game=game,
+            title=(margin, round(32 * t)),
+            subtitle=Rect(margin, round(40 * t), width - 2 * margin, round(22 * t)),
+            progress=Rect(margin, round(66 * t), width - 2 * margin, max(2, round(4 * s))),
+            stats=Rect(middle_x, header, middle_w, stats_h),
+            bars=Rect(middle_x, bars_top, middle_w, bars_h),
+            value=Rect(middle_x, value_top, middle_w, height - margin - value_top),
+            diagram=Rect(right_x, header, right_w, diagram_h),
+            maps=Rect(right_x, maps_top, right_w, height - margin - maps_top),
+        )
+
+
+class FullOverlay:
+    """The "Neural Activity Viewer": game, stats, policy bars, value chart, lit network diagram, feature maps.
+
+    ``diagram_layers`` names the diagram's columns and node counts; ``feature_rows`` names the thumbnail rows
+    (the first is the agent's stacked input frames) and how many thumbnails each shows. Both must match the
+    :class:`~render.frame.FrameAnalytics` the products pass in
+    (:meth:`render.analytics.NetworkProbe.diagram_layers` and ``feature_rows`` give them).
+
+    Everything static is drawn once into a template; :meth:`render` restores the changing regions and draws
+    only the per-frame parts.
+    """
+
+    stats_rows = ("Frame", "Progress", "Episode", "Ep Reward", "Policy", "Checkpoint")
+
+    def __init__(
+        self,
+        game: str,
+        action_names: Sequence[str],
+        diagram_layers: Sequence[DiagramLayer],
+        feature_rows: Sequence[tuple[str, int]],
+        *,
+        width: int = 1280,
+        height: int = 720,
+        style: Style | None = None,
+        title: str = "PPO Neural Activity Viewer",
+    ) -> None:
+        self.style = style or Style()
+        self.width, self.height = width, height
+        self.title = f"{game.upper()} - {title}"
+        self.action_names = tuple(action_names)
+        self.layout = layout = FullLayout.fit(
+            width, height, len(self.action_names), len(self.stats_rows), self.style.typeface.scale
+        )
+        self.scale = layout.scale
+        palette = self.style.palette
+        self.painter = painter = TextPainter(self.style.typeface, height)
+        # the title at its size, or smaller where a long game name would run past the canvas edge
+        room = width - 2 * layout.title[0]
+        self.title_size = 26.0
+        while self.title_size > 10 and painter.width(self.title, self.title_size, 700) > room:
+            self.title_size -= 1.0
+        self.progress_bar = _ProgressBar(layout.progress, self.style)
+        self.stats = StatsPanel(layout.stats, self.stats_rows, palette, painter)
+        self.bars = PolicyBars(layout.bars, self.action_names, palette, painter, title="Policy Distribution")
+        self.value = ValueChart(layout.value, palette, painter)
+        self.diagram = NetworkDiagram(layout.diagram, diagram_layers, palette, painter)
+        self.maps = FeatureMaps(layout.maps, feature_rows, palette, painter)
+        template = blank(width, height, palette.background)
+        self.draw_static(template)
+        self.diagram.bind(template)
+        self._canvas = Canvas(template)
+        self._game = GameView(layout.game, self.scale)
+
+    def render(self, context: FrameContext) -> np.ndarray:
+        image = self._canvas.begin()
+        self._draw(image, context, self._canvas)
+        return image
+
+    def damage(self) -> tuple[Rect, ...] | None:
+        return self._canvas.damage()
+
+    def draw_static(self, image: np.ndarray) -> None:
+        """Everything that never changes: title, frame border, labels, tracks, network edges."""
+        palette = self.style.palette
+        self.painter.draw(image, self.title, self.layout.title, self.title_size, palette.text, 700)
+        fill(image, self.layout.game.inset(-2), palette.frame_border)
+        for part in (self.progress_bar, self.stats, self.bars, self.value, self.diagram, self.maps):
+            part.draw_static(image)
+
+    def draw_dynamic(self, image: np.ndarray, context: FrameContext, *, circles: bool = False) -> None:
+        """Everything that changes per frame, drawn in full over :meth:`draw_static`'s picture (:meth:`render`
+        draws the same pixels, redrawing only the parts whose inputs changed).
+
+        ``circles`` lights the nodes one ``cv2.circle`` at a time instead of by the precomputed scatter (the
+        reference the fast path is tested and benchmarked against).
+        """
+        self._draw(image, context, None, circles=circles)
+
+    def _draw(self, image: np.ndarray, context: FrameContext, canvas: Canvas | None, *, circles: bool = False) -> None:
+        """Draw the dynamic parts; with ``canvas`` (whose buffer ``image`` is) only those whose key changed."""
+        analytics = context.analytics
+        if analytics is None:
+            raise ValueError(
+                f"the full overlay needs network analytics for episode {context.episode} step {context.step}"
+            )
+
+        due: Due = always if canvas is None else canvas.changed
+        layout, palette = self.layout, self.style.palette
+        if canvas is None:
+            upscale_into(image[layout.game.slices], context.frame, self.scale)
+        else:
+            canvas.mark(self._game.draw(image, context.frame))
+        phase = phase_line(context)
+        if due("subtitle", phase, (layout.subtitle,)):
+            # clipped to its rectangle, like every redrawn text, so a redraw covers all it ever painted
+            self.painter.draw(image[layout.subtitle.slices], phase, (0, self.painter.pixels(16)), 16, palette.muted)
+        self.progress_bar.draw(image, context.progress, due)
+        progress = "-" if context.progress is None else f"{context.progress:.1%}"
+        values = (
+            str(context.step),
+            progress,
+            str(context.episode),
+            f"{context.episode_reward:g}",
+            f"v{context.policy_version}",
+            checkpoint_line(context),
+        )
+        self.stats.draw(image, values, due)
+        self.bars.draw(image, analytics.probabilities, context.action, due)
+        history = context.value_history if context.value_history is not None else np.array([analytics.value])
+        self.value.draw(image, analytics.value, history, due)
+        if circles:
+            self.diagram.draw_circles(image, analytics.levels)
+        else:
+            self.diagram.draw(image, analytics.levels, due)
+        inputs = np.empty((0, 1, 1), np.uint8) if context.observation is None else context.observation
+        self.maps.draw(image, (inputs, *analytics.feature_maps), due)
+
+
+def title_card(width: int, height: int, lines: Sequence[str], style: Style | None = None) -> np.ndarray:
+    """A centred title card, first line large (e.g. ``10% - 100k steps - return 7``), the rest smaller; a line
+    too wide for the card (a narrow video) is drawn smaller until it fits."""
+    style = style or Style()
+    painter = TextPainter(style.typeface, height)
+    image = blank(width, height, style.palette.background)
+    room = width - 2 * max(2, width // 40)
+    sizes = []
+    for i, line in enumerate(lines):
+        size, weight = (40.0, 700) if i == 0 else (20.0, 400)
+        while size > 6 and painter.width(line, size, weight) > room:
+            size -= 1.0
+        sizes.append(size)
+    steps = [painter.pixels(size) * 2.0 for size in sizes]
+    y = (height - sum(steps)) / 2
+    for i, (line, size, step) in enumerate(zip(lines, sizes, steps, strict=True)):
+        y += step
+        weight = 700 if i == 0 else 400
+        x = (width - painter.width(line, size, weight)) // 2
+        painter.draw(image, line, (x, round(y)), size, style.palette.text if i == 0 else style.palette.muted, weight)
+    return image

@@ -1,0 +1,75 @@
+"""What a run folder holds, by name: the one place that spells its files.
+
+A run folder, as ``python -m replay.train`` makes it and ``python -m render``, ``python -m replay.show`` and the
+viewer read it::
+
+    <run>/
+        trajectories.h5        the log: every training and evaluation episode (replay.TrajectoryLog)
+        checkpoints/           v<version>.pt policies, and resume.pt, the trainer's state to continue from
+        config.yaml            the trainer's effective config
+        episodes.csv           every finished episode: tag, global step, policy version, return, length
+        updates.csv            every update: losses, learning rate, steps/s
+        tensorboard/           the same scalars for TensorBoard (when the tensorboard extra is installed)
+        hydra/                 Hydra's record of each launch
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+LOG = "trajectories.h5"
+CHECKPOINTS = "checkpoints"
+RESUME_STATE = "resume.pt"
+CONFIG = "config.yaml"
+EPISODES = "episodes.csv"
+UPDATES = "updates.csv"
+TENSORBOARD = "tensorboard"
+HYDRA = "hydra"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The paths of one run folder (nothing is read or made by building one).
+
+    Example:
+        >>> RunFolder("data/sample/breakout").log.as_posix()
+        'data/sample/breakout/trajectories.h5'
+    """
+
+    path: Path
+
+    def __init__(self, path: str | Path) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    @property
+    def log(self) -> Path:
+        return self.path / LOG
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    @property
+    def resume_state(self) -> Path:
+        return self.checkpoints / RESUME_STATE
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def episodes(self) -> Path:
+        return self.path / EPISODES
+
+    @property
+    def updates(self) -> Path:
+        return self.path / UPDATES
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / TENSORBOARD
+
+    @property
+    def hydra(self) -> Path:
+        return self.path / HYDRA

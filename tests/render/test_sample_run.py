@@ -1,0 +1,79 @@
+"""The README's main command on the bundled sample run (``data/sample/breakout``), end to end from the repository
+root, as a fresh checkout runs it: the real 1M-step log, its milestone checkpoints, decoded back."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import decode_video
+
+from render.draw.compose import upscale_nearest
+from render.draw.overlays import FullLayout
+from replay import TrajectoryLog
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "data" / "sample" / "breakout"
+
+pytestmark = pytest.mark.slow
+
+
+def _render(*overrides: str) -> tuple[Path, tuple[int, ...]]:
+    """``python -m render <overrides>`` from the repository root; the video it says it wrote and its episodes."""
+    done = subprocess.run(
+        [sys.executable, "-m", "render", *overrides], cwd=ROOT, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = re.search(r"wrote (\S+) \((\d+) frames, episodes \[([\d, ]*)\]\)", done.stdout)
+    assert said, done.stdout[-2000:]
+    return Path(said[1]), tuple(int(i) for i in said[3].split(",") if i.strip())
+
+
+def test_the_readme_main_command_renders_the_best_sample_episode_with_the_full_overlay(tmp_path: Path) -> None:
+    # the README's `python -m render`, with Hydra's output folder moved out of the checkout
+    video, episodes = _render(f"hydra.run.dir={tmp_path}", "video.progress=false")
+    with TrajectoryLog(SAMPLE / "trajectories.h5") as log:
+        finished = [e for e in log.episodes if e.finished]
+        best = max(finished, key=lambda e: (e.total_reward, e.index))
+        recorded = list(log.frames(best.index))
+    assert video == tmp_path / "episode.mp4" and episodes == (best.index,)
+    frames = decode_video(video)
+    assert len(frames) == best.length + 1 == len(recorded)  # one video frame per recorded frame, reset first
+    assert frames[0].shape == (720, 1280, 3)
+    game = FullLayout.fit(1280, 720, n_actions=4, stats_rows=6).game
+    for i in (0, len(frames) // 2, len(frames) - 1):  # the reset frame, one mid-game, the terminal frame
+        shown = frames[i][game.slices].astype(int)
+        error = np.abs(shown - upscale_nearest(recorded[i], game.w // 160).astype(int))
+        assert error.mean() < 1.2 and np.percentile(error, 99) < 20, (i, error.mean())
+    sidecar = json.loads(video.with_name("episode.mp4.json").read_text())
+    assert sidecar["overlay"] == "full" and sidecar["frames"] == len(frames)
+    assert [e["index"] for e in sidecar["episodes"]] == [best.index]
+    assert sidecar["checkpoints"], "the full overlay names the checkpoints it ran"
+
+
+def test_progression_of_the_sample_run_shows_each_milestone_in_order(tmp_path: Path) -> None:
+    output = tmp_path / "progression.mp4"
+    _, episodes = _render(
+        "product=progression",
+        "product.per_milestone=first",
+        "product.frame_stride=16",
+        "product.card_seconds=0.5",
+        f"output={output}",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+        "video=preview",
+        "video.progress=false",
+    )
+    with TrajectoryLog(SAMPLE / "trajectories.h5") as log:
+        evaluations = [e for e in log.episodes if e.tag == "eval" and e.finished]
+    milestones = sorted({e.policy_versions[0] for e in evaluations})
+    first = [min(e.index for e in evaluations if e.policy_versions[0] == v) for v in milestones]
+    assert len(milestones) == 11  # 0%, 10%, ..., 100%
+    assert episodes == tuple(first)
+    sidecar = json.loads(output.with_name("progression.mp4.json").read_text())
+    assert sidecar["frames"] == len(decode_video(output))
+    assert all(lag == 0 for lag in sidecar["checkpoints"].values()), "milestone episodes use their own checkpoint"
