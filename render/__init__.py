@@ -23,6 +23,7 @@ _EXPORTS = {
     "VideoEncoder": "render.encoder",
     "render_episode": "render.products",
     "render_progression": "render.products",
+    "render_still": "render.products",
     "render_timelapse": "render.products",
 }
 __all__ = sorted(_EXPORTS)

@@ -2,7 +2,6 @@
 module as their ``__main__`` stay free of torch and Hydra)."""
 
 if __name__ == "__main__":
-    from render.cli import main
-    from replay.command import run_app
+    from render.cli import cli
 
-    run_app(main, "python -m render", interrupted="interrupted; the video being written was discarded")
+    cli()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,8 +29,9 @@ from omegaconf.errors import OmegaConfBaseException
 from render.config import RenderConfig, register_configs
 from render.errors import RenderConfigError, RenderError
 from render.products import RenderResult, RenderSource, render_episode, render_progression, render_timelapse
-from replay.command import refuse, register_help
+from replay.command import refuse, register_help, run_app
 from replay.errors import ReplayError
+from replay.run_folder import RunFolder
 
 register_configs()
 log = logging.getLogger(__name__)
@@ -39,8 +41,18 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 register_help("render", RenderConfig, CONFIG_DIR)
 
 
-def run_product(cfg: DictConfig, output_dir: Path) -> RenderResult:
-    """Render what a composed ``render`` config asks for, into ``output_dir`` when ``output`` is unset."""
+def default_output(kind: str, run: str | None, log: str | None, sweep_dir: Path | None) -> Path:
+    """Where a render without ``output=`` goes: ``<product>.mp4`` in a sweep job's own folder; otherwise
+    ``<product>-<time>.mp4`` in the ``videos/`` folder of the run (or beside the log given by ``log=``)."""
+    if sweep_dir is not None:
+        return sweep_dir / f"{kind}.mp4"
+    folder = RunFolder(Path(log).parent if log else Path(run)).videos
+    return folder / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.mp4"
+
+
+def run_product(cfg: DictConfig, sweep_dir: Path | None = None) -> RenderResult:
+    """Render what a composed ``render`` config asks for; ``sweep_dir``: a sweep job's folder, where a video
+    without ``output`` goes (see :func:`default_output`)."""
     try:
         config = OmegaConf.to_container(cfg, resolve=True)
         settings = OmegaConf.to_object(cfg)
@@ -57,7 +69,9 @@ def run_product(cfg: DictConfig, output_dir: Path) -> RenderResult:
     torch.set_num_threads(settings.torch_threads)
     source = RenderSource.resolve(run=config["run"], log=config["log"], checkpoint=config["checkpoint"])
     kind = settings.product.kind
-    output = Path(config["output"]) if config["output"] else output_dir / f"{kind}.mp4"
+    output = (
+        Path(config["output"]) if config["output"] else default_output(kind, config["run"], config["log"], sweep_dir)
+    )
     common = {
         "overlay": settings.overlay,
         "video": settings.video,
@@ -82,7 +96,8 @@ def main(cfg: DictConfig) -> None:
         )
     with _terminate_as_exit():
         try:
-            result = run_product(cfg, Path(hydra_config.runtime.output_dir))
+            sweep_dir = Path(hydra_config.runtime.output_dir) if hydra_config.mode == RunMode.MULTIRUN else None
+            result = run_product(cfg, sweep_dir)
         except (RenderError, ReplayError) as error:
             refuse(error)  # a mistake in the input, explained by its message: no traceback (as replay.verify does)
     log.info("wrote %s (%d frames, episodes %s)", result.output, result.frames, list(result.episodes))
@@ -105,3 +120,8 @@ def _terminate_as_exit() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def cli() -> None:
+    """``python -m render`` and the console script ``ale-replay-render``."""
+    run_app(main, "python -m render", interrupted="interrupted; the video being written was discarded")

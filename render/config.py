@@ -259,7 +259,8 @@ class RenderConfig:
         run: A run folder (``trajectories.h5`` and ``checkpoints/``), relative to where you launch.
         log: Any trajectory log; overrides ``run`` (``raw``/``minimal`` need nothing else).
         checkpoint: One checkpoint file explaining every frame (``full`` with ``log=`` needs it).
-        output: The video file; ``null`` writes ``<product>.mp4`` into the Hydra job's output folder.
+        output: The video file; ``null`` writes ``<product>-<time>.mp4`` into the run's ``videos/`` folder (in a
+            sweep, ``<product>.mp4`` into each job's folder).
         episode: For ``product=episode``: an index, ``best``, ``worst`` or ``last``.
         torch_threads: Threads for the network (x264 wants the rest).
         workers: Processes re-simulating episodes ahead of the renderer (0: in the rendering process; null:

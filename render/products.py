@@ -14,6 +14,8 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from render.config import (
     OVERLAYS,
     EpisodeProductConfig,
@@ -34,10 +36,8 @@ from render.scenes import SceneSettings, episode_scene
 from render.schedule import TrainingSchedule
 from render.selection import SeekCost, Selector, chronological, evenly, every, pick_episode, progress_range
 from replay import EpisodeRecord, TrajectoryLog
+from replay.run_folder import RunFolder
 from replay.train.network import OBS_SHAPE
-
-LOG_FILE = "trajectories.h5"
-CHECKPOINT_DIR = "checkpoints"
 
 
 @dataclass(frozen=True)
@@ -69,17 +69,18 @@ class RenderSource:
                 f"run={run}: there is no such folder ({folder.resolve()}); a relative run= is taken from the folder "
                 "you run the command in: pass run=<the run's folder> or log=<file.h5>"
             )
-        if not (folder / LOG_FILE).is_file():
+        if not RunFolder(folder).log.is_file():
             raise RenderConfigError(
-                f"{folder} holds no {LOG_FILE}; pass run=<a folder made by python -m replay.train> or log=<file.h5>"
+                f"{folder} holds no {RunFolder(folder).log.name}; pass run=<a folder made by python -m replay.train> "
+                "or log=<file.h5>"
             )
-        return cls(folder / LOG_FILE, folder, file)
+        return cls(RunFolder(folder).log, folder, file)
 
     @property
     def checkpoints(self) -> Path | None:
-        if self.run is None or not (self.run / CHECKPOINT_DIR).is_dir():
+        if self.run is None or not RunFolder(self.run).checkpoints.is_dir():
             return None
-        return self.run / CHECKPOINT_DIR
+        return RunFolder(self.run).checkpoints
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,33 @@ def render_episode(
             raise SelectionError(f"{source.log}: {error}") from None
         session.prepare([chosen], product.frame_stride)
         return session.encode(session.frames(0), output, "episode", config)
+
+
+def render_still(
+    source: RenderSource,
+    *,
+    episode: str | int = "best",
+    step: int = 0,
+    overlay: OverlayConfig | None = None,
+    tag: str = "any",
+) -> np.ndarray:
+    """One frame of an episode as the episode product draws it (RGB uint8 HxWx3): step ``step`` (0 is the reset
+    frame) of ``episode`` (an index, or ``best``/``worst``/``last`` among ``tag``), with ``overlay``."""
+    with _Session(source, overlay or OverlayConfig(), VideoConfig(progress=False), workers=0) as session:
+        try:
+            chosen = pick_episode(session.log.episodes, episode, tag)
+        except SelectionError as error:
+            raise SelectionError(f"{source.log}: {error}") from None
+        if not 0 <= step <= chosen.length:
+            raise SelectionError(
+                f"{source.log}: episode {chosen.index} has steps 0..{chosen.length}, not step {step}; pick a step "
+                "in that range"
+            )
+        session.prepare([chosen], 1)
+        for index, frame in enumerate(session.frames(0)):
+            if index == step:
+                return frame.image.copy()
+    raise AssertionError("unreachable: an episode yields length + 1 frames")
 
 
 def render_timelapse(

@@ -49,7 +49,7 @@ def refuse(error: BaseException) -> NoReturn:
 
 def run_app(main: Callable[[], None], command: str, *, interrupted: str = "interrupted") -> None:
     """Run a ``@hydra.main`` function as ``command`` (``python -m render``, say), reporting config mistakes and
-    Ctrl-C (as ``interrupted``) in one line on stderr."""
+    Ctrl-C (as ``interrupted``, or as the last note the app added to the interrupt) in one line on stderr."""
     previous = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
@@ -65,8 +65,10 @@ def run_app(main: Callable[[], None], command: str, *, interrupted: str = "inter
             raise
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print(f"{command}: {interrupted}", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        # The app may say what the interrupt left behind (a note on the exception: the run to resume).
+        notes = getattr(interrupt, "__notes__", None)
+        print(f"{command}: {'interrupted; ' + notes[-1] if notes else interrupted}", file=sys.stderr)
         sys.exit(INTERRUPTED)
     finally:
         if previous is None:

@@ -10,11 +10,13 @@ viewer read it::
         episodes.csv           every finished episode: tag, global step, policy version, return, length
         updates.csv            every update: losses, learning rate, steps/s
         tensorboard/           the same scalars for TensorBoard (when the tensorboard extra is installed)
+        videos/                what python -m render makes of the run when no output= is given
         hydra/                 Hydra's record of each launch
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +27,19 @@ CONFIG = "config.yaml"
 EPISODES = "episodes.csv"
 UPDATES = "updates.csv"
 TENSORBOARD = "tensorboard"
+VIDEOS = "videos"
 HYDRA = "hydra"
+CHECKPOINT_FILE = re.compile(r"^v(\d{6,})\.pt$")  # v<policy version, 6 digits or more>.pt
+
+
+def checkpoint_name(policy_version: int) -> str:
+    """The file name of a policy version's checkpoint.
+
+    Example:
+        >>> checkpoint_name(42)
+        'v000042.pt'
+    """
+    return f"v{policy_version:06d}.pt"
 
 
 @dataclass(frozen=True)
@@ -71,5 +85,16 @@ class RunFolder:
         return self.path / TENSORBOARD
 
     @property
+    def videos(self) -> Path:
+        return self.path / VIDEOS
+
+    @property
     def hydra(self) -> Path:
         return self.path / HYDRA
+
+    def checkpoint_versions(self) -> list[int]:
+        """The policy versions with a checkpoint file in ``checkpoints/``, in order (none if it does not exist)."""
+        if not self.checkpoints.is_dir():
+            return []
+        found = (CHECKPOINT_FILE.match(p.name) for p in self.checkpoints.iterdir())
+        return sorted(int(m.group(1)) for m in found if m)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import multiprocessing
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -11,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from replay.errors import DesyncError
+from replay.errors import DesyncError, ReplayError
 from replay.reader import EpisodeRecord, TrajectoryLog
 
 
@@ -140,3 +142,33 @@ def _check_episode(
             f"total reward {total_reward:g} differs from the recorded {episode.total_reward:g}",
         )
     return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m replay.verify`` (``ale-replay-verify``): exit 0 if every episode replays exactly, 1 if any
+    diverges, 2 if the log cannot be read."""
+    parser = argparse.ArgumentParser(
+        prog="python -m replay.verify",
+        description="Re-simulate every episode of a trajectory log and check it against the recording.",
+    )
+    parser.add_argument("path", type=Path, help="trajectory log (.h5)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--workers", type=_positive, default=1, help="processes to split the lanes over")
+    args = parser.parse_args(argv)
+    try:
+        report = verify(args.path, progress=not args.quiet, workers=args.workers)
+    except ReplayError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(report)
+    return 0 if report.ok else 1
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of processes, got {text!r}")
+    return value

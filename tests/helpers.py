@@ -10,10 +10,14 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ale_py
 import gymnasium as gym
 import numpy as np
+
+if TYPE_CHECKING:
+    from replay.train import TrainConfig
 
 gym.register_envs(ale_py)
 
@@ -189,3 +193,16 @@ def start_train_cli(cwd: Path, *args: str, terminal: bool = False) -> subprocess
         text=True,
         **(group if terminal else {}),
     )
+
+
+def compose_config(overrides: list[str]) -> TrainConfig:
+    """The trainer's config as ``python -m replay.train <overrides>`` composes it."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from replay.train.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    return OmegaConf.to_object(cfg)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import bisect
 import os
 import pickle
-import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 import torch
 
 from replay.errors import CheckpointError
-from replay.run_folder import RESUME_STATE
+from replay.run_folder import CHECKPOINT_FILE, RESUME_STATE, checkpoint_name
 from replay.train.network import ARCH, OBS_SHAPE, ActorCritic
 
 FORMAT = "ale-replay/checkpoint"
@@ -33,7 +32,6 @@ RESUME_FORMAT = "ale-replay/resume-state"
 FORMAT_VERSION = 1
 RESUME_FILE = RESUME_STATE
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
-_VERSION_FILE = re.compile(r"^v(\d{6,})\.pt$")
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,7 @@ class CheckpointRef:
 
 def checkpoint_path(directory: Path, policy_version: int) -> Path:
     """The file that holds ``policy_version`` in a checkpoint directory."""
-    return Path(directory) / f"v{policy_version:06d}.pt"
+    return Path(directory) / checkpoint_name(policy_version)
 
 
 def _atomic_save(payload: dict[str, Any], path: Path) -> None:
@@ -224,7 +222,7 @@ class CheckpointIndex:
             raise CheckpointError(f"checkpoint directory {self.directory} does not exist; pass <run_dir>/checkpoints")
         found = []
         for path in self.directory.iterdir():
-            match = _VERSION_FILE.match(path.name)
+            match = CHECKPOINT_FILE.match(path.name)
             if match:
                 found.append((int(match.group(1)), path))
         found.sort()

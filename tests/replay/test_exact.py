@@ -210,12 +210,14 @@ def test_verify_passes_on_a_good_log(tmp_path):
     assert verify(path, progress=False, workers=2) == report  # lanes split over processes
 
 
-def test_verify_stays_callable_after_the_cli_module_is_imported(tmp_path):
+def test_verify_stays_callable_after_its_command_is_imported(tmp_path):
+    """The command (``python -m replay.verify``, the console script) lives in ``replay.verification``: importing it
+    leaves ``replay.verify`` the function."""
     import importlib
 
     import replay
 
-    importlib.import_module("replay.verify")  # rebinds the package attribute to the CLI module
+    importlib.import_module("replay.verification").main  # what the console script ale-replay-verify imports
     path = tmp_path / "log.h5"
     record_vector(path, "Breakout", STICKY, 60, n_envs=1, snapshot_interval=20)
     assert replay.verify(path, progress=False).ok

@@ -18,8 +18,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from helpers import FAST, ROOT, start_train_cli
-from hydra import compose, initialize_config_dir
+from helpers import FAST, ROOT, compose_config, start_train_cli
 
 from replay import verify
 from replay.errors import CheckpointError
@@ -30,14 +29,6 @@ from replay.train.envs import EnvConfig, make_env, make_vector_env
 from replay.train.network import LAYER_NAMES, ActorCritic
 from replay.train.ppo import Rollout, advantages
 from replay.wrappers import FireOnLifeLoss
-
-
-def compose_config(overrides: list[str]) -> TrainConfig:
-    from omegaconf import OmegaConf
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
-    return OmegaConf.to_object(cfg)
 
 
 @pytest.fixture(scope="module")
@@ -275,8 +266,9 @@ def test_ctrl_c_to_training_with_async_envs_is_one_line_and_keeps_the_log(tmp_pa
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith(
-        "python -m replay.train: interrupted"
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == (
+        "python -m replay.train: interrupted; the log is whole; continue the run with: "
+        f"python -m replay.train resume={run_dir}"
     )
     assert verify(run_dir / "trajectories.h5", progress=False).ok
     with TrajectoryLog(run_dir / "trajectories.h5") as log:
