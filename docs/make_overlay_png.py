@@ -1,6 +1,6 @@
 """Make ``docs/overlay.png``, the README's picture: one frame of the sample run's best episode with the full overlay.
 
-    python docs/make_overlay_png.py [--run data/sample/breakout] [--episode best] [--step 400] [--output docs/overlay.png]
+    python docs/make_overlay_png.py [--run RUN] [--episode best] [--step 400] [--output docs/overlay.png]
 
 The frame is re-simulated from the log and explained by the checkpoint that matches it, exactly as
 ``python -m render`` draws it, and written as a lossless PNG (temporary file, then rename).

@@ -32,11 +32,13 @@ class ProbeSettings:
         batch_size: Observations per forward pass.
         hidden_sample: Hidden units of ``fc`` in the diagram (the most variable ones of the first batch).
         thumbnails: Feature maps shown per conv layer (the most active channels of the first batch).
+        device: The torch device the network runs on (``cpu``, ``cuda``, ``cuda:1``); results come back to the CPU.
     """
 
     batch_size: int = 64
     hidden_sample: int = 32
     thumbnails: int = 4
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "hidden_sample", "thumbnails"):
@@ -61,8 +63,9 @@ class NetworkProbe:
     """
 
     def __init__(self, model: nn.Module, settings: ProbeSettings | None = None) -> None:
-        self.model = model.eval()
         self.settings = settings or ProbeSettings()
+        self.device = torch.device(self.settings.device)
+        self.model = model.eval().to(self.device)
         modules = dict(model.named_children())
         missing = [name for name in (*CONV_LAYERS, HIDDEN_LAYER, "policy", "value") if name not in modules]
         if missing:
@@ -105,12 +108,12 @@ class NetworkProbe:
 
     def _batch(self, observations: np.ndarray) -> list[FrameAnalytics]:
         with torch.inference_mode():
-            logits, values = self.model(torch.from_numpy(np.ascontiguousarray(observations)))
-        probabilities = torch.softmax(logits.float(), dim=-1).numpy()
-        values = values.float().reshape(-1).numpy()
+            logits, values = self.model(torch.from_numpy(np.ascontiguousarray(observations)).to(self.device))
+        probabilities = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        values = values.float().reshape(-1).cpu().numpy()
         # The network's blocks end in ReLU; clamping keeps a bare Conv2d/Linear layer honest too.
-        maps = [self._captured[name].clamp_min(0).numpy() for name in CONV_LAYERS]
-        hidden = self._captured[HIDDEN_LAYER].clamp_min(0).numpy()
+        maps = [self._captured[name].clamp_min(0).cpu().numpy() for name in CONV_LAYERS]
+        hidden = self._captured[HIDDEN_LAYER].clamp_min(0).cpu().numpy()
         self._captured.clear()
         means = [m.mean(axis=(2, 3)) for m in maps]
         if self._scales is None:

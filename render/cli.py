@@ -77,6 +77,7 @@ def run_product(cfg: DictConfig, sweep_dir: Path | None = None) -> RenderResult:
         "video": settings.video,
         "config": config,
         "workers": settings.workers,
+        "device": settings.device,
     }
     if kind == "episode":
         return render_episode(source, output, episode=settings.episode, product=settings.product, **common)

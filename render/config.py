@@ -263,6 +263,8 @@ class RenderConfig:
             sweep, ``<product>.mp4`` into each job's folder).
         episode: For ``product=episode``: an index, ``best``, ``worst`` or ``last``.
         torch_threads: Threads for the network (x264 wants the rest).
+        device: Where the network runs for the full overlay: ``auto`` (CUDA when torch sees a GPU, else the
+            CPU), ``cpu``, ``cuda`` or ``cuda:N``.
         workers: Processes re-simulating episodes ahead of the renderer (0: in the rendering process; null:
             none for one episode or consecutive ones, two for episodes spread over the run).
     """
@@ -277,6 +279,7 @@ class RenderConfig:
     output: str | None = None
     episode: str = "best"
     torch_threads: int = 1
+    device: str = "auto"
     workers: int | None = None
 
     def __post_init__(self) -> None:

@@ -37,6 +37,7 @@ from render.schedule import TrainingSchedule
 from render.selection import SeekCost, Selector, chronological, evenly, every, pick_episode, progress_range
 from replay import EpisodeRecord, TrajectoryLog
 from replay.run_folder import RunFolder
+from replay.train.config import resolve_device
 from replay.train.network import OBS_SHAPE
 
 
@@ -103,15 +104,17 @@ def render_episode(
     video: VideoConfig | None = None,
     config: Mapping[str, Any] | None = None,
     workers: int | None = None,
+    device: str = "auto",
 ) -> RenderResult:
     """Render one episode (an index, or ``best``/``worst``/``last`` among ``product.tag``) frame by frame.
 
     ``workers`` processes re-simulate ahead of the renderer (0: in this process; ``None``: as
     :func:`render.feed.auto_workers` decides); ``config`` is stored in the sidecar as the resolved
-    configuration. The other products take the same arguments.
+    configuration; ``device`` is where the network runs (``auto``: CUDA when torch sees a GPU). The other
+    products take the same arguments.
     """
     product = product or EpisodeProductConfig()
-    with _Session(source, overlay or OverlayConfig(), video or VideoConfig(), workers=workers) as session:
+    with _Session(source, overlay or OverlayConfig(), video or VideoConfig(), workers=workers, device=device) as session:
         try:
             chosen = pick_episode(session.log.episodes, episode, product.tag)
         except SelectionError as error:
@@ -157,11 +160,12 @@ def render_timelapse(
     video: VideoConfig | None = None,
     config: Mapping[str, Any] | None = None,
     workers: int | None = None,
+    device: str = "auto",
 ) -> RenderResult:
     """Episodes selected across the run, sped up by a frame stride; training progress always on screen."""
     product = product or TimelapseProductConfig()
     video = video or VideoConfig()
-    with _Session(source, overlay or OverlayConfig(), video, workers=workers, progress_bar=True) as session:
+    with _Session(source, overlay or OverlayConfig(), video, workers=workers, progress_bar=True, device=device) as session:
         selection = selection or SelectionConfig()
         selector = make_selector(selection, session.schedule, seek_distance(session.log))
         chosen = selector(session.log.episodes)
@@ -189,12 +193,13 @@ def render_progression(
     video: VideoConfig | None = None,
     config: Mapping[str, Any] | None = None,
     workers: int | None = None,
+    device: str = "auto",
 ) -> RenderResult:
     """The milestone evaluation episodes in order, each after a card ``10% - 100k steps - return 7``."""
     product = product or ProgressionProductConfig()
     video = video or VideoConfig()
     overlay = overlay or OverlayConfig()
-    with _Session(source, overlay, video, workers=workers) as session:
+    with _Session(source, overlay, video, workers=workers, device=device) as session:
         chosen = milestone_episodes(session.log.episodes, product.per_milestone)
         if not chosen:
             raise SelectionError(
@@ -360,11 +365,16 @@ class _Session:
         *,
         workers: int | None = None,
         progress_bar: bool = False,
+        device: str = "auto",
     ) -> None:
         if overlay.kind not in OVERLAYS:
             raise RenderConfigError(f"unknown overlay {overlay.kind!r}; choose one of {', '.join(OVERLAYS)}")
         self.source, self.overlay_config, self.video = source, overlay, video
         self.workers, self.progress_bar = workers, progress_bar
+        try:  # before any work: an unusable device is refused at once
+            self.device = str(resolve_device(device))
+        except ValueError as error:
+            raise RenderConfigError(str(error)) from None
         self.log = TrajectoryLog(source.log)
         self.schedule = TrainingSchedule.from_metadata(self.log.metadata)
         self.policies: PolicyLibrary | None = None
@@ -490,7 +500,7 @@ class _Session:
                 )
 
     def _policies(self) -> PolicyLibrary:
-        source, probe = self.source, self.overlay_config.probe()
+        source, probe = self.source, dataclasses.replace(self.overlay_config.probe(), device=self.device)
         common = {"env_id": self.log.env_id, "n_actions": len(self.log.action_meanings), "settings": probe}
         if source.checkpoint is not None:
             return PolicyLibrary(checkpoint=source.checkpoint, **common)

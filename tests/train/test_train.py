@@ -294,7 +294,7 @@ def test_a_sweep_of_refused_settings_names_the_job_in_one_line_and_exits_2(tmp_p
 def test_fire_on_life_loss_is_rebuilt_from_the_spec_and_keeps_playing_after_a_life() -> None:
     env = make_env(EnvConfig(id="ALE/Breakout-v5"))
     rebuilt = gym.make(gym.envs.registration.EnvSpec.from_json(env.spec.to_json()))
-    assert "replay.atari:FireOnLifeLoss" in [w.entry_point for w in rebuilt.spec.additional_wrappers]
+    assert "replay.wrappers:FireOnLifeLoss" in [w.entry_point for w in rebuilt.spec.additional_wrappers]
     obs_a, info = env.reset(seed=7)
     obs_b, _ = rebuilt.reset(seed=7)
     lives = [info["lives"]]
