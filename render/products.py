@@ -114,7 +114,9 @@ def render_episode(
     products take the same arguments.
     """
     product = product or EpisodeProductConfig()
-    with _Session(source, overlay or OverlayConfig(), video or VideoConfig(), workers=workers, device=device) as session:
+    with _Session(
+        source, overlay or OverlayConfig(), video or VideoConfig(), workers=workers, device=device
+    ) as session:
         try:
             chosen = pick_episode(session.log.episodes, episode, product.tag)
         except SelectionError as error:
@@ -165,7 +167,9 @@ def render_timelapse(
     """Episodes selected across the run, sped up by a frame stride; training progress always on screen."""
     product = product or TimelapseProductConfig()
     video = video or VideoConfig()
-    with _Session(source, overlay or OverlayConfig(), video, workers=workers, progress_bar=True, device=device) as session:
+    with _Session(
+        source, overlay or OverlayConfig(), video, workers=workers, progress_bar=True, device=device
+    ) as session:
         selection = selection or SelectionConfig()
         selector = make_selector(selection, session.schedule, seek_distance(session.log))
         chosen = selector(session.log.episodes)
