@@ -25,6 +25,7 @@ from replay.errors import LogFormatError, RecordingError
 
 gym.register_envs(ale_py)
 
+
 @dataclass(frozen=True)
 class LaneState:
     """What a snapshot of one env holds: the serialized ALE state (with the sticky-action RNG when the env has

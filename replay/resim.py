@@ -11,6 +11,7 @@ exact by construction and still checked at every sync position.
 from __future__ import annotations
 
 import bisect
+import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -106,23 +107,49 @@ def resimulate(
     )
 
 
-def _anchors(lane: Lane, first: int, observations: bool) -> Iterator[tuple[str, int, int]]:
-    """Candidate anchors, nearest first: ("live", position, -1), ("snapshot", position, row), ("seed", ...)."""
-    candidates: list[tuple[int, int, str, int]] = []
+class AnchorKind(enum.IntEnum):
+    """Where re-simulation starts; at equal positions the higher value is preferred (cheaper to start from)."""
+
+    SEED = 0  # the seeded reset that began the lane, or a later one
+    SNAPSHOT = 1  # a stored emulator snapshot, trusted once a check downstream agrees
+    LIVE = 2  # the env an earlier read left at a verified position
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A position re-simulation can start from: ``row`` is a snapshot's row, ``seed`` a seeded reset's seed."""
+
+    kind: AnchorKind
+    position: int
+    row: int = -1
+    seed: int = 0
+
+
+class Trust(enum.Enum):
+    """How far the observations re-simulation produces can be trusted since it started from its anchor."""
+
+    UNVERIFIED = "unverified"  # after a restore: the wrappers' stack (the frame stack) is not refilled yet
+    PENDING = "pending"  # a reset refilled the wrappers; exact once the next state check agrees
+    VERIFIED = "verified"
+
+
+def _anchors(lane: Lane, first: int, observations: bool) -> Iterator[Anchor]:
+    """Candidate anchors, nearest first (at the same position: live, then snapshot, then seeded reset)."""
+    candidates: list[Anchor] = []
     if lane.live is not None and lane.live.position < first:
-        candidates.append((lane.live.position, 2, "live", -1))
+        candidates.append(Anchor(AnchorKind.LIVE, lane.live.position))
     for row, snapshot in enumerate(lane.snapshots):
         position = int(snapshot["position"])
         if position < first and (not observations or _can_trust_observations(lane, position, first)):
-            candidates.append((position, 1, "snapshot", row))
+            candidates.append(Anchor(AnchorKind.SNAPSHOT, position, row=row))
     for position, seed in lane.resets.items():
         if seed != fmt.NO_SEED and position <= first:
-            candidates.append((position, 0, "seed", seed))
-    candidates.sort(reverse=True)
-    for position, _, kind, extra in candidates:
-        if kind == "live" and (lane.live is None or lane.live.position != position):
+            candidates.append(Anchor(AnchorKind.SEED, position, seed=seed))
+    candidates.sort(key=lambda a: (a.position, a.kind), reverse=True)
+    for anchor in candidates:
+        if anchor.kind is AnchorKind.LIVE and (lane.live is None or lane.live.position != anchor.position):
             continue  # a failed attempt at a nearer anchor took (and closed) the live env
-        yield kind, position, extra
+        yield anchor
 
 
 def _can_trust_observations(lane: Lane, snapshot: int, first: int) -> bool:
@@ -135,18 +162,18 @@ def _can_trust_observations(lane: Lane, snapshot: int, first: int) -> bool:
 
 def _run(
     lane: Lane,
-    anchor: tuple[str, int, int],
+    anchor: Anchor,
     first: int,
     last: int,
     frames: bool,
     observations: bool,
     episode: int | None,
 ) -> Iterator[Emitted]:
-    kind, position, extra = anchor
-    if kind == "live":
+    kind, position = anchor.kind, anchor.position
+    if kind is AnchorKind.LIVE:
         live, lane.live = lane.live, None
         env = live.env
-        trusted_frames = trusted_obs = True
+        trusted_frames, trusted_obs = True, Trust.VERIFIED
     else:
         # A seeded reset reloads the ROM and reseeds everything, so an env left by an earlier read serves as well
         # as a new one (building one costs ~0.2 s); the sync checks would catch any difference.
@@ -154,14 +181,14 @@ def _run(
             env, lane.live = lane.live.env, None
         else:
             env = rebuild.make_env(lane.spec, lane.source)
-        if kind == "seed":
-            observation, _ = env.reset(seed=extra)
-            trusted_frames = trusted_obs = True
+        if kind is AnchorKind.SEED:
+            observation, _ = env.reset(seed=anchor.seed)
+            trusted_frames, trusted_obs = True, Trust.VERIFIED
         else:
             first_seed = next((s for s in lane.resets.values() if s != fmt.NO_SEED), 0)
             env.reset(seed=first_seed)
             try:
-                state = _snapshot_state(lane, extra)
+                state = _snapshot_state(lane, anchor.row)
             except LogFormatError:
                 env.close()
                 raise _RestoreFailed from None  # a damaged snapshot: an earlier anchor may still work
@@ -184,7 +211,7 @@ def _run(
             elif stateful:  # what they held (frames counted under a frame skip, a sticky action) is not recorded
                 env.close()
                 raise _RestoreFailed
-            trusted_frames = trusted_obs = False
+            trusted_frames, trusted_obs = False, Trust.UNVERIFIED
     held: list[Emitted] = []
     emitted_any = False
     at = position  # the last position the env has emulated
@@ -192,7 +219,7 @@ def _run(
     finished = False
     healthy = True
     try:
-        if kind == "seed" and position == first:
+        if kind is AnchorKind.SEED and position == first:
             yield Emitted(
                 position,
                 "reset",
@@ -217,8 +244,8 @@ def _run(
             if seed is not None:
                 observation, _ = env.reset(seed=None if seed == fmt.NO_SEED else seed)
                 event = "reset"
-                if trusted_obs is False:
-                    trusted_obs = "pending"  # the wrappers are fresh; exact once the state check agrees
+                if trusted_obs is Trust.UNVERIFIED:
+                    trusted_obs = Trust.PENDING
             elif action == ACTION_IDLE:
                 event = "idle"
             else:
@@ -229,8 +256,8 @@ def _run(
             if check is not None:
                 state_ok = emulator.current_state_crc(env) == check[0]
                 obs_ok = event == "idle" or emulator.obs_crc(observation) == check[1]
-                if not state_ok or (trusted_obs is True and observations and not obs_ok):
-                    if emitted_any or kind != "snapshot":
+                if not state_ok or (trusted_obs is Trust.VERIFIED and observations and not obs_ok):
+                    if emitted_any or kind is not AnchorKind.SNAPSHOT:
                         raise DesyncError(
                             f"{lane.source}: stream {lane.stream} lane {lane.lane} diverges at position {p} "
                             f"(episode {episode}: the {'emulator state' if not state_ok else 'observation'} "
@@ -244,10 +271,10 @@ def _run(
                     raise _RestoreFailed
                 trusted_frames = True
                 matched = p
-                if trusted_obs == "pending" or (trusted_obs is False and obs_ok):
-                    trusted_obs = True
+                if trusted_obs is Trust.PENDING or (trusted_obs is Trust.UNVERIFIED and obs_ok):
+                    trusted_obs = Trust.VERIFIED
             if first <= p <= last:
-                if observations and trusted_obs is False:
+                if observations and trusted_obs is Trust.UNVERIFIED:
                     raise _RestoreFailed  # this anchor cannot give exact observations this early
                 held.append(
                     Emitted(
@@ -261,12 +288,12 @@ def _run(
                         np.array(observation) if observations and event != "idle" else None,
                     )
                 )
-            if held and trusted_frames and (not observations or trusted_obs is True):
+            if held and trusted_frames and (not observations or trusted_obs is Trust.VERIFIED):
                 yield from held
                 emitted_any = True
                 held.clear()
         if held:
-            if kind != "snapshot":
+            if kind is not AnchorKind.SNAPSHOT:
                 yield from held
             else:
                 raise _RestoreFailed  # nothing downstream verifies this restore
@@ -275,7 +302,7 @@ def _run(
         healthy = False
         raise
     finally:
-        if healthy and (finished or (trusted_frames and trusted_obs is True)):
+        if healthy and (finished or (trusted_frames and trusted_obs is Trust.VERIFIED)):
             lane.live = LiveEnv(env, at)
         else:
             env.close()
