@@ -8,6 +8,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -465,20 +466,6 @@ def test_a_config_hydra_cannot_compose_is_one_line_and_exit_2(tmp_path: Path, ov
     assert "_schema" not in line
 
 
-def test_help_lists_the_render_groups_and_their_options_as_conf_holds_them() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "render", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    listed = {
-        name: {option.split(" (")[0].strip() for option in options.split(",")}
-        for name, options in re.findall(r"^(product|overlay|video|selection): (.*)$", done.stdout, re.MULTILINE)
-    }
-    on_disk = {group: {p.stem for p in (ROOT / "conf" / group).glob("*.yaml")} for group in listed}
-    assert set(listed) == {"product", "overlay", "video", "selection"} and listed == on_disk
-    assert "ppo:" not in done.stdout and "_schema" not in done.stdout  # the trainer's groups, internal names
-
-
 def _file_size_limit(limit: int) -> Callable[[], None]:
     """A ``preexec_fn`` for a child that may write files of at most ``limit`` bytes: a write past it fails with
     EFBIG, as a write to a full disk fails with ENOSPC (ignoring SIGXFSZ, which would otherwise kill it)."""
@@ -575,3 +562,41 @@ def test_a_palette_colour_is_set_by_its_key_on_the_command_line(run_dir: Path) -
     cfg = _compose([f"run={run_dir}", "overlay.palette.text=[1,2]"])
     with pytest.raises(RenderConfigError, match=r"overlay.palette.text must be three 0..255 values"):
         OmegaConf.to_object(cfg).overlay.style()
+
+
+def test_a_render_without_output_goes_to_the_runs_videos_and_leaves_the_launch_folder_untouched(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """A single render writes its video and sidecar into ``<run>/videos/`` and nothing else anywhere: no Hydra
+    folder, no log file in the folder it was launched from; a refused render writes nothing at all."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    command = [sys.executable, "-m", "render", f"run={run}", "episode=3", "overlay=raw", "video=preview"]
+    done = subprocess.run([*command, "video.progress=false"], cwd=launch, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert list(launch.iterdir()) == []
+    [video] = (run / "videos").glob("episode-*.mp4")
+    assert sorted(p.name for p in (run / "videos").iterdir()) == [video.name, video.name + ".json"]
+    assert f"wrote {video}" in done.stdout
+    with TrajectoryLog(run / "trajectories.h5") as log:
+        assert len(decode_video(video)) == log.episode(3).length + 1
+
+    shutil.rmtree(run / "videos")
+    refused = subprocess.run([*command[:-3], "episode=5000"], cwd=launch, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: ")
+    assert list(launch.iterdir()) == [] and not (run / "videos").exists()
+
+
+def test_the_video_presets_are_ordered_by_size_as_named(run_dir: Path, tmp_path: Path) -> None:
+    """``preview`` makes smaller files than ``default``, and ``default`` than ``hq``, for the game alone and for
+    the full overlay."""
+    for overlay in ("raw", "full"):
+        sizes = {}
+        for preset in ("preview", "default", "hq"):
+            output = tmp_path / f"{overlay}-{preset}.mp4"
+            cfg = _compose([f"run={run_dir}", "episode=3", f"overlay={overlay}", f"video={preset}", f"output={output}"])
+            run_product(cfg)
+            sizes[preset] = output.stat().st_size
+        assert sizes["preview"] < sizes["default"] < sizes["hq"], (overlay, sizes)

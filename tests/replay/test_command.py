@@ -1,13 +1,17 @@
-"""``replay.command.run_app``: what a Hydra app's command line reports in one line, and what keeps its traceback."""
+"""``replay.command``: what a Hydra app's command line reports in one line, what keeps its traceback, and what
+``--help`` lists."""
 
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
 import hydra
 import pytest
+from helpers import ROOT
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError
 
@@ -94,3 +98,40 @@ def test_a_refusal_from_inside_the_app_is_one_line_and_exit_2(tmp_path, monkeypa
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # the user asked for everything
     with pytest.raises(Refused, match="too small"):
         run_app(main, "app")
+
+
+HELP_APPS = {
+    "replay.train": ({"env", "ppo", "record"}, {"overlay", "product", "video", "selection"}),
+    "render": ({"product", "overlay", "video", "selection"}, {"env", "ppo", "record"}),
+}
+
+
+@pytest.mark.parametrize("module", sorted(HELP_APPS))
+def test_help_lists_the_apps_own_groups_and_every_setting_with_a_description(module: str) -> None:
+    own, others = HELP_APPS[module]
+    done = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    groups_part, settings_part = done.stdout.split("== Groups (group=option) ==")[1].split("== Settings")
+    listed = dict(re.findall(r"^(\w+): (.*)$", groups_part, re.MULTILINE))
+    assert set(listed) == own and not set(listed) & others
+    for group, options in listed.items():
+        assert set(options.split(", ")) == {p.stem for p in (ROOT / "conf" / group).glob("*.yaml")}
+    rows = [line for line in settings_part.splitlines()[1:] if "=" in line.split(" ")[0]]
+    composed = subprocess.run(
+        [sys.executable, "-m", module, "--cfg", "job"], capture_output=True, text=True, timeout=120
+    ).stdout
+    leaves = _leaf_keys(OmegaConf.create(composed))
+    assert {row.split("=")[0] for row in rows} == leaves  # every setting, and only settings
+    undescribed = [row for row in rows if len(row.split(None, 1)) < 2]
+    assert not undescribed, undescribed
+    assert "_schema" not in done.stdout
+
+
+def _leaf_keys(node: DictConfig, prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in node.items():
+        if isinstance(value, DictConfig):
+            keys |= _leaf_keys(value, f"{prefix}{key}.")
+        else:
+            keys.add(f"{prefix}{key}")
+    return keys
