@@ -13,10 +13,11 @@ import numpy as np
 from render.errors import SelectionError
 from render.schedule import TrainingSchedule
 from replay import EpisodeRecord
+from replay.reader import TAG_FILTERS
 
 Selector = Callable[[Sequence[EpisodeRecord]], list[EpisodeRecord]]
 SeekCost = Callable[[EpisodeRecord], int]
-TAGS = ("train", "eval", "any")
+TAGS = TAG_FILTERS
 
 
 def chronological(

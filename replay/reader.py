@@ -19,6 +19,9 @@ from replay.errors import EnvironmentMismatchError, EpisodeIndexError, LogFormat
 from replay.resim import Lane, resimulate
 from replay.run_folder import RunFolder
 
+# What the tag of an episode may be filtered by: the trainer's two tags, or any.
+TAG_FILTERS = ("train", "eval", "any")
+
 
 @dataclass(frozen=True)
 class EpisodeRecord:

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from replay.errors import ReplayError
-from replay.reader import EpisodeRecord, TrajectoryLog
+from replay.reader import TAG_FILTERS, EpisodeRecord, TrajectoryLog
 from replay.run_folder import RunFolder
 
-RETURN_WINDOW = 100
+RETURN_WINDOW = 100  # a run's mean return: of its last 100 finished training episodes, as RL papers report
 SORTS = ("index", "step", "return", "length")
-TAGS = ("any", "train", "eval")
 
 
 @dataclass(frozen=True)
@@ -194,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path", type=Path, help="a run folder (data/runs/...) or a trajectory log (.h5)")
     parser.add_argument("--episodes", action="store_true", help="add a table of the episodes")
     parser.add_argument("--sort", choices=SORTS, default="index", help="order of the episodes (default: index)")
-    parser.add_argument("--tag", choices=TAGS, default="any", help="only these episodes (default: any)")
+    parser.add_argument("--tag", choices=TAG_FILTERS, default="any", help="only these episodes (default: any)")
     parser.add_argument("--limit", type=_count, default=None, help="at most this many episodes (default: all)")
     parser.add_argument("--json", action="store_true", help='one JSON object: {"summary": ..., "episodes": [...]}')
     args = parser.parse_args(argv)

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from replay.errors import CheckpointError
 from replay.reader import EpisodeRecord
 from replay.run_folder import RunFolder
+from replay.show import RETURN_WINDOW
 from replay.train import ppo
 from replay.train.checkpoints import checkpoint_path, load_resume_state, save_checkpoint, save_resume_state
 from replay.train.config import TrainConfig, resolve_device, validate
@@ -48,8 +49,6 @@ from replay.train.run import (
     refused,
     save_config,
 )
-
-RETURN_WINDOW = 100  # the summary's mean return: of this many last training episodes, as RL papers report
 
 
 @dataclass
