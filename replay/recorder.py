@@ -130,8 +130,8 @@ class _Recording:
         self._wrapper_states = wrapper_states
         self.policy_version = 0
         self._recorded_version: int | None = None
-        # Per-lane bookkeeping in Python lists: it runs right after the emulator, where each small numpy call
-        # costs 5-35 us of cold caches (a sync position cost ~350 us with arrays here, ~1% of step time).
+        # Per-lane bookkeeping in Python lists: it runs right after the emulator, where each small numpy call pays
+        # for cold caches, and a handful of them a step would cost about 1% of the env's step time.
         self._lanes = range(n_lanes)
         self._seeded = [False] * n_lanes
         self._start = [-1] * n_lanes  # position of the open episode's reset, -1 between episodes
