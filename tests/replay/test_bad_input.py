@@ -255,6 +255,17 @@ def test_verify_cli_exit_codes(good_log, tmp_path):
         assert bad.returncode == 2 and "expected a positive number of processes" in bad.stderr, bad.stderr
 
 
+def test_verifying_a_log_without_episodes_says_so(tmp_path):
+    path = tmp_path / "empty.h5"
+    RecordTrajectory(make_env("Breakout", STICKY), path).close()  # never reset: a log without episodes
+    done = subprocess.run([sys.executable, "-m", "replay.verify", "--quiet", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"{path}: 0 episodes, 0 steps re-simulated",
+        "the log holds no episodes: nothing was checked",
+    ]
+
+
 def test_values_the_log_cannot_hold_are_refused_before_the_env_moves(tmp_path):
     path = tmp_path / "log.h5"
     env = RecordTrajectory(make_env("Breakout", STICKY), path)
