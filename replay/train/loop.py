@@ -98,6 +98,7 @@ def train(
     tracker = EpisodeTracker(p.num_envs, window=RETURN_WINDOW)
     tracker.remember(recent_train_returns(folder.episodes, RETURN_WINDOW))
     bar = tqdm(total=run.num_updates * p.batch_size, initial=run.global_step, unit="step", disable=not config.progress)
+    bar.set_postfix(_progress(math.nan, tracker, run.version))  # a resumed run's recent return shows at once
     if config.total_steps % p.batch_size:
         bar.write(
             f"note: total_steps={config.total_steps} is not a whole number of rollouts ({p.num_envs} envs x "
@@ -228,10 +229,7 @@ def train(
             if run.version in run.milestones or (every > 0 and run.version % every == 0):
                 checkpoint(run.milestones.get(run.version))
             bar.update(p.batch_size)
-            recent = tracker.mean_of_last(20)  # NaN until an episode has finished
-            bar.set_postfix(
-                sps=f"{steps_per_second:.0f}", ret="-" if math.isnan(recent) else f"{recent:.1f}", v=run.version
-            )
+            bar.set_postfix(_progress(steps_per_second, tracker, run.version))
         stopped = False
     except KeyboardInterrupt as interrupt:
         interrupt.add_note(f"the log is whole; continue the run with: python -m replay.train resume={folder.path}")
@@ -246,6 +244,13 @@ def train(
         scalars.close()
     print(_summary(folder.path, run.global_step, time.perf_counter() - started, tracker.mean_of_last(RETURN_WINDOW)))
     return folder.path
+
+
+def _progress(steps_per_second: float, tracker: EpisodeTracker, version: int) -> dict[str, str]:
+    """The progress bar's fields: steps/s, the mean return of the last 20 training episodes, the policy version."""
+    recent = tracker.mean_of_last(20)  # NaN until an episode has finished
+    speed = "-" if math.isnan(steps_per_second) else f"{steps_per_second:.0f}"
+    return {"sps": speed, "ret": "-" if math.isnan(recent) else f"{recent:.1f}", "v": str(version)}
 
 
 def _summary(run_dir: Path, global_step: int, seconds: float, mean_return: float) -> str:

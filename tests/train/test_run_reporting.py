@@ -7,6 +7,7 @@ import contextlib
 import csv
 import io
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,15 @@ def test_auto_is_the_cpu_here_and_cpu_is_cpu() -> None:
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected
     assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_a_resumed_runs_progress_bar_shows_its_recent_return_at_once(
+    finished: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished[0], run_dir)
+    returns = recent_train_returns(run_dir / "episodes.csv", 20)
+    assert returns, "the run finished training episodes"
+    train(resume_config(run_dir, ["total_steps=1024", "progress=true"]))
+    first_bar = capsys.readouterr().err.split("\r")[0:3]
+    assert any(f"ret={sum(returns) / len(returns):.1f}" in line for line in first_bar), first_bar
