@@ -47,6 +47,7 @@ def _record_then_kill(path, seconds):
         process.wait()
 
 
+@pytest.mark.slow  # fault injection with real processes; runs in CI's slow suite
 def test_sigkill_mid_recording_loses_only_the_unflushed_tail(tmp_path):
     path = tmp_path / "killed.h5"
     _record_then_kill(path, 4.0)
@@ -68,6 +69,7 @@ def _lanes_running_on_disk(path):
     return running
 
 
+@pytest.mark.slow  # fault injection with real processes; runs in CI's slow suite
 def test_episodes_in_flight_at_the_kill_are_listed_and_replay(tmp_path):
     # An episode is in flight on disk once its reset was flushed. Flushes happen at full positions, episode ends
     # among them, so a kill can land when a lane's next reset has not reached the file yet: then try again, so

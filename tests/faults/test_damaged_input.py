@@ -581,6 +581,7 @@ def structural_damage(draw: st.DrawFn) -> tuple[str, str, Damage]:
     return f"{name} replaced by {array.dtype} {array.shape}: {array!r}", name, rewritten(name, lambda _: array)
 
 
+@pytest.mark.slow  # fault injection with real processes; runs in CI's slow suite
 @settings(max_examples=30, deadline=None)
 @given(damage=structural_damage())
 def test_fuzzed_structure_gives_replay_errors_or_exact_replays(base_log, reader, reference, tmp_path_factory, damage):

@@ -93,6 +93,7 @@ METADATA_LOOP = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # fault injection with real processes; runs in CI's slow suite
 def test_kills_during_structural_changes_leave_a_readable_log(tmp_path):
     """A new stream or metadata attribute is made outside SWMR mode, where a kill left a file that opened neither
     way (6 of 10 killed loops of set_metadata); now on a copy swapped in by rename: every kill leaves a log that
@@ -202,6 +203,7 @@ def test_a_read_only_log_left_by_a_killed_writer_is_refused_and_permissions_are_
     assert verify(path, progress=False).ok
 
 
+@pytest.mark.slow  # fault injection with real processes; runs in CI's slow suite
 def test_a_log_being_written_can_be_read_by_another_process(tmp_path):
     path = tmp_path / "live.h5"
     child = subprocess.Popen(
@@ -248,6 +250,7 @@ DISK_FULL = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # fault injection with real processes; runs in CI's slow suite
 def test_disk_full_while_recording_is_a_clear_error_and_earlier_episodes_stay_readable(tmp_path):
     path = tmp_path / "full.h5"
     result = subprocess.run([sys.executable, "-c", DISK_FULL, str(path)], capture_output=True, text=True, timeout=300)
@@ -299,6 +302,7 @@ DISK_FILLS_AFTER_THE_CHECK = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # fault injection with real processes; runs in CI's slow suite
 def test_disk_filling_after_the_space_check_is_a_clear_error_and_the_log_stays_as_of_the_last_flush(tmp_path):
     path = tmp_path / "full.h5"
     result = subprocess.run(

@@ -8,6 +8,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from helpers import assert_video_close, decode_video
 
 from render.draw.compose import upscale_nearest
@@ -54,6 +55,7 @@ def _wait_for_finished_episode(path: Path, writer: subprocess.Popen, timeout: fl
     raise AssertionError(f"episode 0 of {path} was not flushed finished in {timeout} s (writer: {writer.poll()})")
 
 
+@pytest.mark.slow  # fault injection with real processes; runs in CI's slow suite
 def test_an_episode_of_a_log_being_written_renders_and_the_writer_is_unharmed(tmp_path: Path) -> None:
     log, stop, output = tmp_path / "live.h5", tmp_path / "stop", tmp_path / "x.mp4"
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(log), str(stop)], stdout=subprocess.PIPE, text=True)

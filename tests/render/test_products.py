@@ -370,7 +370,15 @@ def test_worker_errors_reach_the_renderer(run_dir: Path) -> None:
             list(feed.steps(0))
 
 
-@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["KILL", "TERM", "INT"])
+@pytest.mark.parametrize(
+    "signum",
+    [
+        signal.SIGKILL,
+        pytest.param(signal.SIGTERM, marks=pytest.mark.slow),  # handled like SIGINT: the slow suite covers both
+        pytest.param(signal.SIGINT, marks=pytest.mark.slow),
+    ],
+    ids=["KILL", "TERM", "INT"],
+)
 def test_a_render_killed_mid_way_leaves_nothing_at_the_output_and_the_next_run_succeeds(
     run_dir: Path, tmp_path: Path, signum: int
 ) -> None:

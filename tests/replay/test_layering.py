@@ -11,9 +11,7 @@ import pytest
 
 import replay
 
-ENGINE = sorted(
-    f"replay.{m.name}" for m in pkgutil.iter_modules(replay.__path__) if not m.ispkg
-)
+ENGINE = sorted(f"replay.{m.name}" for m in pkgutil.iter_modules(replay.__path__) if not m.ispkg)
 
 
 def loaded_by(module: str) -> set[str]:

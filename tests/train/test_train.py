@@ -139,6 +139,7 @@ def _episode_rows(run_dir: Path, kind: str) -> list[tuple[float, int]]:
     return [(float(r["episode_return"]), int(r["episode_length"])) for r in rows if r["kind"] == kind]
 
 
+@pytest.mark.slow  # fault injection with real processes; runs in CI's slow suite
 def test_resume_after_sigkill_keeps_the_log_and_completes(tmp_path: Path) -> None:
     run_dir = tmp_path / "killed"
     fast = [o for o in FAST if not o.startswith("record.flush_seconds=")]
@@ -443,6 +444,7 @@ def test_a_stop_right_after_the_final_resume_state_keeps_every_update_row(
     assert CheckpointIndex(run_dir / "checkpoints").versions[-1] == final
 
 
+@pytest.mark.slow  # fault injection with real processes; runs in CI's slow suite
 def test_a_run_killed_before_its_first_resume_state_resumes_from_the_start(tmp_path: Path) -> None:
     """Killed during the version-0 evaluation, before ``resume.pt`` exists: ``resume=`` trains it from version 0
     into the same log, keeping the checkpoint and the evaluation episode recorded before the kill."""
