@@ -92,11 +92,15 @@ def train(
         return Path(config.resume).absolute()  # finished already: nothing to do
     p = config.ppo
     folder = run.folder
-    episodes = CsvTable(folder.episodes, EPISODE_FIELDS)
-    updates = CsvTable(folder.updates, UPDATE_FIELDS)
-    scalars = Scalars.open(folder.tensorboard)
     tracker = EpisodeTracker(p.num_envs, window=RETURN_WINDOW)
-    tracker.remember(recent_train_returns(folder.episodes, RETURN_WINDOW))
+    try:
+        tracker.remember(recent_train_returns(folder.episodes, RETURN_WINDOW))
+        episodes = CsvTable(folder.episodes, EPISODE_FIELDS)
+        updates = CsvTable(folder.updates, UPDATE_FIELDS)
+        scalars = Scalars.open(folder.tensorboard)
+    except BaseException:
+        run.envs.close(terminate=True)
+        raise
     bar = tqdm(total=run.num_updates * p.batch_size, initial=run.global_step, unit="step", disable=not config.progress)
     bar.set_postfix(_progress(math.nan, tracker, run.version))  # a resumed run's recent return shows at once
     if config.total_steps % p.batch_size:
