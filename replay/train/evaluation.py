@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from replay.reader import EpisodeRecord, TrajectoryLog
+from replay.run_folder import CHECKPOINTS
 from replay.train.checkpoints import CheckpointRef, load_policy
 from replay.train.config import TrainConfig
 from replay.train.envs import make_env
@@ -67,7 +68,7 @@ def evaluate(
         writer.set_metadata(
             f"eval_v{ref.policy_version:06d}",
             {
-                "checkpoint": f"checkpoints/{ref.path.name}",
+                "checkpoint": f"{CHECKPOINTS}/{ref.path.name}",
                 "env_seeds": [s for s, _ in seeds],
                 "action_seeds": [s for _, s in seeds],
                 "greedy": config.eval.greedy,
