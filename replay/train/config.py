@@ -75,8 +75,8 @@ class TrainConfig:
         resume: A run folder to continue from its ``resume.pt``, or from the start if it was killed before its
             first one (with ``python -m replay.train``, its ``config.yaml`` is reused and other command-line
             overrides apply on top).
-        torch_threads: ``torch.set_num_threads``; the trainer's work is serial enough that a second thread only
-            pays off on an idle machine (``tests/bench/bench_threads.py``).
+        torch_threads: ``torch.set_num_threads``. One trains fastest when anything else runs beside it (a second
+            thread waits on the busy core); on an idle 2-core machine two are ~1.46x faster (``bench_threads.py``).
         device: ``auto`` (CUDA when torch sees a GPU, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``: where the
             network trains; the envs always run on the CPU.
         progress: Show a tqdm progress bar.
@@ -91,7 +91,7 @@ class TrainConfig:
     seed: int = 1
     run_dir: str | None = None
     resume: str | None = None
-    torch_threads: int = 2
+    torch_threads: int = 1
     device: str = "auto"
     progress: bool = True
 
