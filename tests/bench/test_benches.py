@@ -1,4 +1,4 @@
-"""The renderer's benchmark scripts still run end to end at a tiny size, and compare what they claim to compare.
+"""The benchmark scripts still run end to end at a tiny size, and compare what they claim to compare.
 
 Their figures are only meaningful at full size on an idle machine (see the README's Benchmarks); these cases
 keep the scripts from rotting between the sessions that run them.
@@ -81,3 +81,16 @@ def test_bench_render_parts_covers_every_section(tmp_path):
     assert set(report["kernels_cpu_us_per_frame"]) == {
         f"{part}: {way}" for part in ("diagram nodes", "feature-map thumbnails") for way in ("numpy/opencv", "kernel")
     }
+
+
+def test_bench_threads_trains_each_thread_count_and_reports_their_ratio(tmp_path):
+    out = tmp_path / "bench_threads.json"
+    command = [sys.executable, str(BENCH / "bench_threads.py"), "--rounds", "1", "--total-steps", "2048"]
+    command += ["--conditions", "idle", "--settle-seconds", "0", "--retries", "0", "--max-foreign", "99"]
+    done = subprocess.run([*command, "--json", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    runs = [r for r in report["runs"] if r["condition"] == "idle"]
+    assert sorted(r["torch_threads"] for r in runs) == [1, 2]
+    assert all(r["steps_per_second"] > 0 for r in runs)
+    assert list(tmp_path.iterdir()) == [out]  # the runs' folders went to a temporary folder, and are gone
