@@ -11,6 +11,7 @@ from typing import Any
 
 _EXPORTS = {
     "EncoderError": "render.errors",
+    "FrameExplanation": "render.explanations",
     "FullOverlay": "render.draw.overlays",
     "MinimalOverlay": "render.draw.overlays",
     "MissingCheckpointError": "render.errors",
@@ -21,6 +22,7 @@ _EXPORTS = {
     "RenderSource": "render.products",
     "SelectionError": "render.errors",
     "VideoEncoder": "render.encoder",
+    "explain": "render.explanations",
     "render_episode": "render.products",
     "render_progression": "render.products",
     "render_still": "render.products",
