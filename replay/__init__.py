@@ -11,6 +11,7 @@ from replay.errors import (
 )
 from replay.reader import EpisodeRecord, ReplayStep, TrajectoryLog
 from replay.recorder import RecordTrajectory, RecordVectorTrajectory
+from replay.run_folder import RunFolder
 from replay.verification import VerifyReport, verify
 from replay.writer import TrajectoryWriter
 
@@ -24,6 +25,7 @@ __all__ = [
     "RecordTrajectory",
     "RecordVectorTrajectory",
     "RecordingError",
+    "RunFolder",
     "ReplayError",
     "ReplayStep",
     "TrajectoryLog",
