@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,10 +24,10 @@ SAMPLE = ROOT / "data" / "sample" / "breakout"
 pytestmark = pytest.mark.slow
 
 
-def _render(*overrides: str) -> tuple[Path, tuple[int, ...]]:
-    """``python -m render <overrides>`` from the repository root; the video it says it wrote and its episodes."""
+def _render(*overrides: str, cwd: Path = ROOT) -> tuple[Path, tuple[int, ...]]:
+    """``python -m render <overrides>`` from ``cwd``; the video it says it wrote and its episodes."""
     done = subprocess.run(
-        [sys.executable, "-m", "render", *overrides], cwd=ROOT, capture_output=True, text=True, timeout=900
+        [sys.executable, "-m", "render", *overrides], cwd=cwd, capture_output=True, text=True, timeout=900
     )
     assert done.returncode == 0, done.stderr[-3000:]
     said = re.search(r"wrote (\S+) \((\d+) frames, episodes \[([\d, ]*)\]\)", done.stdout)
@@ -35,13 +36,18 @@ def _render(*overrides: str) -> tuple[Path, tuple[int, ...]]:
 
 
 def test_the_readme_main_command_renders_the_best_sample_episode_with_the_full_overlay(tmp_path: Path) -> None:
-    # the README's `python -m render`, with Hydra's output folder moved out of the checkout
-    video, episodes = _render(f"hydra.run.dir={tmp_path}", "video.progress=false")
+    # the README's `python -m render`, from a copy of the repository's data: its video goes into the run's videos/
+    shutil.copytree(ROOT / "data" / "sample", tmp_path / "data" / "sample")
+    video, episodes = _render("video.progress=false", cwd=tmp_path)
     with TrajectoryLog(SAMPLE / "trajectories.h5") as log:
         finished = [e for e in log.episodes if e.finished]
         best = max(finished, key=lambda e: (e.total_reward, e.index))
         recorded = list(log.frames(best.index))
-    assert video == tmp_path / "episode.mp4" and episodes == (best.index,)
+    videos = tmp_path / "data" / "sample" / "breakout" / "videos"
+    assert video.parent == videos and re.fullmatch(r"episode-\d{8}-\d{6}\.mp4", video.name)
+    assert episodes == (best.index,)
+    assert sorted(p.name for p in videos.iterdir()) == [video.name, video.name + ".json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # nothing else where it was launched
     frames = decode_video(video)
     assert len(frames) == best.length + 1 == len(recorded)  # one video frame per recorded frame, reset first
     assert frames[0].shape == (720, 1280, 3)
@@ -50,7 +56,7 @@ def test_the_readme_main_command_renders_the_best_sample_episode_with_the_full_o
         shown = frames[i][game.slices].astype(int)
         error = np.abs(shown - upscale_nearest(recorded[i], game.w // 160).astype(int))
         assert error.mean() < 1.2 and np.percentile(error, 99) < 20, (i, error.mean())
-    sidecar = json.loads(video.with_name("episode.mp4.json").read_text())
+    sidecar = json.loads(video.with_name(video.name + ".json").read_text())
     assert sidecar["overlay"] == "full" and sidecar["frames"] == len(frames)
     assert [e["index"] for e in sidecar["episodes"]] == [best.index]
     assert sidecar["checkpoints"], "the full overlay names the checkpoints it ran"
@@ -64,7 +70,6 @@ def test_progression_of_the_sample_run_shows_each_milestone_in_order(tmp_path: P
         "product.frame_stride=16",
         "product.card_seconds=0.5",
         f"output={output}",
-        f"hydra.run.dir={tmp_path / 'hydra'}",
         "video=preview",
         "video.progress=false",
     )
