@@ -41,12 +41,12 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 register_help("render", RenderConfig, CONFIG_DIR)
 
 
-def default_output(kind: str, run: str | None, log: str | None, sweep_dir: Path | None) -> Path:
+def default_output(kind: str, source: RenderSource, sweep_dir: Path | None) -> Path:
     """Where a render without ``output=`` goes: ``<product>.mp4`` in a sweep job's own folder; otherwise
     ``<product>-<time>.mp4`` in the ``videos/`` folder of the run (or beside the log given by ``log=``)."""
     if sweep_dir is not None:
         return sweep_dir / f"{kind}.mp4"
-    folder = RunFolder(Path(log).parent if log else Path(run)).videos
+    folder = RunFolder(source.run if source.run is not None else source.log.parent).videos
     return folder / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.mp4"
 
 
@@ -62,16 +62,14 @@ def run_product(cfg: DictConfig, sweep_dir: Path | None = None) -> RenderResult:
     # Paths absolute once, for the product and its sidecar alike (not resolved: an output that is a symlink is
     # replaced, not followed); no run when a log= replaced it.
     for key in ("run", "log", "checkpoint", "output"):
-        if config.get(key):  # an empty output= stays empty: the job folder's default
+        if config.get(key):  # an empty output= stays empty: the default place (see default_output)
             config[key] = os.path.abspath(to_absolute_path(config[key]))
     if config.get("log") is not None:
         config["run"] = None
     torch.set_num_threads(settings.torch_threads)
     source = RenderSource.resolve(run=config["run"], log=config["log"], checkpoint=config["checkpoint"])
     kind = settings.product.kind
-    output = (
-        Path(config["output"]) if config["output"] else default_output(kind, config["run"], config["log"], sweep_dir)
-    )
+    output = Path(config["output"]) if config["output"] else default_output(kind, source, sweep_dir)
     common = {
         "overlay": settings.overlay,
         "video": settings.video,
