@@ -73,6 +73,15 @@ class CsvTable:
         self.close()
 
 
+def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """A table's columns and rows (none if it does not exist)."""
+    if not path.exists():
+        return [], []
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames or []), list(reader)
+
+
 def rewrite_rows(path: Path, keep: Callable[[list[dict[str, str]]], list[dict[str, str]]]) -> None:
     """Rewrite a table with the rows ``keep`` returns of its rows (no-op if absent or all are kept).
 
@@ -80,9 +89,7 @@ def rewrite_rows(path: Path, keep: Callable[[list[dict[str, str]]], list[dict[st
     """
     if not path.exists():
         return
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        fields, rows = reader.fieldnames or [], list(reader)
+    fields, rows = read_rows(path)
     kept = keep(rows)
     if len(kept) == len(rows):
         return
@@ -171,11 +178,8 @@ class EpisodeTracker:
 
 def recent_train_returns(path: Path, n: int) -> list[float]:
     """The returns of the last ``n`` training episodes in ``episodes.csv`` (none if it does not exist yet)."""
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        returns = [float(row["episode_return"]) for row in csv.DictReader(f) if row.get("kind") == "train"]
-    return returns[-n:]
+    _, rows = read_rows(path)
+    return [float(row["episode_return"]) for row in rows if row.get("kind") == "train"][-n:]
 
 
 class Scalars:
