@@ -26,6 +26,7 @@ SAMPLE = ROOT / "data" / "sample" / "breakout"
 EPISODE = 2  # a short training episode (119 steps) that starts the log: nothing to fast-forward
 
 
+@pytest.mark.slow  # a sweep of two processes: runs in CI's slow suite
 def test_a_submitit_local_sweep_renders_each_job_in_its_own_process(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     command = [sys.executable, "-m", "render", "-m", "hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep}"]

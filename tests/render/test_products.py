@@ -485,6 +485,7 @@ def _file_size_limit(limit: int) -> Callable[[], None]:
     return apply
 
 
+@pytest.mark.slow  # renders into a capped file size, twice: runs in CI's slow suite
 @pytest.mark.parametrize(
     ("limit", "video"),
     [

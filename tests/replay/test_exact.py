@@ -93,6 +93,7 @@ def test_seeks_into_the_middle_match_the_recording(tmp_path, setting):
         assert sought >= 4
 
 
+@pytest.mark.slow  # two long recordings: runs in CI's slow suite
 @pytest.mark.parametrize("asynchronous", [False, True])
 def test_seeks_restore_a_time_limit_that_counts_frames(tmp_path, asynchronous):
     """A TimeLimit under AtariPreprocessing counts emulated frames and no-ops, not positions: a snapshot must

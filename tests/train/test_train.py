@@ -246,6 +246,7 @@ def test_async_envs_close_when_a_step_was_cut_short() -> None:
                 process.kill()
 
 
+@pytest.mark.slow  # a trainer with async workers, interrupted: runs in CI's slow suite
 def test_ctrl_c_to_training_with_async_envs_is_one_line_and_keeps_the_log(tmp_path: Path) -> None:
     # A terminal's Ctrl-C signals the whole process group: the async env's workers stop too, and closing the env
     # met their broken pipes (a BrokenPipeError traceback and exit code 1 instead of the one line and 130).
@@ -370,6 +371,7 @@ def test_a_refused_or_finished_resume_leaves_the_run_folder_as_it_was(
     assert _tree(run_dir) == before
 
 
+@pytest.mark.slow  # several trainer processes: runs in CI's slow suite
 def test_the_command_line_reports_an_unusable_run_folder_in_one_line_and_exits_2(tmp_path: Path) -> None:
     a_file = tmp_path / "afile"
     a_file.write_text("not a run\n")
