@@ -70,13 +70,11 @@ def episode_json(e: EpisodeRecord) -> dict[str, Any]:
     }
 
 
-def summarise(path: str | Path, episodes: Sequence[EpisodeRecord] | None = None) -> RunSummary:
-    """The summary of a run folder or a log file (``episodes``: the log's, if already read)."""
+def summarise(path: str | Path, log: TrajectoryLog) -> RunSummary:
+    """The summary of a run folder or a log file ``path``, whose log ``log`` is open."""
     path = Path(path)
-    log_path = RunFolder(path).log if path.is_dir() else path
-    with TrajectoryLog(log_path) as log:
-        records = list(log.episodes) if episodes is None else list(episodes)
-        game, env_id = log.game, log.env_id
+    log_path = log.path
+    records, game, env_id = log.episodes, log.game, log.env_id
     tags = ["train", "eval", *sorted({e.tag for e in records} - {"train", "eval"})]
     counts = {tag: {"finished": 0, "unfinished": 0} for tag in tags}
     for e in records:
@@ -207,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         log_path = RunFolder(args.path).log if args.path.is_dir() else args.path
         with TrajectoryLog(log_path) as log:
             records = list(log.episodes)
-        summary = summarise(args.path, records)
+            summary = summarise(args.path, log)
     except (ReplayError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
