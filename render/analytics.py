@@ -4,8 +4,10 @@ Observations run through the checkpoint in batches (64 by default: ~4x the frame
 Forward hooks capture every layer; per frame only the overlay's share is kept: each conv layer's per-channel
 mean, a fixed sample of hidden units, the action probabilities, the value and a few feature-map thumbnails.
 
-Levels are normalised per layer by a scale fixed from the first batch a :class:`NetworkProbe` sees, so nodes
-do not flicker as batches change; thumbnails show the channels that were most active in that first batch.
+Levels are normalised per layer by a scale fixed from the first batch a :class:`NetworkProbe` sees after
+:meth:`NetworkProbe.recalibrate` (the renderer recalibrates at every episode's start), so nodes do not flicker
+as batches change; thumbnails show the channels that were most active in that batch, and the diagram the
+hidden units that varied most in it.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import torch
 from torch import nn
 
 from render.draw.diagram import DiagramLayer
-from render.frame import FrameAnalytics
+from render.frame import FrameAnalytics, NetworkWiring
 
 CONV_LAYERS = ("conv1", "conv2", "conv3")
 HIDDEN_LAYER = "fc"
+HIDDEN_LINKS = 24  # diagram edges between two hidden layers: the strongest weights of the pair
+OUTPUT_LINKS = 4  # diagram edges into each output: its strongest weights
 
 
 @dataclass(frozen=True)
@@ -78,14 +82,70 @@ class NetworkProbe:
         self._scales: np.ndarray | None = None
         self._channels: list[np.ndarray] = []
         self._units: np.ndarray | None = None
+        self._wiring: NetworkWiring | None = None
+
+    def recalibrate(self) -> None:
+        """Choose scales, thumbnails and hidden units afresh from the next batch (e.g. a new episode's first)."""
+        self._scales = None
+        self._wiring = None
+
+    @property
+    def channels(self) -> tuple[tuple[int, ...], ...]:
+        """Per conv layer, the channel numbers the thumbnails show (known after the first batch)."""
+        return tuple(tuple(int(c) for c in channels) for channels in self._channels)
+
+    def wiring(self, name: str = "") -> NetworkWiring:
+        """The strongest real connections between the units the diagram shows (after the first batch).
+
+        A conv layer's link to a channel of the next is the sum of the kernel joining them (what a uniformly
+        active source channel adds); ``fc``'s link to a conv3 channel sums its weights over the 7x7 positions; the
+        heads' links are their weights on the hidden units shown. Between hidden layers the strongest
+        ``HIDDEN_LINKS`` links are kept, each output keeps its ``OUTPUT_LINKS`` strongest, and each pair of layers is
+        scaled so its strongest link is 1.
+        ``name`` (the checkpoint's) goes into the wiring's key.
+        """
+        if self._units is None:
+            raise RuntimeError("NetworkProbe.wiring needs a first batch (analyze) to know the hidden units shown")
+        if self._wiring is None:
+            weights = {
+                key: self._layer(key).weight.detach().float().cpu().numpy()
+                for key in (*CONV_LAYERS, HIDDEN_LAYER, "policy", "value")
+            }
+            conv3_channels = weights["conv3"].shape[0]
+            fc = weights[HIDDEN_LAYER][self._units]
+            fc = fc.reshape(len(self._units), conv3_channels, -1).sum(axis=2)
+            # (source layer, target layer, strength[target, source]) in diagram layer order
+            pairs = [
+                (0, 1, weights["conv2"].sum(axis=(2, 3)), None),
+                (1, 2, weights["conv3"].sum(axis=(2, 3)), None),
+                (2, 3, fc, None),
+                (3, 4, weights["policy"][:, self._units], OUTPUT_LINKS),
+                (3, 5, weights["value"][:, self._units], OUTPUT_LINKS),
+            ]
+            links = []
+            for source, target, strength, per_target in pairs:
+                if per_target is None:  # the strongest of the whole pair
+                    flat = np.argsort(-np.abs(strength), axis=None, kind="stable")[:HIDDEN_LINKS]
+                    chosen = zip(*np.unravel_index(flat, strength.shape), strict=True)
+                else:  # the strongest into each output
+                    top = np.argsort(-np.abs(strength), axis=1, kind="stable")[:, :per_target]
+                    chosen = ((t, s) for t in range(len(strength)) for s in top[t])
+                rows = [(int(s), int(t), float(strength[t, s])) for t, s in chosen]
+                table = np.array(rows, np.float64).reshape(-1, 3)
+                table[:, 2] /= max(float(np.abs(table[:, 2]).max()), 1e-12)
+                links.append((source, target, table))
+            key = f"{name}:{self._units.tobytes().hex()}"
+            self._wiring = NetworkWiring(key, tuple(links))
+        return self._wiring
 
     def diagram_layers(self) -> list[DiagramLayer]:
         """The diagram columns matching :meth:`analyze`'s ``levels``."""
-        layers = [DiagramLayer(name, self._width(name)) for name in CONV_LAYERS]
-        hidden = min(self.settings.hidden_sample, self._width(HIDDEN_LAYER))
+        layers = [DiagramLayer(name, self._width(name), f"{self._width(name)} ch") for name in CONV_LAYERS]
+        width = self._width(HIDDEN_LAYER)
+        hidden = min(self.settings.hidden_sample, width)
         return [
             *layers,
-            DiagramLayer(HIDDEN_LAYER, hidden),
+            DiagramLayer(HIDDEN_LAYER, hidden, f"{hidden} of {width}"),
             DiagramLayer("policy", self.n_actions),
             DiagramLayer("value", 1),
         ]
@@ -126,12 +186,14 @@ class NetworkProbe:
             for m, channels, scale in zip(maps, self._channels, scales[:3], strict=True)
         ]
         value_levels = np.clip(0.5 + values / (2.0 * scales[4]), 0.0, 1.0)
+        channels = self.channels
         return [
             FrameAnalytics(
                 probabilities=probabilities[i],
                 value=float(values[i]),
                 levels=(*(level[i] for level in levels), probabilities[i], value_levels[i : i + 1]),
                 feature_maps=tuple(t[i] for t in thumbnails),
+                channels=channels,
             )
             for i in range(len(observations))
         ]
@@ -154,7 +216,10 @@ class NetworkProbe:
 
         return capture
 
-    def _width(self, name: str) -> int:
+    def _layer(self, name: str) -> nn.Module:
         module = self._modules[name]
-        layer = module[0] if isinstance(module, nn.Sequential) else module
+        return module[0] if isinstance(module, nn.Sequential) else module
+
+    def _width(self, name: str) -> int:
+        layer = self._layer(name)
         return int(getattr(layer, "out_channels", None) or layer.out_features)

@@ -24,13 +24,20 @@ import numpy as np
 from render.errors import RenderError
 from replay import EpisodeRecord, TrajectoryLog
 from replay import log_format as fmt
+from replay.reader import ReplayStep
 
 _POLL_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
 class KeptStep:
-    """One drawn step of an episode: ``episode_reward`` counts every step up to this one, drawn or not."""
+    """One drawn frame of an episode, the frame after ``step`` steps (0: the reset frame).
+
+    ``action`` is the action taken from this frame and ``policy_version`` the version of the policy that chose it
+    (the agent saw this frame, then acted): what the network's outputs on this frame explain. The episode's last
+    frame has no action after it: ``action`` is ``None`` and ``policy_version`` the version that led to it.
+    ``episode_reward`` counts every step up to this frame, drawn or not.
+    """
 
     step: int
     frame: np.ndarray
@@ -41,14 +48,29 @@ class KeptStep:
 
 
 def kept_steps(log: TrajectoryLog, episode: EpisodeRecord, stride: int, *, observations: bool) -> Iterator[KeptStep]:
-    """Every ``stride``-th step of ``episode`` and its last, reset frame first, re-simulated here."""
+    """Every ``stride``-th frame of ``episode`` and its last, reset frame first, re-simulated here."""
     if stride < 1:
         raise ValueError(f"expected a positive frame stride, got {stride}")
     reward = 0.0
+    held: ReplayStep | None = None  # the frame before ``step``: its action is ``step``'s
+    held_reward = 0.0
     for step in log.replay(episode.index, frames=True, observations=observations):
+        if held is not None and (held.step % stride == 0):
+            yield KeptStep(held.step, held.frame, held.observation, step.action, held_reward, step.policy_version)
         reward += step.reward
-        if step.step % stride == 0 or step.step == episode.length:
-            yield KeptStep(step.step, step.frame, step.observation, step.action, reward, step.policy_version)
+        held, held_reward = step, reward
+    if held is not None:  # the last frame is always kept
+        yield KeptStep(held.step, held.frame, held.observation, None, held_reward, held.policy_version)
+
+
+def episode_rewards(log: TrajectoryLog, episode: EpisodeRecord) -> np.ndarray:
+    """The reward of each of ``episode``'s steps, ``(length,)`` float64 in order, re-simulated without pictures
+    (the per-step rewards are not stored: they come out of the emulator)."""
+    rewards = np.zeros(episode.length, np.float64)
+    for step in log.replay(episode.index, frames=False, observations=False):
+        if step.step:
+            rewards[step.step - 1] = step.reward
+    return rewards
 
 
 def seek_distance(log: TrajectoryLog) -> Callable[[EpisodeRecord], int]:
@@ -119,11 +141,13 @@ class ReplayFeed:
         workers: int = 1,
         chunk: int = 32,
         ahead: int = 4,
+        rewards: bool = False,
     ) -> None:
         if workers < 0:
             raise ValueError(f"expected 0 or more re-simulation workers, got {workers}")
         self.episodes = list(episodes)
         self.stride, self.observations, self.chunk = stride, observations, chunk
+        self.with_rewards = rewards
         self._log: TrajectoryLog | None = None
         self._processes: list[multiprocessing.process.BaseProcess] = []
         self._queues: list[multiprocessing.queues.Queue] = []
@@ -142,7 +166,7 @@ class ReplayFeed:
             results = context.Queue(maxsize=ahead)
             process = context.Process(
                 target=_work,
-                args=(str(log_path), jobs, stride, observations, chunk, results),
+                args=(str(log_path), jobs, stride, observations, chunk, results, rewards),
                 name=f"render-resim-{w}",
                 daemon=True,
             )
@@ -150,20 +174,39 @@ class ReplayFeed:
             self._processes.append(process)
             self._queues.append(results)
 
+    def rewards(self, order: int) -> np.ndarray:
+        """Every step's reward of ``episodes[order]`` (see :func:`episode_rewards`); with ``rewards=True``, call it
+        once before :meth:`steps` of the same episode."""
+        episode = self.episodes[order]
+        if not self.with_rewards:
+            raise RuntimeError("this feed was made without rewards=True")
+        if self._log is not None:
+            return episode_rewards(self._log, episode)
+        payload = self._payload(order)
+        if not isinstance(payload, np.ndarray):
+            raise RenderError(f"re-simulation sent steps of episode #{order} where its rewards were due")
+        return payload
+
     def steps(self, order: int) -> Iterator[KeptStep]:
         """The kept steps of ``episodes[order]``; call in order, each once."""
         episode = self.episodes[order]
         if self._log is not None:
             yield from kept_steps(self._log, episode, self.stride, observations=self.observations)
             return
-        worker = self._worker_of[order]
         while True:
-            tag, payload = self._receive(worker, episode)
-            if tag != order:
-                raise RenderError(f"re-simulation worker {worker} sent episode #{tag} where #{order} was due")
+            payload = self._payload(order)
             if payload is None:
                 return
+            if isinstance(payload, np.ndarray):
+                raise RenderError(f"call ReplayFeed.rewards({order}) before steps({order}): the rewards come first")
             yield from payload
+
+    def _payload(self, order: int) -> list[KeptStep] | np.ndarray | None:
+        worker = self._worker_of[order]
+        tag, payload = self._receive(worker, self.episodes[order])
+        if tag != order:
+            raise RenderError(f"re-simulation worker {worker} sent episode #{tag} where #{order} was due")
+        return payload
 
     def close(self) -> None:
         if self._log is not None:
@@ -186,7 +229,7 @@ class ReplayFeed:
     ) -> None:
         self.close()
 
-    def _receive(self, worker: int, episode: EpisodeRecord) -> tuple[int, list[KeptStep] | None]:
+    def _receive(self, worker: int, episode: EpisodeRecord) -> tuple[int, list[KeptStep] | np.ndarray | None]:
         process, results = self._processes[worker], self._queues[worker]
         while True:
             try:
@@ -210,11 +253,15 @@ def _work(
     observations: bool,
     chunk: int,
     results: multiprocessing.queues.Queue,
+    rewards: bool = False,
 ) -> None:
-    """Worker process: replay each job's episode and send its kept steps in chunks, then ``None``."""
+    """Worker process: replay each job's episode and send its rewards (if asked), its kept steps in chunks, then
+    ``None``."""
     try:
         with TrajectoryLog(log_path) as log:
             for order, index in jobs:
+                if rewards:
+                    results.put((order, episode_rewards(log, log.episode(index))))
                 batch: list[KeptStep] = []
                 for kept in kept_steps(log, log.episode(index), stride, observations=observations):
                     batch.append(kept)

@@ -13,13 +13,25 @@ class FrameAnalytics:
 
     ``levels`` holds one array per diagram layer with values in [0, 1] (conv channel means, a fixed sample of
     hidden units, the action probabilities, the value). ``feature_maps`` holds one ``(k, h, w)`` uint8 stack
-    per conv layer, 255 being that layer's hottest activation.
+    per conv layer, 255 being that layer's hottest activation, and ``channels`` the channel numbers they show.
     """
 
     probabilities: np.ndarray
     value: float
     levels: tuple[np.ndarray, ...]
     feature_maps: tuple[np.ndarray, ...]
+    channels: tuple[tuple[int, ...], ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkWiring:
+    """The strongest real connections between the diagram's units: each of ``links`` is ``(source layer, target
+    layer, table)``, the table's rows ``(source unit, target unit, weight)`` (unit indices within the layers shown,
+    the weight signed and scaled so the strongest link between those two layers is 1). ``key`` names it
+    (checkpoint and units shown): an equal key means an equal picture."""
+
+    key: str
+    links: tuple[tuple[int, int, np.ndarray], ...]
 
 
 @dataclass(frozen=True)
@@ -37,8 +49,15 @@ class FrameContext:
     """Everything an overlay may show about one recorded frame.
 
     ``step`` is the frame's index within its episode (0 is the reset frame); ``episode_reward`` is the reward
-    accumulated up to and including this step; ``progress`` is the training progress of the policy that
-    played, in [0, 1], when the run's metadata allows computing it.
+    accumulated up to and including this step; ``action`` is the action taken from this frame and
+    ``policy_version`` the version of the policy that chose it (``None`` and the version that led here on the
+    last frame); ``progress`` is the training progress of that policy, in [0, 1], when the run's metadata allows
+    computing it.
+
+    ``return_followed`` is the discounted return that actually followed this frame (what the value estimates),
+    ``return_history`` its values aligned with ``value_history``, and ``value_range`` the value chart's axis for
+    the episode; ``network`` the wiring of the network that explains the frame (for the diagram's edges);
+    ``rewards`` every step's reward of the episode (its whole future is recorded).
     """
 
     frame: np.ndarray
@@ -54,3 +73,10 @@ class FrameContext:
     analytics: FrameAnalytics | None = None
     value_history: np.ndarray | None = None
     checkpoint: CheckpointUse | None = None
+    return_followed: float | None = None
+    return_history: np.ndarray | None = None
+    value_range: tuple[float, float] | None = None
+    network: NetworkWiring | None = None
+    episode_length: int | None = None
+    frame_skip: int | None = None
+    rewards: np.ndarray | None = None

@@ -70,6 +70,11 @@ class PolicyLibrary:
         use = CheckpointUse(ref.path.name, ref.policy_version, policy_version - ref.policy_version)
         return probe, use
 
+    def recalibrate(self) -> None:
+        """Let every loaded probe choose its scales, thumbnails and hidden units afresh from its next batch."""
+        for probe, _ in self._probes.values():
+            probe.recalibrate()
+
     def ref(self, policy_version: int) -> CheckpointRef | None:
         """The reference of the checkpoint saved at exactly ``policy_version``, if the run has one."""
         if self._index is None or policy_version not in self._index.versions:

@@ -32,7 +32,7 @@ from render.errors import MissingCheckpointError, RenderConfigError, SelectionEr
 from render.feed import ReplayFeed, auto_workers, kept_count, seek_distance
 from render.pipeline import Rendered, encode_frames
 from render.policies import PolicyLibrary
-from render.scenes import SceneSettings, episode_scene
+from render.scenes import DEFAULT_GAMMA, SceneSettings, episode_scene
 from render.schedule import TrainingSchedule
 from render.selection import SeekCost, Selector, chronological, evenly, every, pick_episode, progress_range
 from replay import EpisodeRecord, TrajectoryLog
@@ -273,6 +273,14 @@ def milestone_episodes(episodes: Sequence[EpisodeRecord], per_milestone: str = "
     return chosen
 
 
+def return_note(schedule: TrainingSchedule) -> str:
+    """How the value chart counts the return that followed: the trainer's discount and reward clipping."""
+    if schedule.gamma is None:
+        return f"gamma {DEFAULT_GAMMA:g} assumed (log has none)"
+    clipped = ", rewards clipped to -1..1" if schedule.clip_reward else ""
+    return f"gamma {schedule.gamma:g}{clipped}"
+
+
 def human_steps(steps: int) -> str:
     """``100000`` as ``100k``, ``1500000`` as ``1.5M``."""
     for unit, size in (("M", 1_000_000), ("k", 1_000)):
@@ -290,6 +298,7 @@ def make_overlay(
     first_version: int = 0,
     *,
     progress_bar: bool = False,
+    return_note: str = "",
 ) -> Overlay:
     """Build the overlay ``overlay.kind`` names; ``full`` takes its diagram layout from the policies'
     network."""
@@ -314,6 +323,7 @@ def make_overlay(
             width=overlay.width,
             height=overlay.height,
             style=style,
+            return_note=return_note,
         )
 
     try:
@@ -406,17 +416,23 @@ class _Session:
         self.overlay = make_overlay(
             config, self.video, self.log.game, self.log.action_meanings, self.policies,
             episodes[0].policy_versions[0], progress_bar=self.progress_bar,
+            return_note=return_note(self.schedule),
         )  # fmt: skip
         self.episodes = list(episodes)
         workers = auto_workers(self.episodes) if self.workers is None else self.workers
         observations = self.policies is not None
-        self.feed = ReplayFeed(self.source.log, self.episodes, stride, observations=observations, workers=workers)
+        self.feed = ReplayFeed(
+            self.source.log, self.episodes, stride, observations=observations, workers=workers,
+            rewards=config.kind != "raw",
+        )  # fmt: skip
 
     def frames(self, order: int) -> Iterator[Rendered]:
         """The rendered frames of the ``order``-th prepared episode (the overlay's buffer and its damage)."""
         episode = self.episodes[order]
+        rewards = self.feed.rewards(order) if self.feed.with_rewards else None
         steps = self.feed.steps(order)
-        for context in episode_scene(episode, steps, self.schedule, self.settings, self.policies, self.used):
+        scene = episode_scene(episode, steps, self.schedule, self.settings, self.policies, self.used, rewards)
+        for context in scene:
             image = self.overlay.render(context)
             yield Rendered(image, self.overlay.damage())
 

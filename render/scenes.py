@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from render.draw.panels import value_axis
 from render.feed import KeptStep
-from render.frame import CheckpointUse, FrameAnalytics, FrameContext
+from render.frame import CheckpointUse, FrameAnalytics, FrameContext, NetworkWiring
 from render.policies import PolicyLibrary
 from render.schedule import TrainingSchedule
 from replay import EpisodeRecord
@@ -44,6 +45,23 @@ def phase_of(episode: EpisodeRecord) -> str:
     return "Evaluation" if episode.tag == "eval" else "Training"
 
 
+def returns_that_followed(rewards: np.ndarray, gamma: float, *, clip: bool) -> np.ndarray:
+    """For each frame ``0..length`` of an episode, the discounted sum of the rewards that came after it to the
+    episode's end: ``G[t] = r[t+1] + gamma r[t+2] + ...`` (``rewards[k]`` is step ``k + 1``'s reward), the target
+    a critic's value of frame ``t`` estimates; ``clip`` takes each reward's sign first, as a trainer that learns
+    from clipped rewards does. ``G[length]`` is 0.
+
+    Example:
+        >>> returns_that_followed(np.array([0.0, 1.0, 4.0]), 0.5, clip=True).tolist()
+        [1.0, 1.5, 1.0, 0.0]
+    """
+    rewards = np.sign(rewards) if clip else np.asarray(rewards, np.float64)
+    following = np.zeros(len(rewards) + 1, np.float64)
+    for t in range(len(rewards) - 1, -1, -1):
+        following[t] = rewards[t] + gamma * following[t + 1]
+    return following
+
+
 def episode_scene(
     episode: EpisodeRecord,
     steps: Iterable[KeptStep],
@@ -51,21 +69,48 @@ def episode_scene(
     settings: SceneSettings,
     policies: PolicyLibrary | None = None,
     used: dict[str, int] | None = None,
+    rewards: np.ndarray | None = None,
 ) -> Iterator[FrameContext]:
     """The contexts of ``episode``'s kept ``steps``; with ``policies`` each carries the network's analytics.
 
     ``used``, when given, collects every checkpoint file name used with its largest version lag by size (provenance;
-    negative: newer than the policy that played).
+    negative: newer than the policy that played). ``rewards`` (every step's, see :func:`render.feed.episode_rewards`)
+    gives each frame the return that followed it, discounted with the trainer's gamma (0.99 when the log does not
+    say) and clipped as the trainer clipped.
+
+    With ``policies`` the probes are recalibrated at the episode's start, so the levels' scales, the feature maps
+    and the hidden units shown are chosen for this episode.
     """
-    values: deque[float] = deque(maxlen=settings.value_history)
+    if policies is not None:
+        policies.recalibrate()
+    state = _SceneState(settings.value_history)
+    if rewards is not None:
+        gamma = schedule.gamma if schedule.gamma is not None else DEFAULT_GAMMA
+        state.rewards = rewards
+        state.returns = returns_that_followed(rewards, gamma, clip=schedule.clip_reward)
+        state.low, state.high = float(state.returns.min()), float(state.returns.max())
     pending: list[KeptStep] = []
     for step in steps:
         pending.append(step)
         if len(pending) == settings.batch_size:
-            yield from _contexts(pending, episode, schedule, policies, values, used)
+            yield from _contexts(pending, episode, schedule, policies, state, used)
             pending = []
     if pending:
-        yield from _contexts(pending, episode, schedule, policies, values, used)
+        yield from _contexts(pending, episode, schedule, policies, state, used)
+
+
+DEFAULT_GAMMA = 0.99  # the return that followed, for logs that do not record the trainer's gamma
+
+
+class _SceneState:
+    """What an episode's frames carry from one to the next: the charts' histories and the value axis's span."""
+
+    def __init__(self, history: int) -> None:
+        self.values: deque[float] = deque(maxlen=history)
+        self.followed: deque[float] = deque(maxlen=history)
+        self.returns: np.ndarray | None = None
+        self.rewards: np.ndarray | None = None
+        self.low, self.high = 0.0, 0.0
 
 
 def _contexts(
@@ -73,25 +118,31 @@ def _contexts(
     episode: EpisodeRecord,
     schedule: TrainingSchedule,
     policies: PolicyLibrary | None,
-    values: deque[float],
+    state: _SceneState,
     used: dict[str, int] | None,
 ) -> Iterator[FrameContext]:
     analytics: list[FrameAnalytics | None] = [None] * len(pending)
     checkpoints: list[CheckpointUse | None] = [None] * len(pending)
+    wiring: list[NetworkWiring | None] = [None] * len(pending)
     if policies is not None:
         versions = np.array([step.policy_version for step in pending])
         for version in np.unique(versions):
             probe, use = policies.lookup(int(version))
             where = np.flatnonzero(versions == version)
             results = probe.analyze(np.stack([pending[i].observation for i in where]))
+            network = probe.wiring(use.name)
             for i, result in zip(where, results, strict=True):
-                analytics[i], checkpoints[i] = result, use
+                analytics[i], checkpoints[i], wiring[i] = result, use, network
             if used is not None:
                 used[use.name] = max(use.lag, used.get(use.name, use.lag), key=abs)
     phase = phase_of(episode)
-    for step, result, use in zip(pending, analytics, checkpoints, strict=True):
+    for step, result, use, network in zip(pending, analytics, checkpoints, wiring, strict=True):
+        followed = None if state.returns is None else float(state.returns[step.step])
         if result is not None:
-            values.append(result.value)
+            state.values.append(result.value)
+            state.low, state.high = min(state.low, result.value), max(state.high, result.value)
+            if followed is not None:
+                state.followed.append(followed)
         yield FrameContext(
             frame=step.frame,
             step=step.step,
@@ -104,6 +155,17 @@ def _contexts(
             learning_rate=schedule.learning_rate_at(step.policy_version),
             observation=step.observation if result is not None else None,
             analytics=result,
-            value_history=np.fromiter(values, np.float32, len(values)) if result is not None else None,
+            value_history=_array(state.values) if result is not None else None,
             checkpoint=use,
+            return_followed=followed,
+            return_history=_array(state.followed) if result is not None and followed is not None else None,
+            value_range=value_axis(state.low, state.high),
+            network=network,
+            episode_length=episode.length,
+            rewards=state.rewards,
+            frame_skip=schedule.frame_skip,
         )
+
+
+def _array(values: deque[float]) -> np.ndarray:
+    return np.fromiter(values, np.float32, len(values))

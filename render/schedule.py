@@ -23,6 +23,9 @@ class TrainingSchedule:
     batch_size: int | None = None
     learning_rate: float | None = None
     anneal_lr: bool = False
+    gamma: float | None = None
+    clip_reward: bool = False
+    frame_skip: int | None = None
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any]) -> TrainingSchedule:
@@ -38,8 +41,17 @@ class TrainingSchedule:
             updates = math.ceil(int(config["total_steps"]) / batch)
         except (KeyError, TypeError, ValueError, ZeroDivisionError):
             return cls()
-        rate = ppo.get("learning_rate")
-        return cls(updates, batch, None if rate is None else float(rate), bool(ppo.get("anneal_lr", False)))
+        rate, gamma = ppo.get("learning_rate"), ppo.get("gamma")
+        skip = config.get("env", {}).get("frame_skip")
+        return cls(
+            updates,
+            batch,
+            None if rate is None else float(rate),
+            bool(ppo.get("anneal_lr", False)),
+            None if gamma is None else float(gamma),
+            bool(ppo.get("clip_reward", False)),
+            None if skip is None else int(skip),
+        )
 
     def progress(self, policy_version: int) -> float | None:
         """Training progress in [0, 1] of the policy after ``policy_version`` updates."""

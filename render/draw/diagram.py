@@ -25,10 +25,14 @@ _MAX_SPACING = 26.0
 
 @dataclass(frozen=True)
 class DiagramLayer:
-    """One column of the diagram: its label and how many nodes it shows."""
+    """One layer of the diagram: its label, how many nodes it shows, a detail under the label (``32 of 512``)
+    and, for output layers, a name per node (the actions, ``value``): named layers share the last column, each
+    node labelled at its right."""
 
     label: str
     size: int
+    detail: str = ""
+    names: tuple[str, ...] = ()
 
 
 class NetworkDiagram:
@@ -51,21 +55,30 @@ class NetworkDiagram:
         palette: Palette,
         painter: TextPainter,
         *,
-        edges_per_node: int = 3,
-        seed: int = 0,
+        title: str = "",
     ) -> None:
         if not layers:
             raise ValueError("expected at least one diagram layer, got none")
+        for layer in layers:
+            if layer.names and len(layer.names) != layer.size:
+                raise ValueError(f"diagram layer {layer.label!r} has {layer.size} nodes but {len(layer.names)} names")
         self.rect = rect
         self.layers = tuple(layers)
         self._palette = palette
         self._ramp = palette.ramp()
         self._painter = painter
-        self._label_size = 13.0
-        label_height = painter.pixels(self._label_size) + 8
-        self._body = Rect(rect.x, rect.y, rect.w, rect.h - label_height)
+        self._title = title
+        self._label_size, self._name_size, self._legend_size = 13.0, 12.0, 11.0
+        head = painter.pixels(15.0) + painter.pixels(self._legend_size) + 14 if title else 0
+        details = any(layer.detail for layer in self.layers)
+        label_height = (painter.pixels(self._label_size) + 6) * (2 if details else 1) + 4
+        names = [name for layer in self.layers for name in layer.names]
+        self._names_width = max((painter.width(name, self._name_size) for name in names), default=0)
+        self._names_width += 8 if names else 0
+        self._head = head
+        self._body = Rect(rect.x, rect.y + head, rect.w - self._names_width, rect.h - head - label_height)
         self._centres, self._radii = self._place()
-        self._edges = self._wire(edges_per_node, np.random.default_rng(seed))
+        self._edges: list[tuple[tuple[int, int], tuple[int, int], tuple[int, int, int]]] = []
         self._pixels: tuple[np.ndarray, ...] | None = None
         self._shape: tuple[int, ...] = ()
         self.boxes: tuple[Rect, ...] = ()  # per layer, the rectangle its nodes paint (set by bind)
@@ -81,21 +94,70 @@ class NetworkDiagram:
         return np.concatenate(self._centres), self._radii
 
     @property
-    def edges(self) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-        """The drawn connections as ``((x0, y0), (x1, y1))`` pixel pairs."""
+    def edges(self) -> list[tuple[tuple[int, int], tuple[int, int], tuple[int, int, int]]]:
+        """The drawn connections as ``((x0, y0), (x1, y1), rgb)``, set by :meth:`wire`."""
         return list(self._edges)
 
+    def wire(self, links: Sequence[tuple[int, int, np.ndarray]]) -> None:
+        """Draw these connections from the next :meth:`draw_static` on: ``(source layer, target layer, rows of
+        (source node, target node, weight in -1..1))``, each an edge whose colour says the sign and whose
+        strength the brightness (see :class:`render.frame.NetworkWiring`)."""
+        palette = self._palette
+        back = np.array(palette.background, np.float32)
+        edges = []
+        for source, target, table in links:
+            for s, t, weight in np.asarray(table, np.float64).reshape(-1, 3):
+                start, end = self._centres[source][int(s)], self._centres[target][int(t)]
+                tone = np.array(palette.edge_positive if weight >= 0 else palette.edge_negative, np.float32)
+                strength = 0.25 + 0.75 * min(1.0, abs(float(weight)))
+                colour = tuple(int(c) for c in np.rint(back + (tone - back) * strength))
+                edges.append(((round(start[0]), round(start[1])), (round(end[0]), round(end[1])), colour))
+        edges.sort(key=lambda edge: sum(edge[2]))  # the strongest drawn last, on top
+        self._edges = edges
+
     def draw_static(self, template: np.ndarray) -> None:
-        """Draw edges and layer labels."""
-        edge_color = self._palette.edge
-        for start, end in self._edges:
-            cv2.line(template, start, end, edge_color, 1, cv2.LINE_AA)
-        baseline = self.rect.bottom - 6
-        for centres, layer in zip(self._centres, self.layers, strict=True):
-            text = f"{layer.label}"
-            width = self._painter.width(text, self._label_size)
-            x = int(np.clip(centres[:, 0].mean() - width / 2, self.rect.x, self.rect.right - width))
-            self._painter.draw(template, text, (x, baseline), self._label_size, self._palette.muted)
+        """Draw the title and colour scale, the edges, the layer labels and the output nodes' names."""
+        painter, palette = self._painter, self._palette
+        if self._title:
+            baseline = self.rect.y + painter.pixels(15.0)
+            painter.draw(template, self._title, (self.rect.x, baseline), 15.0, palette.accent, 600)
+            self._draw_scale(template, baseline + painter.pixels(self._legend_size) + 8)
+        for start, end, colour in self._edges:
+            cv2.line(template, start, end, colour, 1, cv2.LINE_AA)
+        line = painter.pixels(self._label_size) + 6
+        shared = [i for i, layer in enumerate(self.layers) if layer.names]
+        for i, (centres, layer) in enumerate(zip(self._centres, self.layers, strict=True)):
+            if layer.names:
+                for name, (x, y) in zip(layer.names, centres, strict=True):
+                    origin = (int(x + self._radii.max() + 5), int(y + painter.pixels(self._name_size) * 0.35))
+                    painter.draw(template, name, origin, self._name_size, palette.text)
+                if i != shared[-1]:
+                    continue
+                texts, centre = ("outputs", ""), float(centres[:, 0].mean())
+            else:
+                texts, centre = (layer.label, layer.detail), float(centres[:, 0].mean())
+            for k, text in enumerate(texts):
+                if not text:
+                    continue
+                width = painter.width(text, self._label_size)
+                x = int(np.clip(centre - width / 2, self.rect.x, self.rect.right - width))
+                baseline = self._body.bottom + 4 + line * (k + 1) - 6
+                colour = palette.text if k == 0 else palette.muted
+                painter.draw(template, text, (x, baseline), self._label_size, colour)
+
+    def _draw_scale(self, template: np.ndarray, baseline: int) -> None:
+        """The colour scale: ``activation  low [cold..hot] high (each layer's own scale)``."""
+        painter, palette, size = self._painter, self._palette, self._legend_size
+        x = self.rect.x
+        x = painter.draw(template, "activation: low", (x, baseline), size, palette.muted) + 6
+        width, height = 60, max(4, painter.pixels(size) // 2)
+        ramp = self._ramp[np.linspace(0, 255, width).astype(np.intp)]
+        top = baseline - height
+        template[top:baseline, x : x + width] = ramp[None, :, :]
+        for text in ("high    edges: strongest weights, + red / - blue", "high    edges: strongest weights", "high"):
+            if x + width + 6 + painter.width(text, size) <= self.rect.right:
+                painter.draw(template, text, (x + width + 6, baseline), size, palette.muted)
+                break
 
     def bind(self, template: np.ndarray) -> None:
         """Precompute every node pixel and the finished template's background under it, for :meth:`draw`."""
@@ -151,32 +213,42 @@ class NetworkDiagram:
         return flat
 
     def _place(self) -> tuple[list[np.ndarray], np.ndarray]:
+        """Node centres per layer: one column per unnamed layer, and the named (output) layers stacked in the last
+        column, their nodes spaced for their names."""
         body = self._body
-        column_width = body.w / len(self.layers)
-        centres, radii = [], []
-        for i, layer in enumerate(self.layers):
+        named = [i for i, layer in enumerate(self.layers) if layer.names]
+        columns = len(self.layers) - len(named) + (1 if named else 0)
+        column_width = body.w / columns
+        centres: list[np.ndarray] = [np.empty((0, 2))] * len(self.layers)
+        radii: list[np.ndarray] = [np.empty(0)] * len(self.layers)
+        plain = [i for i in range(len(self.layers)) if i not in named]
+        for column, i in enumerate(plain):
+            layer = self.layers[i]
             sub_columns = 1
             while body.h / math.ceil(layer.size / sub_columns) < _MIN_SPACING and sub_columns < 8:
                 sub_columns += 1
             rows = math.ceil(layer.size / sub_columns)
             spacing = min(_MAX_SPACING, body.h / rows, column_width / (sub_columns + 0.5))
-            cx = body.x + column_width * (i + 0.5)
+            cx = body.x + column_width * (column + 0.5)
             n = np.arange(layer.size)
             col, row = n // rows, n % rows
             rows_here = np.where(col < sub_columns - 1, rows, layer.size - rows * (sub_columns - 1))
             x = cx + (col - (sub_columns - 1) / 2) * spacing
             y = body.y + body.h / 2 + (row - (rows_here - 1) / 2) * spacing
-            centres.append(np.stack([x, y], axis=1))
-            radii.append(np.full(layer.size, max(1.5, spacing * 0.36)))
+            centres[i] = np.stack([x, y], axis=1)
+            radii[i] = np.full(layer.size, max(1.5, spacing * 0.36))
+        if named:
+            total = sum(self.layers[i].size for i in named) + (len(named) - 1)  # a gap of one node between layers
+            spacing = min(_MAX_SPACING, body.h / max(1, total), column_width)
+            cx = body.x + column_width * (columns - 0.5)
+            y = body.y + body.h / 2 - (total - 1) / 2 * spacing
+            for i in named:
+                size = self.layers[i].size
+                ys = y + np.arange(size) * spacing
+                centres[i] = np.stack([np.full(size, cx), ys], axis=1)
+                radii[i] = np.full(size, max(1.5, min(spacing * 0.36, 9.0)))
+                y += (size + 1) * spacing
         return centres, np.concatenate(radii)
-
-    def _wire(self, per_node: int, rng: np.random.Generator) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-        edges = []
-        for source, target in zip(self._centres[:-1], self._centres[1:], strict=True):
-            for end in target:
-                for start in source[rng.choice(len(source), min(per_node, len(source)), replace=False)]:
-                    edges.append(((round(start[0]), round(start[1])), (round(end[0]), round(end[1]))))
-        return edges
 
     def _rasterise(self, template: np.ndarray) -> tuple[np.ndarray, ...]:
         height, width = template.shape[:2]

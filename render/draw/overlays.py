@@ -16,7 +16,7 @@ import numpy as np
 
 from render.draw.compose import Canvas, Due, GameView, Rect, always, blank, fill, upscale_into
 from render.draw.diagram import DiagramLayer, NetworkDiagram
-from render.draw.panels import FeatureMaps, PolicyBars, StatsPanel, ValueChart
+from render.draw.panels import FeatureMaps, PolicyBars, ReturnChart, StatsPanel, TextRoomError, ValueChart
 from render.draw.style import Style, TextPainter
 from render.frame import FrameContext
 
@@ -36,21 +36,41 @@ class Overlay(Protocol):
         ...
 
 
+def short_number(value: float) -> str:
+    """``0.00017`` as ``1.7e-4``, ``0.5`` as ``0.5``: a number legible in a video."""
+    if value == 0 or 1e-3 <= abs(value) < 1e4:
+        return f"{value:.3g}"
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
 def phase_line(context: FrameContext) -> str:
-    """``Training | Progress: 37.5% | lr=2.5e-04``, leaving out what is unknown."""
-    parts = [context.phase]
-    if context.progress is not None:
-        parts.append(f"Progress: {context.progress:.1%}")
-    if context.learning_rate is not None:
-        parts.append(f"lr={context.learning_rate:.1e}")
-    return " | ".join(parts)
+    """``Training episode 983 - learning rate 1.7e-4``; evaluation frames have no learning rate (nothing learns
+    while the network is evaluated)."""
+    line = f"{context.phase} episode {context.episode}"
+    if context.phase != "Evaluation" and context.learning_rate is not None:
+        line += f"  -  learning rate {short_number(context.learning_rate)}"
+    return line
 
 
-def checkpoint_line(context: FrameContext) -> str:
+def update_name(version: int) -> str:
+    return "the initial network" if version == 0 else f"update {version}"
+
+
+def lag_line(context: FrameContext) -> str:
+    """Which network explains the frame, in words: ``network from update 294, 36 updates before this play``."""
     use = context.checkpoint
     if use is None:
-        return "-"
-    return f"v{use.policy_version} (lag {use.lag})" if use.lag >= 0 else f"v{use.policy_version} ({-use.lag} newer)"
+        return ""
+    played = context.policy_version
+    if use.lag == 0:
+        return f"network: the one that played this frame ({update_name(played)})"
+    source = use.policy_version
+    when = "before" if use.lag > 0 else "after"
+    count = abs(use.lag)
+    noun = "update" if count == 1 else "updates"
+    name = "the initial network" if source == 0 else f"network from update {source}"
+    return f"{name}, {count} {noun} {when} this play (played by {update_name(played)})"
 
 
 class _ProgressBar:
@@ -115,14 +135,16 @@ class RawOverlay:
 
 
 class MinimalOverlay:
-    """The enlarged game with a small stats panel to its right.
+    """The enlarged game beside a panel on a 16:9 canvas: the game's name and the frame's phase, stats rows, the
+    training progress, and the episode's return as it builds up from start to end with the frame marked.
 
-    The panel is ``panel_width`` wide, or wider where its longest texts (the game's name, an action's name, a
-    six-digit frame number) need more at this size and font scale.
+    It needs no checkpoint. The canvas is 16:9 at the game's height (``210 * scale``), or wider where the panel's
+    texts need more than ``panel_width`` (at least) at this size and font scale.
     """
 
-    rows = ("Game", "Phase", "Progress", "Episode", "Frame", "Reward", "Action")
-    _widest_values = ("Evaluation", "100.0%", "999999", "-99999")
+    rows = ("Episode", "Step", "Game frame", "Return so far", "Action taken", "Played by")
+    _widest_values = ("Evaluation", "99999 / 99999", "999999", "-99999", "the initial network")
+    _progress_label = "training progress 100.0%"
 
     def __init__(
         self,
@@ -136,67 +158,85 @@ class MinimalOverlay:
         if scale < 1:
             raise ValueError(f"expected a positive integer video scale, got {scale}")
         style = style or Style()
+        palette = style.palette
         self.game = game
         self.action_names = tuple(action_names)
         self.scale = scale
         self.height = GAME_HEIGHT * scale
-        painter = TextPainter(style.typeface, max(self.height, 540))
+        self.painter = painter = TextPainter(style.typeface, max(self.height, 540))
         margin = painter.pixels(16)
         label_width = max(painter.width(label, StatsPanel.size) for label in self.rows) + StatsPanel.gap
-        longest = max(
-            painter.width(text, StatsPanel.size, 600) for text in (game, *self.action_names, *self._widest_values)
-        )
+        longest = max(painter.width(text, StatsPanel.size, 600) for text in (*self.action_names, *self._widest_values))
         needed = 2 * margin + StatsPanel.inset + label_width + longest + 2
-        panel_width = max(panel_width, needed)
-        panel_width += panel_width % 2  # even: yuv420p needs an even frame width
-        self.width = GAME_WIDTH * scale + panel_width
-        self._game_rect = Rect(0, 0, GAME_WIDTH * scale, self.height)
-        panel = Rect(
-            self._game_rect.right + margin,
-            margin,
-            panel_width - 2 * margin,
-            painter.pixels(32) * len(self.rows),
+        needed = max(needed, 2 * margin + painter.width(game, 24.0, 700))
+        game_width = GAME_WIDTH * scale
+        width = max(game_width + max(panel_width, needed), round(self.height * 16 / 9))
+        self.width = width + width % 2  # even: yuv420p needs an even frame width
+        self._game_rect = Rect(0, 0, game_width, self.height)
+        x, w = game_width + margin, self.width - game_width - 2 * margin
+        self._title = (x, margin + painter.pixels(24.0))
+        self._phase = Rect(x, self._title[1] + 6, w, painter.pixels(16.0) + 8)
+        stats = Rect(x, self._phase.bottom + margin // 2, w, painter.pixels(30) * len(self.rows))
+        label = Rect(
+            x, stats.bottom + margin // 2, painter.width(self._progress_label, 13.0) + 12, painter.pixels(13.0) + 6
         )
-        bar = Rect(panel.x, panel.bottom + margin, panel.w, painter.pixels(6))
-        if bar.bottom > self.height:
+        bar = Rect(
+            label.right,
+            label.y + label.h // 2 - painter.pixels(3),
+            self.width - margin - label.right,
+            painter.pixels(6),
+        )
+        chart = Rect(x, label.bottom + margin, w, self.height - margin - label.bottom - margin)
+        try:
+            self._chart = ReturnChart(chart, palette, painter)
+        except TextRoomError:
             raise TextRoomError(
-                f"the minimal overlay's {len(self.rows)} stats rows at font_scale {style.typeface.scale:g} need "
-                f"{bar.bottom} pixels of height, video scale {scale} gives {self.height} (a smaller font_scale makes "
-                "room, and so does a larger video.scale up to 3, above which text grows with the game)"
-            )
-        self._stats = StatsPanel(panel, self.rows, style.palette, painter, label_width=label_width)
+                f"the minimal overlay's title, {len(self.rows)} stats rows and return chart at font_scale "
+                f"{style.typeface.scale:g} need more height than video scale {scale} gives ({self.height} pixels; a "
+                "smaller font_scale makes room, and so does a larger video.scale up to 3, above which text grows "
+                "with the game)"
+            ) from None
+        self._progress_text = label
+        self._stats = StatsPanel(stats, self.rows, palette, painter, label_width=label_width)
         self._bar = _ProgressBar(bar, style)
-        template = blank(self.width, self.height, style.palette.background)
+        self._style = style
+        template = blank(self.width, self.height, palette.background)
+        painter.draw(template, game, self._title, 24.0, palette.text, 700)
         self._stats.draw_static(template)
         self._bar.draw_static(template)
+        self._chart.draw_static(template)
         self._canvas = Canvas(template)
         self._game = GameView(self._game_rect, scale)
 
     def render(self, context: FrameContext) -> np.ndarray:
-        canvas = self._canvas
+        canvas, painter, palette = self._canvas, self.painter, self._style.palette
         image = canvas.begin()
         canvas.mark(self._game.draw(image, context.frame))
-        action = "-" if context.action is None else self.action_names[context.action]
-        progress = "-" if context.progress is None else f"{context.progress:.1%}"
+        phase = phase_line(context)
+        if canvas.changed("phase", phase, (self._phase,)):
+            painter.draw(image[self._phase.slices], phase, (0, painter.pixels(16.0)), 16.0, palette.muted)
+        action = "- (the last frame)" if context.action is None else self.action_names[context.action]
+        length = "" if context.episode_length is None else f" / {context.episode_length}"
+        frame = "-" if context.frame_skip is None else str(context.step * context.frame_skip)
         values = (
-            self.game,
-            context.phase,
-            progress,
-            str(context.episode),
-            str(context.step),
+            f"{context.episode} ({context.phase.lower()})",
+            f"{context.step}{length}",
+            frame,
             f"{context.episode_reward:g}",
             action,
+            update_name(context.policy_version),
         )
         self._stats.draw(image, values, canvas.changed)
+        progress = "training progress -" if context.progress is None else f"training progress {context.progress:.1%}"
+        if canvas.changed("progress-text", progress, (self._progress_text,)):
+            area = image[self._progress_text.slices]
+            painter.draw(area, progress, (0, painter.pixels(13.0)), 13.0, palette.muted)
         self._bar.draw(image, context.progress, canvas.changed)
+        self._chart.draw(image, context.rewards, context.step, canvas.changed, key=context.episode)
         return image
 
     def damage(self) -> tuple[Rect, ...] | None:
         return self._canvas.damage()
-
-
-class TextRoomError(ValueError):
-    """A layout cannot hold its text at the asked font scale (a smaller ``font_scale`` makes room)."""
 
 
 @dataclass(frozen=True)
@@ -263,8 +303,8 @@ class FullLayout:
             scale=scale,
             game=game,
             title=(margin, round(32 * t)),
-            subtitle=Rect(margin, round(40 * t), width - 2 * margin, round(22 * t)),
-            progress=Rect(margin, round(66 * t), width - 2 * margin, max(2, round(4 * s))),
+            subtitle=Rect(margin, round(38 * t), width - 2 * margin, round(21 * t)),
+            progress=Rect(margin, round(70 * t) - max(2, round(4 * s)), width - 2 * margin, max(2, round(4 * s))),
             stats=Rect(middle_x, header, middle_w, stats_h),
             bars=Rect(middle_x, bars_top, middle_w, bars_h),
             value=Rect(middle_x, value_top, middle_w, height - margin - value_top),
@@ -274,18 +314,23 @@ class FullLayout:
 
 
 class FullOverlay:
-    """The "Neural Activity Viewer": game, stats, policy bars, value chart, lit network diagram, feature maps.
+    """The "Neural Activity Viewer": game, stats, policy bars, value against the return that followed, the lit
+    network diagram (its edges the network's strongest real weights) and feature maps.
 
     ``diagram_layers`` names the diagram's columns and node counts; ``feature_rows`` names the thumbnail rows
     (the first is the agent's stacked input frames) and how many thumbnails each shows. Both must match the
     :class:`~render.frame.FrameAnalytics` the products pass in
-    (:meth:`render.analytics.NetworkProbe.diagram_layers` and ``feature_rows`` give them).
+    (:meth:`render.analytics.NetworkProbe.diagram_layers` and ``feature_rows`` give them). The ``policy`` and
+    ``value`` layers are drawn as named outputs (``action_names``, ``value``). ``return_note`` says how the
+    return that followed is counted (discount, clipping).
 
     Everything static is drawn once into a template; :meth:`render` restores the changing regions and draws
-    only the per-frame parts.
+    only the per-frame parts. The template holds the diagram's edges, so a frame explained by another network
+    (:attr:`FrameContext.network`) gets a new template and is redrawn whole.
     """
 
-    stats_rows = ("Frame", "Progress", "Episode", "Ep Reward", "Policy", "Checkpoint")
+    stats_rows = ("Step", "Game frame", "Episode", "Return so far", "Played by")
+    _progress_label = "training progress 100.0%"
 
     def __init__(
         self,
@@ -298,6 +343,7 @@ class FullOverlay:
         height: int = 720,
         style: Style | None = None,
         title: str = "PPO Neural Activity Viewer",
+        return_note: str = "",
     ) -> None:
         self.style = style or Style()
         self.width, self.height = width, height
@@ -314,22 +360,47 @@ class FullOverlay:
         self.title_size = 26.0
         while self.title_size > 10 and painter.width(self.title, self.title_size, 700) > room:
             self.title_size -= 1.0
-        self.progress_bar = _ProgressBar(layout.progress, self.style)
+        label_width = painter.width(self._progress_label, 11.0) + 10
+        bar = layout.progress
+        top = layout.subtitle.bottom  # the label's rectangle lies below the subtitle's: each redraws alone
+        self._progress_text = Rect(bar.x, top, label_width, bar.bottom + 3 - top)
+        self.progress_bar = _ProgressBar(Rect(bar.x + label_width, bar.y, bar.w - label_width, bar.h), self.style)
         self.stats = StatsPanel(layout.stats, self.stats_rows, palette, painter)
-        self.bars = PolicyBars(layout.bars, self.action_names, palette, painter, title="Policy Distribution")
-        self.value = ValueChart(layout.value, palette, painter)
-        self.diagram = NetworkDiagram(layout.diagram, diagram_layers, palette, painter)
-        self.maps = FeatureMaps(layout.maps, feature_rows, palette, painter)
-        template = blank(width, height, palette.background)
-        self.draw_static(template)
-        self.diagram.bind(template)
-        self._canvas = Canvas(template)
+        self.bars = PolicyBars(layout.bars, self.action_names, palette, painter, title="Policy: action probabilities")
+        self.value = ValueChart(layout.value, palette, painter, note=return_note)
+        layers = [
+            DiagramLayer(layer.label, layer.size, layer.detail, _output_names(layer, self.action_names))
+            for layer in diagram_layers
+        ]
+        self.diagram = NetworkDiagram(layout.diagram, layers, palette, painter, title="Network")
+        self.maps = FeatureMaps(
+            layout.maps, feature_rows, palette, painter, title="Feature maps (most active channels this episode)"
+        )
+        self._wiring: str | None = None
+        self._canvas = self._new_canvas()
         self._game = GameView(layout.game, self.scale)
 
+    def _new_canvas(self) -> Canvas:
+        template = blank(self.width, self.height, self.style.palette.background)
+        self.draw_static(template)
+        self.diagram.bind(template)
+        return Canvas(template)
+
     def render(self, context: FrameContext) -> np.ndarray:
+        self._rewire(context)
         image = self._canvas.begin()
         self._draw(image, context, self._canvas)
         return image
+
+    def _rewire(self, context: FrameContext) -> None:
+        """A frame explained by another network than the last gets that network's edges (a new template)."""
+        network = context.network
+        if network is None or network.key == self._wiring:
+            return
+        self._wiring = network.key
+        self.diagram.wire(network.links)
+        self._canvas = self._new_canvas()
+        self._game = GameView(self.layout.game, self.scale)
 
     def damage(self) -> tuple[Rect, ...] | None:
         return self._canvas.damage()
@@ -360,35 +431,67 @@ class FullOverlay:
             )
 
         due: Due = always if canvas is None else canvas.changed
-        layout, palette = self.layout, self.style.palette
+        layout, palette, painter = self.layout, self.style.palette, self.painter
         if canvas is None:
             upscale_into(image[layout.game.slices], context.frame, self.scale)
         else:
             canvas.mark(self._game.draw(image, context.frame))
-        phase = phase_line(context)
-        if due("subtitle", phase, (layout.subtitle,)):
+        phase, lag = phase_line(context), lag_line(context)
+        if due("subtitle", (phase, lag), (layout.subtitle,)):
             # clipped to its rectangle, like every redrawn text, so a redraw covers all it ever painted
-            self.painter.draw(image[layout.subtitle.slices], phase, (0, self.painter.pixels(16)), 16, palette.muted)
+            area = image[layout.subtitle.slices]
+            baseline = painter.pixels(16)
+            painter.draw(area, phase, (0, baseline), 16, palette.muted)
+            if lag:
+                lagging = context.checkpoint is not None and context.checkpoint.lag != 0
+                weight, colour = (600, palette.highlight) if lagging else (400, palette.muted)
+                x = layout.subtitle.w - painter.width(lag, 16, weight) - 2
+                painter.draw(area, lag, (max(0, x), baseline), 16, colour, weight)
+        progress = "training progress -" if context.progress is None else f"training progress {context.progress:.1%}"
+        if due("progress-text", progress, (self._progress_text,)):
+            area = image[self._progress_text.slices]
+            painter.draw(area, progress, (0, self._progress_text.h - 4), 11.0, palette.muted)
         self.progress_bar.draw(image, context.progress, due)
-        progress = "-" if context.progress is None else f"{context.progress:.1%}"
+        length = "" if context.episode_length is None else f" / {context.episode_length}"
+        frame = "-" if context.frame_skip is None else f"{context.step * context.frame_skip}"
         values = (
-            str(context.step),
-            progress,
+            f"{context.step}{length}",
+            frame,
             str(context.episode),
             f"{context.episode_reward:g}",
-            f"v{context.policy_version}",
-            checkpoint_line(context),
+            update_name(context.policy_version),
         )
         self.stats.draw(image, values, due)
         self.bars.draw(image, analytics.probabilities, context.action, due)
         history = context.value_history if context.value_history is not None else np.array([analytics.value])
-        self.value.draw(image, analytics.value, history, due)
+        self.value.draw(
+            image,
+            analytics.value,
+            history,
+            due,
+            followed=context.return_followed,
+            followed_history=context.return_history,
+            span=context.value_range,
+        )
         if circles:
             self.diagram.draw_circles(image, analytics.levels)
         else:
             self.diagram.draw(image, analytics.levels, due)
         inputs = np.empty((0, 1, 1), np.uint8) if context.observation is None else context.observation
-        self.maps.draw(image, (inputs, *analytics.feature_maps), due)
+        captions = [[f"t-{k}" if k else "t" for k in range(len(inputs) - 1, -1, -1)]]
+        captions += [[f"ch {c}" for c in channels] for channels in analytics.channels]
+        self.maps.draw(image, (inputs, *analytics.feature_maps), due, captions if analytics.channels else None)
+
+
+def _output_names(layer: DiagramLayer, action_names: Sequence[str]) -> tuple[str, ...]:
+    """The names of an output layer's nodes: the actions for ``policy``, ``value`` for the critic."""
+    if layer.names:
+        return layer.names
+    if layer.label == "policy" and layer.size == len(action_names):
+        return tuple(action_names)
+    if layer.label == "value" and layer.size == 1:
+        return ("value",)
+    return ()
 
 
 def title_card(width: int, height: int, lines: Sequence[str], style: Style | None = None) -> np.ndarray:

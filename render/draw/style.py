@@ -34,6 +34,9 @@ class Palette:
     node_cold: RGB = (30, 36, 58)
     node_warm: RGB = (240, 80, 120)
     node_hot: RGB = (255, 236, 140)
+    outcome: RGB = (120, 222, 140)
+    edge_positive: RGB = (226, 96, 120)
+    edge_negative: RGB = (80, 150, 255)
 
     def ramp(self) -> np.ndarray:
         """A 256-entry colour map from cold through warm to hot, as a ``(256, 3)`` uint8 lookup table."""

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from render.analytics import NetworkProbe, ProbeSettings
-from render.draw.overlays import checkpoint_line
+from render.draw.overlays import lag_line
 from render.errors import SelectionError
 from render.feed import auto_workers, kept_count, runs
 from render.frame import FrameContext
@@ -176,4 +176,9 @@ def test_a_checkpoint_newer_than_the_policy_that_played_is_shown_as_newer(tmp_pa
     contexts = [
         FrameContext(None, 0, 0, 0.0, None, version, checkpoint=use) for version, use in ((52, older), (12, newer))
     ]
-    assert [checkpoint_line(c) for c in contexts] == ["v40 (lag 12)", "v40 (28 newer)"]
+    assert [lag_line(c) for c in contexts] == [
+        "network from update 40, 12 updates before this play (played by update 52)",
+        "network from update 40, 28 updates after this play (played by update 12)",
+    ]
+    same = FrameContext(None, 0, 0, 0.0, None, 40, checkpoint=library.lookup(40)[1])
+    assert lag_line(same) == "network: the one that played this frame (update 40)"

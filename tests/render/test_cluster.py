@@ -48,4 +48,4 @@ def test_a_submitit_local_sweep_renders_each_job_in_its_own_process(tmp_path: Pa
         length = log.episode(EPISODE).length
     raw, minimal = (decode_video(v) for v in videos)
     assert len(raw) == len(minimal) == length + 1  # the reset frame first
-    assert raw[0].shape == (420, 320, 3) and minimal[0].shape == (420, 320 + 360, 3)  # video=preview: the game x2
+    assert raw[0].shape == (420, 320, 3) and minimal[0].shape == (420, 748, 3)  # video=preview: the game x2

@@ -17,7 +17,7 @@ import render.draw.kernels
 from render.config import OverlayConfig
 from render.draw.compose import Canvas, Rect, upscale_nearest
 from render.draw.diagram import DiagramLayer, NetworkDiagram
-from render.draw.overlays import FullOverlay, MinimalOverlay, RawOverlay, phase_line, title_card
+from render.draw.overlays import FullOverlay, MinimalOverlay, RawOverlay, phase_line, short_number, title_card
 from render.draw.style import Palette, Style, TextPainter, Typeface
 from render.errors import RenderConfigError
 from render.frame import CheckpointUse, FrameAnalytics, FrameContext
@@ -235,13 +235,19 @@ def test_policy_bars_follow_the_probabilities(full: FullOverlay) -> None:
         assert rows[taken] == pytest.approx(1.0) and sum(rows) == pytest.approx(1.0)
 
 
-def test_minimal_overlay_has_game_and_panel() -> None:
-    context = _context(np.random.default_rng(9), analytics=None)
+def test_minimal_overlay_is_16_9_with_no_empty_quarter() -> None:
+    rewards = np.zeros(40)
+    rewards[[5, 20, 30]] = 1.0
+    context = _context(np.random.default_rng(9), analytics=None, rewards=rewards, episode_length=40)
     overlay = MinimalOverlay("Breakout", ACTIONS, 2, panel_width=300)
     image = overlay.render(context)
-    assert image.shape == (420, 620, 3)
+    assert image.shape == (420, 748, 3)  # 16:9 at the game's height, rounded to even
     np.testing.assert_array_equal(image[:, :320], upscale_nearest(context.frame, 2))
-    assert image[:, 320:].std() > 0  # the panel has text on it
+    background = np.array(Style().palette.background, np.uint8)
+    panel = image[:, 320:]
+    for rows in (slice(0, 210), slice(210, 420)):  # text above, the return chart below: no empty half
+        for cols in (slice(0, 214), slice(214, 428)):
+            assert (panel[rows, cols] != background).any(axis=2).mean() > 0.02, (rows, cols)
 
 
 def test_canvas_refuses_rectangles_outside_the_template() -> None:
@@ -251,12 +257,11 @@ def test_canvas_refuses_rectangles_outside_the_template() -> None:
         canvas.changed("part", 1, [Rect(5, 5, 10, 2)])
 
 
-def test_phase_line_formats_like_the_milestone_videos() -> None:
+def test_phase_line_says_the_learning_rate_legibly_and_not_on_evaluation_frames() -> None:
     context = _context(np.random.default_rng(10))
-    assert phase_line(context) == "Training | Progress: 37.5% | lr=2.5e-04"
-    assert phase_line(_context(np.random.default_rng(10), phase="Evaluation", learning_rate=None)) == (
-        "Evaluation | Progress: 37.5%"
-    )
+    assert phase_line(context) == "Training episode 3  -  learning rate 2.5e-4"
+    assert phase_line(_context(np.random.default_rng(10), phase="Evaluation")) == "Evaluation episode 3"
+    assert [short_number(v) for v in (1.7e-4, 0.5, 3e-5, 0.0025)] == ["1.7e-4", "0.5", "3.0e-5", "0.0025"]
 
 
 def test_title_card_is_centred_text_on_background() -> None:
@@ -390,7 +395,8 @@ def test_feature_map_rows_land_in_their_cells_at_the_image_edge_too() -> None:
     assert np.array_equal(narrow, wide[:, :edge])
     ramp, size = style.palette.ramp().reshape(256, 3), maps._cell
     for cells, stack, grey in zip(maps._cells, stacks, (True, False), strict=True):
-        for cell, feature_map in zip(cells, stack, strict=True):  # each cell shows its own map, enlarged
+        shown = maps._visible(stack) if grey else stack  # input frames made legible first
+        for cell, feature_map in zip(cells, shown, strict=True):  # each cell shows its own map, enlarged
             shade = cv2.resize(feature_map, (size, size), interpolation=cv2.INTER_NEAREST)
             assert np.array_equal(wide[cell.slices], np.repeat(shade[..., None], 3, -1) if grey else ramp[shade])
     assert not wide[:, edge:].any()  # nothing beyond the cells
@@ -404,6 +410,19 @@ def test_feature_map_rows_land_in_their_cells_at_the_image_edge_too() -> None:
         maps.draw(wide, (stacks[0].astype(np.float32), stacks[1]))
     with pytest.raises(ValueError, match="at least"):  # the kernel checks no bounds itself
         maps.draw(np.zeros((240, edge - 3, 3), np.uint8), stacks)
+
+
+def test_input_frames_keep_a_small_ball_visible_at_thumbnail_size() -> None:
+    from render.draw.panels import FeatureMaps
+
+    style = Style()
+    maps = FeatureMaps(Rect(0, 0, 300, 200), [("input", 4)], style.palette, TextPainter(style.typeface, 720))
+    frames = np.zeros((4, 84, 84), np.uint8)
+    frames[:, 60:62, 41:43] = 90  # a dim 2x2 ball, as in Breakout's grey observation
+    image = np.zeros((200, 300, 3), np.uint8)
+    maps.draw(image, (frames,))
+    for cell in maps._cells[0]:
+        assert image[cell.slices].max() == 255  # stretched to white, and not lost between sampled pixels
 
 
 def test_a_feature_map_panel_outside_the_image_is_refused() -> None:
@@ -425,7 +444,7 @@ def test_each_thumbnail_shows_its_own_map_enlarged_at_the_products_cell_size(ful
     maps.draw(image, stacks)
     ramp = Style().palette.ramp().reshape(256, 3)
     for cells, stack, grey in zip(maps._cells, stacks, maps._grey, strict=True):
-        for cell, feature_map in zip(cells, stack, strict=True):
+        for cell, feature_map in zip(cells, maps._visible(stack) if grey else stack, strict=True):
             shade = cv2.resize(feature_map, (cell.w, cell.h), interpolation=cv2.INTER_NEAREST)
             np.testing.assert_array_equal(
                 image[cell.slices], np.repeat(shade[..., None], 3, -1) if grey else ramp[shade]
@@ -484,7 +503,7 @@ def test_feature_map_rows_that_shrink_and_grow_redraw_like_a_fresh_template() ->
 
 
 # The longest values each stats row shows in practice: a 27k-step episode, a 10k-update run.
-WIDEST_STATS = ("999999", "100.0%", "99999", "-9999", "v9999", "v9999 (lag 999)")
+WIDEST_STATS = ("99999 / 99999", "999999", "99999", "-9999", "update 9999")
 
 
 def _ink(draw, height: int, width: int) -> tuple[int, int, int, int]:
@@ -527,7 +546,7 @@ def test_full_overlay_layout_makes_room_for_bigger_text(width, height, font_scal
         lambda im: painter.draw(im, title, layout.title, title_size, (255,) * 3, 700), height, width + 400
     )
     assert bottom <= layout.subtitle.y and right <= width - margin
-    phase = "Training | Progress: 100.0% | lr=2.5e-04"
+    phase = "Training episode 99999  -  learning rate 2.5e-4"
     sub = layout.subtitle
     top, bottom, left, right = _ink(
         lambda im: painter.draw(im, phase, (sub.x, sub.y + painter.pixels(16)), 16, (255,) * 3), height, width
@@ -552,13 +571,16 @@ def test_full_overlay_layout_makes_room_for_bigger_text(width, height, font_scal
             )
             assert row_top <= top and bottom <= row_top + bars._row + 1 and right <= bars.rect.right, (text, i)
         assert bars.rect.x + 14 + painter.width(name, bars._size) < bars._track.x
-    # the value chart's title ends a space before its number begins (both bold)
+    # the value chart's labels end a space before their numbers begin (both bold)
     value = overlay.value
-    baseline = value.rect.y + painter.pixels(value._size)
-    top, bottom, left, right = _ink(
-        lambda im: painter.draw(im, value._title, (value.rect.x, baseline), value._size, (255,) * 3, 600), height, width
-    )
-    assert right + painter.pixels(value._size) // 3 <= value._number.x, (right, value._number)
+    for label, number in zip(value._labels, value._numbers, strict=True):
+        baseline = number.y + painter.pixels(value._size)
+        top, bottom, left, right = _ink(
+            lambda im, t=label, y=baseline: painter.draw(im, t, (value.rect.x, y), value._size, (255,) * 3, 600),
+            height,
+            width,
+        )
+        assert right + painter.pixels(value._size) // 3 <= number.x, (right, number)
     overlay.render(_context(np.random.default_rng(0), checkpoint=CheckpointUse("v9999.pt", 9999, 999)))
 
 
@@ -579,7 +601,7 @@ def test_minimal_overlay_panel_widens_to_fit_its_longest_text(scale, font_scale)
     assert overlay.width >= 160 * scale + 360 and overlay.width % 2 == 0
     stats = overlay._stats
     painter = stats._painter
-    longest = (game, "Evaluation", "100.0%", "4", "999999", "-99999", "UPRIGHTFIRE")
+    longest = ("Evaluation", "99999 / 99999", "999999", "-99999", "UPRIGHTFIRE", "the initial network")
     for row, (value, cell) in enumerate(zip(longest, stats.cells, strict=True)):
         baseline = stats._baseline(row)
         top, bottom, left, right = _ink(
@@ -593,7 +615,9 @@ def test_minimal_overlay_panel_widens_to_fit_its_longest_text(scale, font_scale)
 
 
 def test_minimal_overlay_refuses_text_taller_than_the_game() -> None:
-    with pytest.raises(ValueError, match="font_scale 3 need .* video scale 2 gives 420 .a smaller font_scale"):
+    with pytest.raises(
+        ValueError, match="font_scale 3 need more height than video scale 2 gives .420 pixels; a smaller"
+    ):
         MinimalOverlay("Breakout", ACTIONS, 2, style=Style(typeface=Typeface(scale=3.0)))
 
 

@@ -173,7 +173,7 @@ def test_log_without_checkpoint_renders_minimal_but_not_full(run_dir: Path, tmp_
         overlay=OverlayConfig(kind="minimal"),
         video=QUICK,
     )
-    assert decode_video(tmp_path / "min.mp4")[0].shape == (420, 320 + 360, 3) and result.frames == 11
+    assert decode_video(tmp_path / "min.mp4")[0].shape == (420, 748, 3) and result.frames == 11
     with pytest.raises(MissingCheckpointError, match="pass checkpoint=<file.pt>"):
         render_episode(source, tmp_path / "full.mp4", episode=0, overlay=OverlayConfig(kind="full"), video=QUICK)
     assert not (tmp_path / "full.mp4").exists()
@@ -205,10 +205,10 @@ def test_overlay_settings_the_layout_cannot_hold_are_refused_naming_them(run_dir
         ),
         (
             OverlayConfig(kind="full", font_scale=4.0, width=1280, height=720),
-            r"overlay.font_scale=4: .*too small.*\. the largest overlay.font_scale that fits is 1.65$",
+            r"overlay.font_scale=4: .*too small.*\. the largest overlay.font_scale that fits is 1.85$",
         ),
         (
-            OverlayConfig(kind="full", font_scale=1.65, width=1280, height=720),
+            OverlayConfig(kind="full", font_scale=1.85, width=1280, height=720),
             None,  # the scale the case above names does fit
         ),
         (
@@ -218,7 +218,7 @@ def test_overlay_settings_the_layout_cannot_hold_are_refused_naming_them(run_dir
         (
             OverlayConfig(kind="minimal", font_scale=3.0),
             r"overlay=minimal with video.scale=2 overlay.font_scale=3: .*a smaller font_scale makes room.*\. the "
-            r"largest overlay.font_scale that fits is 2.1$",
+            r"largest overlay.font_scale that fits is 1.5$",
         ),
     ]
     product = EpisodeProductConfig(frame_stride=40)
@@ -282,7 +282,7 @@ def test_progression_shows_a_card_before_each_eval_episode(run_dir: Path, tmp_pa
     assert result.episodes == (0, 1, 2) and len(frames) == result.frames
     card = frames[0]
     assert (
-        card.shape == (420, 680, 3) and card[:60].reshape(-1, 3).std(axis=0).max() < 2
+        card.shape == (420, 748, 3) and card[:60].reshape(-1, 3).std(axis=0).max() < 2
     )  # a plain card, text only in the middle
     assert result.checkpoints == {}
 
@@ -326,7 +326,7 @@ def test_multirun_writes_one_video_per_job_into_its_own_folder(run_dir: Path, tm
         "1_episode=3,overlay=minimal,product.frame_stride=10,video=preview",
     ]
     sizes = [decode_video(v)[0].shape for v in videos]
-    assert sizes == [(420, 320, 3), (420, 320 + 360, 3)]
+    assert sizes == [(420, 320, 3), (420, 748, 3)]
     assert all(v.with_name("episode.mp4.json").is_file() for v in videos)
 
 
