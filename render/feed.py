@@ -6,6 +6,9 @@ at most a few chunks ahead). Episodes that follow each other in one env lane for
 replays without seeking; runs are dealt to the workers in turn, so a time-lapse of episodes spread over
 training seeks and re-simulates several at once while the main process analyses, composes and encodes.
 ``workers=0`` replays in-process, cheapest when there is nothing to overlap (one episode, or one run).
+
+With ``emulator_frames``, each kept step also carries the screens of every frame emulated during it
+(:class:`replay.ReplayStep`), for a video at the game's real speed; the steps a stride skips send none.
 """
 
 from __future__ import annotations
@@ -30,7 +33,11 @@ _POLL_SECONDS = 0.5
 
 @dataclass(frozen=True)
 class KeptStep:
-    """One drawn step of an episode: ``episode_reward`` counts every step up to this one, drawn or not."""
+    """One drawn step of an episode: ``episode_reward`` counts every step up to this one, drawn or not.
+
+    ``screens`` (with ``emulator_frames``) are the frames emulated during this step alone, the last being ``frame``
+    (:class:`replay.ReplayStep`); None otherwise.
+    """
 
     step: int
     frame: np.ndarray
@@ -38,17 +45,24 @@ class KeptStep:
     action: int | None
     episode_reward: float
     policy_version: int
+    screens: tuple[np.ndarray, ...] | None = None
 
 
-def kept_steps(log: TrajectoryLog, episode: EpisodeRecord, stride: int, *, observations: bool) -> Iterator[KeptStep]:
-    """Every ``stride``-th step of ``episode`` and its last, reset frame first, re-simulated here."""
+def kept_steps(
+    log: TrajectoryLog, episode: EpisodeRecord, stride: int, *, observations: bool, emulator_frames: bool = False
+) -> Iterator[KeptStep]:
+    """Every ``stride``-th step of ``episode`` and its last, reset frame first, re-simulated here; with
+    ``emulator_frames``, each with its emulated screens (a skipped step's are dropped, not carried over)."""
     if stride < 1:
         raise ValueError(f"expected a positive frame stride, got {stride}")
     reward = 0.0
-    for step in log.replay(episode.index, frames=True, observations=observations):
+    replayed = log.replay(episode.index, frames=True, observations=observations, emulator_frames=emulator_frames)
+    for step in replayed:
         reward += step.reward
         if step.step % stride == 0 or step.step == episode.length:
-            yield KeptStep(step.step, step.frame, step.observation, step.action, reward, step.policy_version)
+            yield KeptStep(
+                step.step, step.frame, step.observation, step.action, reward, step.policy_version, step.screens
+            )
 
 
 def seek_distance(log: TrajectoryLog) -> Callable[[EpisodeRecord], int]:
@@ -116,6 +130,7 @@ class ReplayFeed:
         stride: int,
         *,
         observations: bool,
+        emulator_frames: bool = False,
         workers: int = 1,
         chunk: int = 32,
         ahead: int = 4,
@@ -124,6 +139,7 @@ class ReplayFeed:
             raise ValueError(f"expected 0 or more re-simulation workers, got {workers}")
         self.episodes = list(episodes)
         self.stride, self.observations, self.chunk = stride, observations, chunk
+        self.emulator_frames = emulator_frames
         self._log: TrajectoryLog | None = None
         self._processes: list[multiprocessing.process.BaseProcess] = []
         self._queues: list[multiprocessing.queues.Queue] = []
@@ -142,7 +158,7 @@ class ReplayFeed:
             results = context.Queue(maxsize=ahead)
             process = context.Process(
                 target=_work,
-                args=(str(log_path), jobs, stride, observations, chunk, results),
+                args=(str(log_path), jobs, stride, observations, emulator_frames, chunk, results),
                 name=f"render-resim-{w}",
                 daemon=True,
             )
@@ -154,7 +170,13 @@ class ReplayFeed:
         """The kept steps of ``episodes[order]``; call in order, each once."""
         episode = self.episodes[order]
         if self._log is not None:
-            yield from kept_steps(self._log, episode, self.stride, observations=self.observations)
+            yield from kept_steps(
+                self._log,
+                episode,
+                self.stride,
+                observations=self.observations,
+                emulator_frames=self.emulator_frames,
+            )
             return
         worker = self._worker_of[order]
         while True:
@@ -208,6 +230,7 @@ def _work(
     jobs: list[tuple[int, int]],
     stride: int,
     observations: bool,
+    emulator_frames: bool,
     chunk: int,
     results: multiprocessing.queues.Queue,
 ) -> None:
@@ -216,7 +239,9 @@ def _work(
         with TrajectoryLog(log_path) as log:
             for order, index in jobs:
                 batch: list[KeptStep] = []
-                for kept in kept_steps(log, log.episode(index), stride, observations=observations):
+                episode = log.episode(index)
+                replayed = kept_steps(log, episode, stride, observations=observations, emulator_frames=emulator_frames)
+                for kept in replayed:
                     batch.append(kept)
                     if len(batch) == chunk:
                         results.put((order, batch))
