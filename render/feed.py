@@ -6,6 +6,9 @@ at most a few chunks ahead). Episodes that follow each other in one env lane for
 replays without seeking; runs are dealt to the workers in turn, so a time-lapse of episodes spread over
 training seeks and re-simulates several at once while the main process analyses, composes and encodes.
 ``workers=0`` replays in-process, cheapest when there is nothing to overlap (one episode, or one run).
+
+With ``emulator_frames``, each kept step also carries the screens of every frame emulated during it
+(:class:`replay.ReplayStep`), for a video at the game's real speed; the steps a stride skips send none.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ class KeptStep:
     (the agent saw this frame, then acted): what the network's outputs on this frame explain. The episode's last
     frame has no action after it: ``action`` is ``None`` and ``policy_version`` the version that led to it.
     ``episode_reward`` counts every step up to this frame, drawn or not.
+
+    ``screens`` (with ``emulator_frames``) are the emulator's frames from this one until the next agent frame: this
+    frame first, then those emulated while its action played out (the next step's screens but its last, which is
+    the next frame); the last frame's is this frame alone. ``None`` otherwise.
     """
 
     step: int
@@ -45,22 +52,33 @@ class KeptStep:
     action: int | None
     episode_reward: float
     policy_version: int
+    screens: tuple[np.ndarray, ...] | None = None
 
 
-def kept_steps(log: TrajectoryLog, episode: EpisodeRecord, stride: int, *, observations: bool) -> Iterator[KeptStep]:
-    """Every ``stride``-th frame of ``episode`` and its last, reset frame first, re-simulated here."""
+def kept_steps(
+    log: TrajectoryLog, episode: EpisodeRecord, stride: int, *, observations: bool, emulator_frames: bool = False
+) -> Iterator[KeptStep]:
+    """Every ``stride``-th frame of ``episode`` and its last, reset frame first, re-simulated here; with
+    ``emulator_frames``, each with its screens (see :class:`KeptStep`; a skipped frame's are dropped)."""
     if stride < 1:
         raise ValueError(f"expected a positive frame stride, got {stride}")
     reward = 0.0
     held: ReplayStep | None = None  # the frame before ``step``: its action is ``step``'s
     held_reward = 0.0
-    for step in log.replay(episode.index, frames=True, observations=observations):
+    replayed = log.replay(episode.index, frames=True, observations=observations, emulator_frames=emulator_frames)
+    for step in replayed:
         if held is not None and (held.step % stride == 0):
-            yield KeptStep(held.step, held.frame, held.observation, step.action, held_reward, step.policy_version)
+            screens = None
+            if emulator_frames:
+                screens = (held.frame, *(step.screens or ())[:-1])
+            yield KeptStep(
+                held.step, held.frame, held.observation, step.action, held_reward, step.policy_version, screens
+            )
         reward += step.reward
         held, held_reward = step, reward
     if held is not None:  # the last frame is always kept
-        yield KeptStep(held.step, held.frame, held.observation, None, held_reward, held.policy_version)
+        screens = (held.frame,) if emulator_frames else None
+        yield KeptStep(held.step, held.frame, held.observation, None, held_reward, held.policy_version, screens)
 
 
 def episode_rewards(log: TrajectoryLog, episode: EpisodeRecord) -> np.ndarray:
@@ -138,6 +156,7 @@ class ReplayFeed:
         stride: int,
         *,
         observations: bool,
+        emulator_frames: bool = False,
         workers: int = 1,
         chunk: int = 32,
         ahead: int = 4,
@@ -148,6 +167,7 @@ class ReplayFeed:
         self.episodes = list(episodes)
         self.stride, self.observations, self.chunk = stride, observations, chunk
         self.with_rewards = rewards
+        self.emulator_frames = emulator_frames
         self._log: TrajectoryLog | None = None
         self._processes: list[multiprocessing.process.BaseProcess] = []
         self._queues: list[multiprocessing.queues.Queue] = []
@@ -166,7 +186,7 @@ class ReplayFeed:
             results = context.Queue(maxsize=ahead)
             process = context.Process(
                 target=_work,
-                args=(str(log_path), jobs, stride, observations, chunk, results, rewards),
+                args=(str(log_path), jobs, stride, observations, emulator_frames, chunk, results, rewards),
                 name=f"render-resim-{w}",
                 daemon=True,
             )
@@ -191,7 +211,13 @@ class ReplayFeed:
         """The kept steps of ``episodes[order]``; call in order, each once."""
         episode = self.episodes[order]
         if self._log is not None:
-            yield from kept_steps(self._log, episode, self.stride, observations=self.observations)
+            yield from kept_steps(
+                self._log,
+                episode,
+                self.stride,
+                observations=self.observations,
+                emulator_frames=self.emulator_frames,
+            )
             return
         while True:
             payload = self._payload(order)
@@ -251,6 +277,7 @@ def _work(
     jobs: list[tuple[int, int]],
     stride: int,
     observations: bool,
+    emulator_frames: bool,
     chunk: int,
     results: multiprocessing.queues.Queue,
     rewards: bool = False,
@@ -263,7 +290,9 @@ def _work(
                 if rewards:
                     results.put((order, episode_rewards(log, log.episode(index))))
                 batch: list[KeptStep] = []
-                for kept in kept_steps(log, log.episode(index), stride, observations=observations):
+                episode = log.episode(index)
+                replayed = kept_steps(log, episode, stride, observations=observations, emulator_frames=emulator_frames)
+                for kept in replayed:
                     batch.append(kept)
                     if len(batch) == chunk:
                         results.put((order, batch))

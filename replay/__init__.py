@@ -8,6 +8,7 @@ from replay.errors import (
     LogFormatError,
     RecordingError,
     ReplayError,
+    ScreenCaptureError,
 )
 from replay.reader import EpisodeRecord, ReplayStep, TrajectoryLog
 from replay.recorder import RecordTrajectory, RecordVectorTrajectory
@@ -28,6 +29,7 @@ __all__ = [
     "RunFolder",
     "ReplayError",
     "ReplayStep",
+    "ScreenCaptureError",
     "TrajectoryLog",
     "TrajectoryWriter",
     "VerifyReport",

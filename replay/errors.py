@@ -43,6 +43,10 @@ class RecordingError(ReplayError):
     """The recorder was used in a way it cannot record exactly (e.g. an env without an ALE base)."""
 
 
+class ScreenCaptureError(ReplayError, ValueError):
+    """Every emulated frame of a step was asked for, from an env stack whose frames cannot all be captured."""
+
+
 class CheckpointError(ReplayError):
     """A checkpoint is missing, corrupt, unsafe or does not match the log or network it is used with."""
 

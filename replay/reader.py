@@ -52,7 +52,16 @@ class EpisodeRecord:
 
 @dataclass(frozen=True)
 class ReplayStep:
-    """Step ``step`` of an episode as re-simulated; step 0 is the reset (no action, no reward)."""
+    """Step ``step`` of an episode as re-simulated; step 0 is the reset (no action, no reward).
+
+    ``screens`` (asked for with ``emulator_frames=True``) are the RGB screens of every frame the emulator produced
+    during the step, oldest first, the last being ``frame`` byte for byte: as many as the frame skip (4 for
+    ``ALE/<Game>-v5`` or for ``AtariPreprocessing(frame_skip=4)``, a random frameskip's draw), fewer at a step that
+    ends the game, more at one where ``FireOnLifeLoss`` presses FIRE. A reset's are the screen the game starts
+    from, then one per frame its wrappers emulate (no-op starts, a FIRE): a single screen for a bare
+    ``ALE/<Game>-v5``. A position that emulated nothing (a vector env's lane sitting out a partial reset, a step
+    after the game ended) has none. Shown one per 1/60 s, an episode's screens play at the game's real speed.
+    """
 
     step: int
     frame: np.ndarray | None
@@ -62,6 +71,7 @@ class ReplayStep:
     policy_version: int
     terminated: bool = False
     truncated: bool = False
+    screens: tuple[np.ndarray, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -213,8 +223,14 @@ class TrajectoryLog:
         *,
         frames: bool = True,
         observations: bool = True,
+        emulator_frames: bool = False,
     ) -> Iterator[ReplayStep]:
-        """Re-simulate steps ``start..stop-1`` of episode ``index`` (``length + 1`` steps, the reset first)."""
+        """Re-simulate steps ``start..stop-1`` of episode ``index`` (``length + 1`` steps, the reset first).
+
+        With ``emulator_frames``, each step carries ``screens``, every frame emulated during it (see
+        :class:`ReplayStep`); frames, observations and rewards are the same bytes either way. An env stack whose
+        frames cannot all be captured raises ``ScreenCaptureError`` (a ``ValueError``) at the first step.
+        """
         episode = self.episode(index)
         stop = episode.length + 1 if stop is None else stop
         for name, value in (("start", start), ("stop", stop)):
@@ -229,7 +245,7 @@ class TrajectoryLog:
             )
         if start == stop:
             return iter(())
-        return self._replay(episode, start, stop, frames, observations)
+        return self._replay(episode, start, stop, frames, observations, emulator_frames)
 
     def frames(self, index: int, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
         """RGB frames (uint8 210x160x3) as ``env.unwrapped.render()`` showed them: reset, then every step."""
@@ -240,7 +256,7 @@ class TrajectoryLog:
         return (s.observation for s in self.replay(index, start, stop, frames=False, observations=True))
 
     def _replay(
-        self, episode: EpisodeRecord, start: int, stop: int, frames: bool, observations: bool
+        self, episode: EpisodeRecord, start: int, stop: int, frames: bool, observations: bool, emulator_frames: bool
     ) -> Iterator[ReplayStep]:
         lane = self.lane(episode.stream, episode.env_index)
         origin = episode.start_step
@@ -252,6 +268,7 @@ class TrajectoryLog:
             frames=frames,
             observations=observations,
             episode=episode.index,
+            emulator_frames=emulator_frames,
         ):
             step = item.position - origin
             at = np.searchsorted(version_positions, item.position, side="right") - 1
@@ -264,6 +281,7 @@ class TrajectoryLog:
                 policy_version=int(version_values[at]) if at >= 0 else 0,
                 terminated=item.terminated,
                 truncated=item.truncated,
+                screens=item.screens,
             )
 
     def lane(self, stream: int, lane: int) -> Lane:

@@ -22,7 +22,8 @@ from gymnasium.envs.registration import EnvSpec
 
 from replay import emulator, rebuild
 from replay import log_format as fmt
-from replay.errors import DesyncError, LogFormatError
+from replay.errors import DesyncError, LogFormatError, ScreenCaptureError
+from replay.screens import ScreenTap
 
 ACTION_IDLE = 255
 _ACTION_BLOCK = 8192
@@ -40,6 +41,8 @@ class Emitted:
     truncated: bool
     frame: np.ndarray | None
     observation: np.ndarray | None
+    # Every screen emulated at this position, oldest first (see replay.screens); None unless asked for.
+    screens: tuple[np.ndarray, ...] | None = None
 
 
 @dataclass
@@ -85,16 +88,25 @@ class _RestoreFailed(Exception):
 
 
 def resimulate(
-    lane: Lane, first: int, last: int, *, frames: bool, observations: bool, episode: int | None = None
+    lane: Lane,
+    first: int,
+    last: int,
+    *,
+    frames: bool,
+    observations: bool,
+    episode: int | None = None,
+    emulator_frames: bool = False,
 ) -> Iterator[Emitted]:
-    """Yield positions ``first..last`` (inclusive) of ``lane``, verified."""
+    """Yield positions ``first..last`` (inclusive) of ``lane``, verified; with ``emulator_frames``, each with the
+    screens emulated at it (:mod:`replay.screens`; refused with ``ScreenCaptureError`` at the first position
+    for a stack that cannot give them)."""
     if not 0 <= first <= last < lane.length:
         raise LogFormatError(
             f"{lane.source}: positions {first}..{last} are outside stream {lane.stream} (0..{lane.length - 1})"
         )
     for anchor in _anchors(lane, first, observations):
         try:
-            yield from _run(lane, anchor, first, last, frames, observations, episode)
+            yield from _run(lane, anchor, first, last, frames, observations, episode, emulator_frames)
             return
         except _RestoreFailed:
             lane.restore_failures += 1
@@ -168,50 +180,54 @@ def _run(
     frames: bool,
     observations: bool,
     episode: int | None,
+    emulator_frames: bool,
 ) -> Iterator[Emitted]:
     kind, position = anchor.kind, anchor.position
     if kind is AnchorKind.LIVE:
         live, lane.live = lane.live, None
         env = live.env
-        trusted_frames, trusted_obs = True, Trust.VERIFIED
-    else:
+    elif lane.live is not None:
         # A seeded reset reloads the ROM and reseeds everything, so an env left by an earlier read serves as well
         # as a new one (building one costs ~0.2 s); the sync checks would catch any difference.
-        if lane.live is not None:
-            env, lane.live = lane.live.env, None
-        else:
-            env = rebuild.make_env(lane.spec, lane.source)
-        if kind is AnchorKind.SEED:
-            observation, _ = env.reset(seed=anchor.seed)
-            trusted_frames, trusted_obs = True, Trust.VERIFIED
-        else:
-            first_seed = next((s for s in lane.resets.values() if s != fmt.NO_SEED), 0)
-            env.reset(seed=first_seed)
+        env, lane.live = lane.live.env, None
+    else:
+        env = rebuild.make_env(lane.spec, lane.source)
+    tap = _tap(env) if emulator_frames else None
+    if kind is AnchorKind.LIVE:
+        trusted_frames, trusted_obs = True, Trust.VERIFIED
+    elif kind is AnchorKind.SEED:
+        if tap is not None:
+            tap.start(position == first)
+        observation, _ = env.reset(seed=anchor.seed)
+        trusted_frames, trusted_obs = True, Trust.VERIFIED
+    else:
+        first_seed = next((s for s in lane.resets.values() if s != fmt.NO_SEED), 0)
+        env.reset(seed=first_seed)
+        try:
+            state = _snapshot_state(lane, anchor.row)
+        except LogFormatError:
+            env.close()
+            raise _RestoreFailed from None  # a damaged snapshot: an earlier anchor may still work
+        try:
+            emulator.restore(env, state)
+        except Exception:  # a damaged or crafted state: ALE raises SystemError, MemoryError, ValueError...
+            env.close()
+            raise _RestoreFailed from None
+        stateful = rebuild.stateful_wrappers(lane.spec)
+        if state.wrappers is not None:
             try:
-                state = _snapshot_state(lane, anchor.row)
+                emulator.set_wrapper_state(env, state.wrappers)
             except LogFormatError:
                 env.close()
-                raise _RestoreFailed from None  # a damaged snapshot: an earlier anchor may still work
-            try:
-                emulator.restore(env, state)
-            except Exception:  # a damaged or crafted state: ALE raises SystemError, MemoryError, ValueError...
-                env.close()
                 raise _RestoreFailed from None
-            stateful = rebuild.stateful_wrappers(lane.spec)
-            if state.wrappers is not None:
-                try:
-                    emulator.set_wrapper_state(env, state.wrappers)
-                except LogFormatError:
-                    env.close()
-                    raise _RestoreFailed from None
-            elif stateful == [gym.wrappers.TimeLimit] and not lane.spec.additional_wrappers:
-                # A format-2 snapshot kept no wrapper state; a TimeLimit with nothing above it counts positions.
-                since_reset = position - max((p for p in lane.resets if p <= position), default=0)
-                emulator.set_wrapper_state(env, {"TimeLimit": {"_elapsed_steps": since_reset}})
-            elif stateful:  # what they held (frames counted under a frame skip, a sticky action) is not recorded
-                env.close()
-                raise _RestoreFailed
-            trusted_frames, trusted_obs = False, Trust.UNVERIFIED
+        elif stateful == [gym.wrappers.TimeLimit] and not lane.spec.additional_wrappers:
+            # A format-2 snapshot kept no wrapper state; a TimeLimit with nothing above it counts positions.
+            since_reset = position - max((p for p in lane.resets if p <= position), default=0)
+            emulator.set_wrapper_state(env, {"TimeLimit": {"_elapsed_steps": since_reset}})
+        elif stateful:  # what they held (frames counted under a frame skip, a sticky action) is not recorded
+            env.close()
+            raise _RestoreFailed
+        trusted_frames, trusted_obs = False, Trust.UNVERIFIED
     held: list[Emitted] = []
     emitted_any = False
     at = position  # the last position the env has emulated
@@ -229,6 +245,7 @@ def _run(
                 False,
                 emulator.screen(env) if frames else None,
                 np.array(observation) if observations else None,
+                tap.take() if tap is not None else None,
             )
             emitted_any = True
         actions = np.empty(0, dtype=np.uint8)
@@ -241,6 +258,8 @@ def _run(
             action = int(actions[p - action_base])
             seed = lane.resets.get(p)
             reward, terminated, truncated = 0.0, False, False
+            if tap is not None:
+                tap.start(first <= p <= last)
             if seed is not None:
                 observation, _ = env.reset(seed=None if seed == fmt.NO_SEED else seed)
                 event = "reset"
@@ -286,6 +305,7 @@ def _run(
                         bool(truncated),
                         emulator.screen(env) if frames else None,
                         np.array(observation) if observations and event != "idle" else None,
+                        tap.take() if tap is not None else None,
                     )
                 )
             if held and trusted_frames and (not observations or trusted_obs is Trust.VERIFIED):
@@ -302,10 +322,21 @@ def _run(
         healthy = False
         raise
     finally:
+        if tap is not None:
+            tap.remove()
         if healthy and (finished or (trusted_frames and trusted_obs is Trust.VERIFIED)):
             lane.live = LiveEnv(env, at)
         else:
             env.close()
+
+
+def _tap(env: gym.Env) -> ScreenTap:
+    """A tap on ``env``'s emulator; a stack that cannot give every emulated frame is refused (and closed)."""
+    try:
+        return ScreenTap(env)
+    except ScreenCaptureError:
+        env.close()
+        raise
 
 
 def _read_actions(lane: Lane, position: int, n_actions: int) -> np.ndarray:

@@ -28,9 +28,15 @@ RANDOM_SKIP = "random-skip"  # ALE v5 with a random frameskip of 2..4 each step 
 TIME_LIMITED = "time-limited"
 # ALE without sticky actions, gymnasium's StickyAction over AtariPreprocessing: a wrapper with hidden state
 GYM_STICKY = "gym-sticky"
+TRAINER = "trainer"  # the trainer's own stack (replay.train.envs): PREPROCESSED with FireOnLifeLoss
 
 
 def make_env(game: str, setting: str) -> gym.Env:
+    if setting == TRAINER:
+        from replay.train.envs import EnvConfig
+        from replay.train.envs import make_env as trainer_env
+
+        return trainer_env(EnvConfig(id=f"ALE/{game}-v5"), render_mode="rgb_array")
     if setting == STICKY:
         return gym.make(f"ALE/{game}-v5", render_mode="rgb_array")
     if setting == RANDOM_SKIP:
