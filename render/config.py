@@ -47,11 +47,15 @@ class VideoConfig:
     """Encoding (group ``video``).
 
     Attributes:
-        fps: Video frames per second; a recorded frame is one agent step (4 emulator frames, 1/15 s of play).
+        fps: Video frames per second; a recorded frame is one agent step (4 emulator frames, 1/15 s of play), so 30
+            plays at twice the game's speed (``emulator_frames`` shows it at its own).
         crf: x264 constant rate factor, 0 (lossless) .. 51; 18 looks transparent, 28 is small.
         preset: x264 speed/size trade-off, ``ultrafast`` .. ``veryslow``.
         scale: Integer nearest-neighbour enlargement of the 160x210 game for ``raw`` and ``minimal``.
         progress: Show a progress bar on the terminal.
+        emulator_frames: Every emulated frame (60 Hz), not only the ones the agent saw, encoded at 60 fps: the
+            game at its real speed, the overlay holding the values of the agent frame each belongs to (``fps`` is
+            then not used).
     """
 
     fps: int = 30
@@ -59,6 +63,7 @@ class VideoConfig:
     preset: str = "veryfast"
     scale: int = 4
     progress: bool = True
+    emulator_frames: bool = False
 
     def __post_init__(self) -> None:
         _at_least("video.fps", self.fps, 1)

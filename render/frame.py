@@ -57,7 +57,8 @@ class FrameContext:
     ``return_followed`` is the discounted return that actually followed this frame (what the value estimates),
     ``return_history`` its values aligned with ``value_history``, and ``value_range`` the value chart's axis for
     the episode; ``network`` the wiring of the network that explains the frame (for the diagram's edges);
-    ``rewards`` every step's reward of the episode (its whole future is recorded).
+    ``rewards`` every step's reward of the episode (its whole future is recorded); ``screens`` the emulated frames
+    from this one to the next agent frame (:class:`render.feed.KeptStep`), when asked for.
     """
 
     frame: np.ndarray
@@ -80,3 +81,4 @@ class FrameContext:
     episode_length: int | None = None
     frame_skip: int | None = None
     rewards: np.ndarray | None = None
+    screens: tuple[np.ndarray, ...] | None = None

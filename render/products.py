@@ -273,6 +273,9 @@ def milestone_episodes(episodes: Sequence[EpisodeRecord], per_milestone: str = "
     return chosen
 
 
+EMULATOR_FPS = 60  # the Atari's frame rate: emulated frames at their real speed
+
+
 def return_note(schedule: TrainingSchedule) -> str:
     """How the value chart counts the return that followed: the trainer's discount and reward clipping."""
     if schedule.gamma is None:
@@ -423,7 +426,8 @@ class _Session:
         observations = self.policies is not None
         self.feed = ReplayFeed(
             self.source.log, self.episodes, stride, observations=observations, workers=workers,
-            rewards=config.kind != "raw",
+            rewards=config.kind != "raw", emulator_frames=self.video.emulator_frames,
+            chunk=8 if self.video.emulator_frames else 32,
         )  # fmt: skip
 
     def frames(self, order: int) -> Iterator[Rendered]:
@@ -433,8 +437,14 @@ class _Session:
         steps = self.feed.steps(order)
         scene = episode_scene(episode, steps, self.schedule, self.settings, self.policies, self.used, rewards)
         for context in scene:
-            image = self.overlay.render(context)
-            yield Rendered(image, self.overlay.damage())
+            screens = context.screens
+            if screens is None:
+                image = self.overlay.render(context)
+                yield Rendered(image, self.overlay.damage())
+                continue
+            for screen in screens:  # the emulated frames until the next agent frame, the overlay held
+                image = self.overlay.render(dataclasses.replace(context, frame=screen, screens=None))
+                yield Rendered(image, self.overlay.damage())
 
     def card_lines(self, episode: EpisodeRecord) -> list[str]:
         version = episode.policy_versions[0]
@@ -458,6 +468,10 @@ class _Session:
         """Encode ``frames`` (the prepared episodes' frames plus ``extra_frames`` such as title cards)."""
         episodes, stride = self.episodes, self.settings.stride
         total = extra_frames + sum(kept_count(e, stride) for e in episodes)
+        fps = self.video.fps
+        if self.video.emulator_frames:  # about frame_skip screens an agent frame (an estimate for the progress bar)
+            total = extra_frames + sum(kept_count(e, stride) for e in episodes) * (self.schedule.frame_skip or 4)
+            fps = EMULATOR_FPS
         provenance = {
             "product": product,
             "run": None if self.source.run is None else str(self.source.run.resolve()),
@@ -466,6 +480,8 @@ class _Session:
             "env_id": self.log.env_id,
             "overlay": self.overlay_config.kind,
             "frame_stride": stride,
+            "emulator_frames": self.video.emulator_frames,
+            "fps": fps,
             "episodes": [
                 {
                     "index": e.index,
@@ -487,7 +503,7 @@ class _Session:
             output,
             width=self.overlay.width,
             height=self.overlay.height,
-            fps=video.fps,
+            fps=fps,
             crf=video.crf,
             preset=video.preset,
             provenance=provenance,

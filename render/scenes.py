@@ -163,6 +163,7 @@ def _contexts(
             network=network,
             episode_length=episode.length,
             rewards=state.rewards,
+            screens=step.screens,
             frame_skip=schedule.frame_skip,
         )
 

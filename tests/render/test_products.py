@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -135,6 +136,23 @@ def test_cli_contract_raw_episode_is_the_upscaled_replay(run_dir: Path, tmp_path
     sidecar = json.loads(out.with_name("raw.mp4.json").read_text())
     assert sidecar["episodes"][0]["index"] == 4 and sidecar["config"]["overlay"]["kind"] == "raw"
     assert sidecar["log"] == str((run_dir / "trajectories.h5").resolve())
+
+
+def test_emulator_frames_show_every_emulated_frame_at_the_games_speed(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "emulated.mp4"
+    video = dataclasses.replace(QUICK, emulator_frames=True)
+    source = RenderSource.resolve(run=run_dir, log=None, checkpoint=None)
+    result = render_episode(source, out, episode=0, overlay=OverlayConfig(kind="raw"), video=video)
+    with TrajectoryLog(run_dir / "trajectories.h5") as log:
+        steps = list(log.replay(0, observations=False, emulator_frames=True))
+    screens = [steps[0].frame] + [screen for step in steps[1:] for screen in step.screens]
+    decoded = decode_video(out)
+    assert result.frames == len(decoded) == len(screens) > 3 * len(steps)  # 4 emulated frames a step, and more
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].average_rate == 60  # the Atari's own rate: real speed
+    for k in (0, 1, 2, len(screens) // 2, len(screens) - 1):
+        assert_video_close(decoded[k], upscale_nearest(screens[k], 2))
+    assert json.loads(out.with_name("emulated.mp4.json").read_text())["fps"] == 60
 
 
 def test_full_episode_states_checkpoints_and_lags(run_dir: Path, tmp_path: Path) -> None:
