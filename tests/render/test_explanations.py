@@ -74,3 +74,40 @@ def test_a_log_without_checkpoints_gives_frames_without_network_outputs() -> Non
 def test_frames_out_of_range_are_refused_by_name() -> None:
     with pytest.raises(render.RenderConfigError, match=r"start=3 and stop=2 must satisfy"):
         list(render.explain(FIXTURE, 0, start=3, stop=2))
+
+
+def test_the_overlay_draws_the_explained_numbers(evaluation) -> None:
+    """The full overlay's policy bars, highlighted action and value are render.explain's, read back from pixels."""
+    from render import RenderSource, render_still
+    from render.config import OverlayConfig
+    from render.draw.diagram import DiagramLayer
+    from render.draw.overlays import FullOverlay
+    from render.draw.style import Style
+
+    index, _ = evaluation
+    steps = (0, 7)
+    explained = {f.step: f for f in render.explain(SAMPLE, index, stop=max(steps) + 1)}
+    with TrajectoryLog(SAMPLE / "trajectories.h5") as log:
+        actions = log.action_meanings
+    # the bars' geometry depends on the canvas, the font and the actions only
+    overlay = FullOverlay("Breakout", actions, [DiagramLayer("fc", 4)], [("input", 4)])
+    geometry, chart = overlay.bars, overlay.value
+    palette = Style().palette
+    source = RenderSource.resolve(run=SAMPLE, log=None, checkpoint=None)
+    for step in steps:
+        image = render_still(source, episode=index, step=step, overlay=OverlayConfig())
+        frame = explained[step]
+        track = geometry._track
+        for i, probability in enumerate(frame.probabilities):
+            y = geometry._row_top(i) + track.h // 2
+            row = image[y, track.x : track.x + track.w]
+            colour = palette.highlight if i == frame.action else palette.bar
+            drawn = int((row == np.array(colour, np.uint8)).all(axis=1).sum())
+            assert abs(drawn - probability * track.w) <= 1, (step, i, drawn, probability)
+        # the value's number is the explained value: its cell equals that number drawn afresh
+        cell = chart._numbers[0]
+        expected = np.empty((cell.h, cell.w, 3), np.uint8)
+        expected[:] = palette.background
+        origin = (0, overlay.painter.pixels(chart._size))
+        overlay.painter.draw(expected, f"{frame.value:+.3f}", origin, chart._size, palette.accent, 600)
+        np.testing.assert_array_equal(image[cell.slices], expected)
