@@ -29,7 +29,14 @@ def output(command: list[str]) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("name", sorted(SCRIPTS))
+@pytest.mark.parametrize(
+    "name",
+    # the trainer's and the renderer's start torch and Hydra twice over (~7 s each): the slow suite checks them
+    [
+        pytest.param(n, marks=pytest.mark.slow) if n in ("ale-replay-train", "ale-replay-render") else n
+        for n in sorted(SCRIPTS)
+    ],
+)
 def test_the_console_script_says_what_its_python_m_form_says(name: str) -> None:
     module = SCRIPTS[name]
     code, text = output([script(name), "--help"])

@@ -616,6 +616,7 @@ def test_a_render_without_output_goes_to_the_runs_videos_and_leaves_the_launch_f
     assert list(launch.iterdir()) == [] and not (run / "videos").exists()
 
 
+@pytest.mark.slow  # three encodes of one episode
 def test_the_video_presets_are_ordered_by_size_as_named(run_dir: Path, tmp_path: Path) -> None:
     """``preview`` makes smaller files than ``default``, and ``default`` than ``hq``, for the game alone and for
     the full overlay."""
