@@ -94,3 +94,25 @@ def test_bench_threads_trains_each_thread_count_and_reports_their_ratio(tmp_path
     assert sorted(r["torch_threads"] for r in runs) == [1, 2]
     assert all(r["steps_per_second"] > 0 for r in runs)
     assert list(tmp_path.iterdir()) == [out]  # the runs' folders went to a temporary folder, and are gone
+
+
+def test_bench_saliency_compares_the_probe_with_the_forward_pass_and_the_naive_loop(tmp_path):
+    out = tmp_path / "bench_saliency.json"
+    command = [sys.executable, str(BENCH / "bench_saliency.py"), "--frames", "4", "--naive-frames", "2"]
+    command += ["--rounds", "1", "--forward-repeats", "1", "--strides", "6,12", "--batch-sizes", "256"]
+    command += ["--reference-frames", "1", "--json", str(out)]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    compare = report["compare"]
+    (row,) = compare["rounds"]
+    assert [row[name]["frames"] for name in ("forward", "saliency", "naive")] == [4, 4, 2]
+    assert row["ratios"]["saliency_vs_naive"] == pytest.approx(row["saliency"]["fps"] / row["naive"]["fps"])
+    # the naive loop scores the same patches: its masks are only not cut off at 4 sigma
+    assert max(compare["naive_max_relative_difference"].values()) < 1e-3
+    assert compare["overlay_cpu_us_per_frame"] > 0
+    variants = report["settings"]["variants"]
+    assert [name for name, v in variants.items() if v["default"]] == ["stride 6"]
+    assert variants["stride 6"]["patches"] == 196 and variants["stride 12"]["patches"] == 49
+    assert 0 < variants["stride 12"]["policy_correlation"] < variants["stride 6"]["policy_correlation"] <= 1
+    assert list(tmp_path.iterdir()) == [out]
