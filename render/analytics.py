@@ -21,6 +21,7 @@ from torch import nn
 
 from render.draw.diagram import DiagramLayer
 from render.frame import FrameAnalytics, NetworkWiring
+from render.saliency import SaliencyProbe, SaliencySettings
 
 CONV_LAYERS = ("conv1", "conv2", "conv3")
 HIDDEN_LAYER = "fc"
@@ -83,6 +84,14 @@ class NetworkProbe:
         self._channels: list[np.ndarray] = []
         self._units: np.ndarray | None = None
         self._wiring: NetworkWiring | None = None
+        self._saliency: SaliencyProbe | None = None
+
+    def saliency(self, settings: SaliencySettings) -> SaliencyProbe:
+        """A perturbation saliency probe of this network (kept while the settings stay). Run it after
+        :meth:`analyze` on the same batch: this probe's hooks fire on the perturbed batches too."""
+        if self._saliency is None or self._saliency.settings != settings:
+            self._saliency = SaliencyProbe(self.model, settings, str(self.device))
+        return self._saliency
 
     def recalibrate(self) -> None:
         """Choose scales, thumbnails and hidden units afresh from the next batch (e.g. a new episode's first)."""

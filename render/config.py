@@ -106,6 +106,9 @@ class OverlayConfig:
         batch_size: Observations per forward pass of the network.
         hidden_sample: Hidden units of the ``fc`` layer shown in the diagram.
         thumbnails: Feature maps shown per conv layer.
+        saliency: Blend a perturbation saliency map over the game (``full`` only): blurred patches of the
+            observation, the change in the policy in blue and in the value in red (Greydanus et al. 2018).
+        saliency_stride: Spacing of the saliency's patches in observation pixels (smaller: finer and slower).
     """
 
     kind: str = "full"
@@ -119,6 +122,8 @@ class OverlayConfig:
     batch_size: int = 64
     hidden_sample: int = 32
     thumbnails: int = 4
+    saliency: bool = False
+    saliency_stride: int = 6
 
     def __post_init__(self) -> None:
         if isinstance(self.palette, Mapping):  # from Python code: {"background": [0, 0, 0]}
@@ -133,8 +138,17 @@ class OverlayConfig:
         _at_least("overlay.panel_width", self.panel_width, 1)
         if not (self.font_scale > 0 and math.isfinite(self.font_scale)):
             raise RenderConfigError(f"overlay.font_scale must be positive, got {self.font_scale}")
-        for key in ("value_history", "batch_size", "hidden_sample", "thumbnails"):
+        for key in ("value_history", "batch_size", "hidden_sample", "thumbnails", "saliency_stride"):
             _at_least(f"overlay.{key}", getattr(self, key), 1)
+        if self.saliency_stride > 84:
+            raise RenderConfigError(
+                f"overlay.saliency_stride must be at most 84 (the observation's size), got {self.saliency_stride}"
+            )
+        if self.saliency and self.kind != "full":
+            raise RenderConfigError(
+                f"overlay.saliency=true draws the network's saliency over the full overlay's game, but "
+                f"overlay={self.kind} runs no network; use overlay=full"
+            )
 
     def style(self) -> Style:
         colours = {}

@@ -14,6 +14,7 @@ class FrameAnalytics:
     ``levels`` holds one array per diagram layer with values in [0, 1] (conv channel means, a fixed sample of
     hidden units, the action probabilities, the value). ``feature_maps`` holds one ``(k, h, w)`` uint8 stack
     per conv layer, 255 being that layer's hottest activation, and ``channels`` the channel numbers they show.
+    ``saliency``, when asked for, holds the policy's and the value's ``(84, 84)`` perturbation saliency maps.
     """
 
     probabilities: np.ndarray
@@ -21,6 +22,7 @@ class FrameAnalytics:
     levels: tuple[np.ndarray, ...]
     feature_maps: tuple[np.ndarray, ...]
     channels: tuple[tuple[int, ...], ...] = ()
+    saliency: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,7 +60,8 @@ class FrameContext:
     ``return_history`` its values aligned with ``value_history``, and ``value_range`` the value chart's axis for
     the episode; ``network`` the wiring of the network that explains the frame (for the diagram's edges);
     ``rewards`` every step's reward of the episode (its whole future is recorded); ``screens`` the emulated frames
-    from this one to the next agent frame (:class:`render.feed.KeptStep`), when asked for.
+    from this one to the next agent frame (:class:`render.feed.KeptStep`), when asked for; ``saliency_scale`` the
+    policy and value saliency that draw at full strength, fixed for the episode.
     """
 
     frame: np.ndarray
@@ -82,3 +85,4 @@ class FrameContext:
     frame_skip: int | None = None
     rewards: np.ndarray | None = None
     screens: tuple[np.ndarray, ...] | None = None
+    saliency_scale: tuple[float, float] | None = None

@@ -32,6 +32,7 @@ from render.errors import MissingCheckpointError, RenderConfigError, SelectionEr
 from render.feed import ReplayFeed, auto_workers, kept_count, seek_distance
 from render.pipeline import Rendered, encode_frames
 from render.policies import PolicyLibrary
+from render.saliency import SaliencySettings
 from render.scenes import DEFAULT_GAMMA, SceneSettings, episode_scene
 from render.schedule import TrainingSchedule
 from render.selection import SeekCost, Selector, chronological, evenly, every, pick_episode, progress_range
@@ -327,6 +328,7 @@ def make_overlay(
             height=overlay.height,
             style=style,
             return_note=return_note,
+            saliency=overlay.saliency,
         )
 
     try:
@@ -412,7 +414,8 @@ class _Session:
     def prepare(self, episodes: Sequence[EpisodeRecord], stride: int) -> None:
         """Load what the overlay needs (checkpoints for ``full``), build it and start re-simulating."""
         config = self.overlay_config
-        self.settings = SceneSettings(stride, config.value_history, config.batch_size)
+        saliency = SaliencySettings(stride=config.saliency_stride) if config.saliency else None
+        self.settings = SceneSettings(stride, config.value_history, config.batch_size, saliency)
         if config.kind == "full":
             self._check_observations(episodes)
             self.policies = self._policies()

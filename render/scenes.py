@@ -7,16 +7,19 @@ explained each frame.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
+from render.analytics import NetworkProbe
 from render.draw.panels import value_axis
 from render.feed import KeptStep
 from render.frame import CheckpointUse, FrameAnalytics, FrameContext, NetworkWiring
 from render.policies import PolicyLibrary
+from render.saliency import SaliencySettings, saliency_scale
 from render.schedule import TrainingSchedule
 from replay import EpisodeRecord
 
@@ -29,11 +32,13 @@ class SceneSettings:
         stride: Keep every ``stride``-th recorded frame (1: all). The last frame is always kept.
         value_history: Frames of value estimate the sparkline shows.
         batch_size: Kept frames analysed per forward pass.
+        saliency: Perturbation saliency of every kept frame, with these settings (``None``: none).
     """
 
     stride: int = 1
     value_history: int = 90
     batch_size: int = 64
+    saliency: SaliencySettings | None = None
 
     def __post_init__(self) -> None:
         for name in ("stride", "value_history", "batch_size"):
@@ -83,7 +88,7 @@ def episode_scene(
     """
     if policies is not None:
         policies.recalibrate()
-    state = _SceneState(settings.value_history)
+    state = _SceneState(settings.value_history, settings.saliency)
     if rewards is not None:
         gamma = schedule.gamma if schedule.gamma is not None else DEFAULT_GAMMA
         state.rewards = rewards
@@ -103,9 +108,12 @@ DEFAULT_GAMMA = 0.99  # the return that followed, for logs that do not record th
 
 
 class _SceneState:
-    """What an episode's frames carry from one to the next: the charts' histories and the value axis's span."""
+    """What an episode's frames carry from one to the next: the charts' histories, the value axis's span and the
+    saliency's scale (from the episode's first saliency maps)."""
 
-    def __init__(self, history: int) -> None:
+    def __init__(self, history: int, saliency: SaliencySettings | None = None) -> None:
+        self.saliency = saliency
+        self.saliency_scale: tuple[float, float] | None = None
         self.values: deque[float] = deque(maxlen=history)
         self.followed: deque[float] = deque(maxlen=history)
         self.returns: np.ndarray | None = None
@@ -129,8 +137,11 @@ def _contexts(
         for version in np.unique(versions):
             probe, use = policies.lookup(int(version))
             where = np.flatnonzero(versions == version)
-            results = probe.analyze(np.stack([pending[i].observation for i in where]))
+            observations = np.stack([pending[i].observation for i in where])
+            results = probe.analyze(observations)
             network = probe.wiring(use.name)
+            if state.saliency is not None:
+                results = _with_saliency(probe, observations, results, state)
             for i, result in zip(where, results, strict=True):
                 analytics[i], checkpoints[i], wiring[i] = result, use, network
             if used is not None:
@@ -164,8 +175,19 @@ def _contexts(
             episode_length=episode.length,
             rewards=state.rewards,
             screens=step.screens,
+            saliency_scale=state.saliency_scale,
             frame_skip=schedule.frame_skip,
         )
+
+
+def _with_saliency(
+    probe: NetworkProbe, observations: np.ndarray, results: list[FrameAnalytics], state: _SceneState
+) -> list[FrameAnalytics]:
+    """``results`` with each frame's saliency maps; the episode's first maps fix its scale."""
+    policy, value = probe.saliency(state.saliency).maps(observations)
+    if state.saliency_scale is None:
+        state.saliency_scale = (saliency_scale(policy), saliency_scale(value))
+    return [dataclasses.replace(result, saliency=(policy[i], value[i])) for i, result in enumerate(results)]
 
 
 def _array(values: deque[float]) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 from render.draw.compose import Canvas, Due, GameView, Rect, always, blank, fill, upscale_into
 from render.draw.diagram import DiagramLayer, NetworkDiagram
 from render.draw.panels import FeatureMaps, PolicyBars, ReturnChart, StatsPanel, TextRoomError, ValueChart
+from render.draw.saliency import POLICY_COLOUR, VALUE_COLOUR, saliency_overlay
 from render.draw.style import Style, TextPainter
 from render.frame import FrameContext
 
@@ -344,6 +345,7 @@ class FullOverlay:
         style: Style | None = None,
         title: str = "PPO Neural Activity Viewer",
         return_note: str = "",
+        saliency: bool = False,
     ) -> None:
         self.style = style or Style()
         self.width, self.height = width, height
@@ -376,6 +378,7 @@ class FullOverlay:
         self.maps = FeatureMaps(
             layout.maps, feature_rows, palette, painter, title="Feature maps (most active channels this episode)"
         )
+        self.saliency = saliency
         self._wiring: str | None = None
         self._canvas = self._new_canvas()
         self._game = GameView(layout.game, self.scale)
@@ -409,9 +412,20 @@ class FullOverlay:
         """Everything that never changes: title, frame border, labels, tracks, network edges."""
         palette = self.style.palette
         self.painter.draw(image, self.title, self.layout.title, self.title_size, palette.text, 700)
+        if self.saliency:  # the key to the colours over the game, at the title's right
+            self._draw_saliency_key(image)
         fill(image, self.layout.game.inset(-2), palette.frame_border)
         for part in (self.progress_bar, self.stats, self.bars, self.value, self.diagram, self.maps):
             part.draw_static(image)
+
+    def _draw_saliency_key(self, image: np.ndarray) -> None:
+        painter, size, baseline = self.painter, 13.0, self.layout.title[1]
+        parts = (("saliency:", self.style.palette.muted), ("policy", POLICY_COLOUR), ("value", VALUE_COLOUR))
+        widths = [painter.width(text, size, 600) for text, _ in parts]
+        x = self.width - self.layout.title[0] - sum(widths) - 8 * (len(parts) - 1)
+        for (text, colour), width in zip(parts, widths, strict=True):
+            painter.draw(image, text, (x, baseline), size, colour, 600)
+            x += width + 8
 
     def draw_dynamic(self, image: np.ndarray, context: FrameContext, *, circles: bool = False) -> None:
         """Everything that changes per frame, drawn in full over :meth:`draw_static`'s picture (:meth:`render`
@@ -432,10 +446,13 @@ class FullOverlay:
 
         due: Due = always if canvas is None else canvas.changed
         layout, palette, painter = self.layout, self.style.palette, self.painter
+        frame = context.frame
+        if analytics.saliency is not None and context.saliency_scale is not None:
+            frame = saliency_overlay(frame, *analytics.saliency, context.saliency_scale)
         if canvas is None:
-            upscale_into(image[layout.game.slices], context.frame, self.scale)
+            upscale_into(image[layout.game.slices], frame, self.scale)
         else:
-            canvas.mark(self._game.draw(image, context.frame))
+            canvas.mark(self._game.draw(image, frame))
         phase, lag = phase_line(context), lag_line(context)
         if due("subtitle", (phase, lag), (layout.subtitle,)):
             # clipped to its rectangle, like every redrawn text, so a redraw covers all it ever painted

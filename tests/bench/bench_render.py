@@ -14,6 +14,8 @@ Contenders, one table (and a JSON file):
   would, with OpenCV's default threading, the best for a lone conversion) and through ``write_i420`` (the
   very planes the pipeline produced: the fastest the encoder can go). The ratio goal is judged against the RGB
   one.
+- ``pipeline + saliency``: the pipeline with ``overlay.saliency=true`` (one run after the rounds): the
+  perturbation saliency's cost on top of everything else.
 - ``encode-only, PyAV's stock path``: the same frames through ``av.VideoFrame.from_ndarray(frame, "rgb24")`` and
   ``stream.encode``, FFmpeg's swscale converting to yuv420p: how a script using PyAV encodes frames it already
   has, and the path the issue's figure for x264 alone (~165 frames/s here) describes. Shown for reference.
@@ -144,16 +146,23 @@ class EncoderTap:
 
 
 def bench_pipeline(
-    run: Path, out: Path, video: VideoConfig, workers: int | None, keep: list[np.ndarray] | None = None
+    run: Path,
+    out: Path,
+    video: VideoConfig,
+    workers: int | None,
+    keep: list[np.ndarray] | None = None,
+    *,
+    saliency: bool = False,
 ) -> dict:
-    """Render every frame of ``run``; ``keep``, when given, receives the first frames' I420 planes."""
+    """Render every frame of ``run``; ``keep``, when given, receives the first frames' I420 planes; ``saliency``
+    adds the perturbation saliency to the full overlay."""
     with EncoderTap(ENCODE_ONLY_FRAMES if keep is not None else 0) as first, Clock() as clock:
         result = render_timelapse(
             RenderSource.resolve(run=run, log=None, checkpoint=None),
             out,
             selection=SelectionConfig(kind="every", every=1),
             product=TimelapseProductConfig(frame_stride=1),
-            overlay=OverlayConfig(kind="full"),
+            overlay=OverlayConfig(kind="full", saliency=saliency),
             video=video,
             workers=workers,
         )
@@ -292,6 +301,8 @@ def main() -> None:
             flush=True,
         )
     naive = bench_naive(run, work / "naive.mp4", video, first["frames"])
+    # saliency costs a forward pass per patch (196 a frame by default): one run, the same frames
+    salient = bench_pipeline(run, work / "saliency.mp4", video, args.workers, saliency=True)
     ratios = {
         name: statistics.median(row["ratios"][name] for row in rounds)
         for name in (
@@ -303,6 +314,7 @@ def main() -> None:
     }
     pipelines = [row["pipeline"] for row in rounds]
     ratios["end_to_end_vs_naive"] = statistics.median(p["fps"] for p in pipelines) / naive["fps"]
+    ratios["saliency_vs_pipeline"] = salient["fps"] / statistics.median(p["fps"] for p in pipelines)
     sample = args.sample or (DEFAULT_SAMPLE if (DEFAULT_SAMPLE / "trajectories.h5").is_file() else None)
     timelapse = None
     if sample is not None:
@@ -325,12 +337,16 @@ def main() -> None:
     for name in ("encode_only_rgb", "encode_only_i420", "encode_only_pyav"):
         frames, fps, cpu = rounds[0][name]["frames"], median(name, "fps"), median(name, "cpu_ms_per_frame")
         print(f"{name:<22}{frames:>8}{fps:>10.1f}{cpu:>14.2f}")
+    print(
+        f"{'pipeline + saliency':<22}{salient['frames']:>8}{salient['fps']:>10.1f}{salient['cpu_ms_per_frame']:>14.2f}"
+    )
     print(f"pipeline start-up (log, checkpoint, layout, first batch): {median('pipeline', 'startup_seconds'):.2f} s")
     print(f"pipeline / naive, end to end        {ratios['end_to_end_vs_naive']:.2f}x (goal >= 2)")
     print(f"pipeline steady / encode-only RGB   {ratios['steady_vs_encode_only_rgb']:.2f}  (goal >= 0.8)")
     print(f"pipeline end to end / encode-only   {ratios['end_to_end_vs_encode_only_rgb']:.2f}")
     print(f"pipeline steady / encode-only I420  {ratios['steady_vs_encode_only_i420']:.2f}")
     print(f"pipeline steady / PyAV's stock path {ratios['steady_vs_encode_only_pyav']:.2f}  (reference only)")
+    print(f"pipeline + saliency / pipeline      {ratios['saliency_vs_pipeline']:.2f}  (end to end, one run)")
     if timelapse is not None:
         print(
             f"60 s time-lapse of {sample}: {timelapse['video_seconds']:.1f} s of video from {timelapse['episodes']} "
@@ -341,6 +357,7 @@ def main() -> None:
     report = {
         "rounds": rounds,
         "naive": naive,
+        "pipeline_with_saliency": salient,
         "sample_timelapse_60s": timelapse,
         "ratios": ratios,
         "preset": args.preset,

@@ -36,7 +36,8 @@ import torch
 from torch import nn
 
 from render.analytics import NetworkProbe, ProbeSettings
-from render.saliency import SaliencyProbe, SaliencySettings, blur_stack, patch_centres, saliency_overlay
+from render.draw.saliency import saliency_overlay
+from render.saliency import SaliencyProbe, SaliencySettings, blur_stack, patch_centres
 from replay import TrajectoryLog
 from replay.train.checkpoints import CheckpointIndex, load_policy
 

@@ -11,13 +11,8 @@ import pytest
 import torch
 from helpers import ROOT
 
-from render.saliency import (
-    SaliencyProbe,
-    SaliencySettings,
-    patch_centres,
-    saliency_overlay,
-    saliency_scale,
-)
+from render.draw.saliency import saliency_overlay
+from render.saliency import SaliencyProbe, SaliencySettings, patch_centres, saliency_scale
 from replay import TrajectoryLog
 from replay.train.checkpoints import CheckpointIndex, load_policy
 
@@ -186,3 +181,25 @@ def test_the_scale_is_a_high_percentile_of_the_maps_and_never_zero() -> None:
     sparse[0, 3, 3] = 0.25
     assert saliency_scale(sparse) == 0.25  # the percentile is 0: the maximum
     assert saliency_scale(np.zeros((2, 84, 84), np.float32)) == 1.0
+
+
+def test_the_full_overlay_blends_the_saliency_over_the_game_and_nothing_else() -> None:
+    from render import RenderSource, render_still
+    from render.config import OverlayConfig
+    from render.draw.overlays import FullLayout
+    from render.errors import RenderConfigError
+
+    source = RenderSource.resolve(run=SAMPLE, log=None, checkpoint=None)
+    with TrajectoryLog(SAMPLE / "trajectories.h5") as log:
+        index = min((e for e in log.episodes if e.tag == "eval"), key=lambda e: e.length).index
+    plain = render_still(source, episode=index, step=STEPS[0], overlay=OverlayConfig())
+    salient = render_still(source, episode=index, step=STEPS[0], overlay=OverlayConfig(saliency=True))
+    game = FullLayout.fit(1280, 720, 4, 5).game
+    assert (salient[game.slices].astype(int) - plain[game.slices]).min() >= 0  # colour added, never taken
+    assert (salient[game.slices] != plain[game.slices]).any(axis=2).mean() > 0.05
+    outside = np.ones(plain.shape[:2], bool)
+    outside[game.slices] = False
+    outside[: game.y] = False  # the header names the saliency's colours
+    assert (salient[outside] == plain[outside]).all()
+    with pytest.raises(RenderConfigError, match="overlay.saliency=true .* overlay=minimal runs no network"):
+        OverlayConfig(kind="minimal", saliency=True)
