@@ -152,7 +152,7 @@ def bench_pipeline(
             RenderSource.resolve(run=run, log=None, checkpoint=None),
             out,
             selection=SelectionConfig(kind="every", every=1),
-            product=TimelapseProductConfig(frame_stride=1),
+            product=TimelapseProductConfig(frame_stride=1, caption=False),
             overlay=OverlayConfig(kind="full"),
             video=video,
             workers=workers,
