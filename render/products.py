@@ -622,7 +622,7 @@ class _Session:
             f"{self.log.game} | evaluation episode {episode.index} | policy v{episode.policy_versions[0]}",
         ]
         if clip.stride > 1:
-            lines.append(f"played at x{clip.stride} (every {clip.stride}th frame) to fit the clip")
+            lines.append(f"played at x{clip.stride}: one frame in {clip.stride}, to fit the clip")
         return lines
 
     def screen_lines(self, clips: Sequence[Clip]) -> list[str]:

@@ -53,13 +53,11 @@ def draw_game(target: np.ndarray, frame: np.ndarray) -> None:
         target[...] = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def nice_range(low: float, high: float, ticks: int = 4) -> tuple[float, float, float]:
-    """``low``..``high`` widened to whole steps of 1, 2 or 5 times a power of ten, about ``ticks`` of them:
-    ``(bottom, top, step)``."""
-    span = max(high - low, 1e-9)
+def tick_step(span: float, ticks: int = 4) -> float:
+    """A step of 1, 2 or 5 times a power of ten that divides ``span`` into about ``ticks`` parts."""
+    span = max(span, 1e-9)
     power = 10.0 ** math.floor(math.log10(span / ticks))
-    step = next(m * power for m in (1, 2, 5, 10) if span / (m * power) <= ticks + 0.5)
-    return math.floor(low / step) * step, math.ceil(high / step) * step, step
+    return next(m * power for m in (1, 2, 5, 10) if span / (m * power) <= ticks + 0.5)
 
 
 def fit_text(painter: TextPainter, text: str, size: float, room: int, weight: int = 400) -> float:
@@ -91,7 +89,8 @@ class CurvePlot:
         if len(curve.returns):
             low, high = np.percentile(curve.returns, [1, 99])
             values += [low, high + 0.1 * (high - low)]
-        self.bottom, self.top, self.step = nice_range(min(values), max(values))
+        self.step = tick_step(max(values) - min(values))
+        self.bottom, self.top = math.floor(min(values) / self.step) * self.step, max(values)
 
     def x(self, position: float) -> int:
         return self.rect.x + round(float(np.clip(position, 0.0, 1.0)) * (self.rect.w - 1))
