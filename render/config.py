@@ -219,7 +219,7 @@ class TimelapseProductConfig:
         target_duration: Seconds of video to aim for when ``frame_stride`` is ``null``.
         caption: A strip under the overlay naming the episode on screen (training progress, update, episode,
             return so far, speed) over the run's learning curve, marked where the episode was played; ``false``:
-            the overlay's frames alone, at its size.
+            the overlay's frames alone, at its size (``raw`` with a training-progress bar along the bottom).
     """
 
     kind: str = "timelapse"

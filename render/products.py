@@ -204,7 +204,7 @@ def render_timelapse(
                 "or render an unfinished episode with product=episode episode=<index>"
             )
         stride = product.frame_stride or timelapse_stride(chosen, product.target_duration, video.fps)
-        session.prepare(chosen, stride)
+        session.prepare(chosen, stride, progress_bar=not product.caption)  # the caption's marker shows progress
         if not product.caption:
             frames = (frame for order in range(len(chosen)) for frame in session.frames(order))
             return session.encode(frames, output, "timelapse", config)
@@ -312,9 +312,11 @@ def make_overlay(
     action_names: Sequence[str],
     policies: PolicyLibrary | None = None,
     first_version: int = 0,
+    *,
+    progress_bar: bool = False,
 ) -> Overlay:
     """Build the overlay ``overlay.kind`` names; ``full`` takes its diagram layout from the policies'
-    network."""
+    network; ``progress_bar`` draws training progress along the bottom of ``raw`` (the others show it anyway)."""
     style = overlay.style()
     if overlay.kind not in OVERLAYS:
         raise RenderConfigError(f"unknown overlay {overlay.kind!r}; choose one of {', '.join(OVERLAYS)}")
@@ -325,7 +327,7 @@ def make_overlay(
 
     def build(style: Style) -> Overlay:
         if overlay.kind == "raw":
-            return RawOverlay(video.scale, style=style)
+            return RawOverlay(video.scale, progress_bar=progress_bar, style=style)
         if overlay.kind == "minimal":
             return MinimalOverlay(game, action_names, video.scale, panel_width=overlay.panel_width, style=style)
         return FullOverlay(
@@ -552,11 +554,11 @@ class _Session:
             feed.close()
         self.log.close()
 
-    def prepare(self, episodes: Sequence[EpisodeRecord], stride: int) -> None:
+    def prepare(self, episodes: Sequence[EpisodeRecord], stride: int, *, progress_bar: bool = False) -> None:
         """Play ``episodes`` at ``stride`` through the overlay: load what it needs, build it, start
         re-simulating them (:attr:`feed`)."""
         self.explain(episodes)
-        self.build_overlay(episodes[0].policy_versions[0])
+        self.build_overlay(episodes[0].policy_versions[0], progress_bar=progress_bar)
         self.clips = [Clip(e, stride) for e in episodes]
         self.feed = self.open_feed(self.clips)
 
@@ -566,11 +568,12 @@ class _Session:
             self._check_observations(episodes)
             self.policies = self._policies()
 
-    def build_overlay(self, first_version: int) -> Overlay:
+    def build_overlay(self, first_version: int, *, progress_bar: bool = False) -> Overlay:
         """The overlay ``overlay.kind`` names (after :meth:`explain`), kept as :attr:`overlay`."""
         self.overlay = make_overlay(
-            self.overlay_config, self.video, self.log.game, self.log.action_meanings, self.policies, first_version
-        )
+            self.overlay_config, self.video, self.log.game, self.log.action_meanings, self.policies, first_version,
+            progress_bar=progress_bar,
+        )  # fmt: skip
         return self.overlay
 
     def open_feed(self, clips: Sequence[Clip], workers: int | None = None) -> ReplayFeed:
