@@ -22,8 +22,9 @@ from render.errors import RenderConfigError
 from render.selection import TAGS
 
 OVERLAYS = ("raw", "minimal", "full")
-SELECTIONS = ("evenly", "every", "range")
+SELECTIONS = ("evenly", "every", "range", "highlights")
 PER_MILESTONE = ("all", "first", "best")
+LAYOUTS = ("sequential", "side_by_side", "grid")
 
 
 def _at_least(key: str, value: float | None, least: float, fix: str = "") -> None:
@@ -175,17 +176,20 @@ class SelectionConfig:
     """Which episodes a time-lapse shows (group ``selection``).
 
     Attributes:
-        kind: ``evenly`` (``count`` spread over the run), ``every`` (every ``every``-th) or ``range``
+        kind: ``highlights`` (the best episode of each of ``count`` equal stretches of training progress: the
+            learning arc), ``evenly`` (``count`` spread over the run), ``every`` (every ``every``-th) or ``range``
             (``count`` spread over training progress ``start``..``stop``).
         tag: ``train``, ``eval`` or ``any``.
-        count: Episodes an ``evenly`` or ``range`` selection picks.
+        count: Episodes an ``evenly`` or ``range`` selection picks; the stretches a ``highlights`` selection
+            takes the best of (a stretch where no episode started is skipped).
         every: The step of an ``every`` selection: every this many-th episode.
         start, stop: The span of training progress (0..1) a ``range`` selection picks from.
         cheap_seeks: Let each ``evenly``/``range`` pick move up to half its spacing to the episode closest
-            after a snapshot, so re-simulation skips most of the fast-forward to far-off episodes.
+            after a snapshot, so re-simulation skips most of the fast-forward to far-off episodes
+            (``highlights`` picks the best episodes wherever they are).
     """
 
-    kind: str = "evenly"
+    kind: str = "highlights"
     tag: str = "train"
     count: int = 24
     every: int = 10
@@ -226,17 +230,21 @@ class EpisodeProductConfig:
 
 @dataclass
 class TimelapseProductConfig:
-    """Episodes across the run, sped up (``product=timelapse``).
+    """Episodes across the run, sped up, each captioned (``product=timelapse``).
 
     Attributes:
         kind: The product, set by the group: ``timelapse``.
         frame_stride: Keep every n-th frame; ``null`` picks it from ``target_duration``.
         target_duration: Seconds of video to aim for when ``frame_stride`` is ``null``.
+        caption: A strip under the overlay naming the episode on screen (training progress, update, episode,
+            return so far, speed) over the run's learning curve, marked where the episode was played; ``false``:
+            the overlay's frames alone, at its size (``raw`` with a training-progress bar along the bottom).
     """
 
     kind: str = "timelapse"
     frame_stride: int | None = None
     target_duration: float = 60.0
+    caption: bool = True
 
     def __post_init__(self) -> None:
         if self.frame_stride is not None:
@@ -249,24 +257,54 @@ class TimelapseProductConfig:
 
 @dataclass
 class ProgressionProductConfig:
-    """The milestone evaluation episodes in order, each after a title card (``product=progression``).
+    """Milestone evaluation episodes, then the learning curve (``product=progression``).
+
+    Each milestone's episode plays as a clip of at most ``clip_seconds``: an episode that fits plays at normal
+    speed; a longer one keeps every n-th frame, the smallest n that fits (its caption says ``xn``). The video
+    ends on a card of the learning curve with the milestones shown marked on it.
 
     Attributes:
         kind: The product, set by the group: ``progression``.
-        card_seconds: How long each title card shows.
-        per_milestone: ``all`` evaluation episodes of a milestone, its ``first`` or its ``best``.
-        frame_stride: Keep every n-th frame.
+        layout: ``sequential`` (one clip after another, each after a title card, with the overlay ``overlay``
+            names and a caption strip), ``side_by_side`` (2 or 3 clips at once in a row) or ``grid`` (4 at once,
+            2x2). The side-by-side layouts draw each clip in a compact cell (game, milestone, return, and with
+            ``overlay=full`` the chosen action's probability) on a 16:9 canvas: ``overlay.width`` x
+            ``overlay.height`` with ``overlay=full``, else 180 x ``video.scale`` high. Clips too many for one
+            screen follow on further screens; a screen lasts as long as its longest clip, a clip that ends
+            earlier holding its last frame, marked finished. Its cells re-simulate in the rendering process
+            (``workers`` > 0: one process per cell).
+        milestones: How many milestones to show, evenly spread over the run's, first and last included;
+            ``null``: as many as one screen holds (3 for ``sequential`` and ``side_by_side``, 4 for ``grid``);
+            ``0``: every milestone.
+        per_milestone: ``best``, ``first`` or ``all`` evaluation episodes of each milestone shown.
+        clip_seconds: The longest a milestone's clip plays; a longer episode is sped up to fit.
+        card_seconds: How long the title card before each clip (``sequential``) or screen shows (0: none).
+        closing_seconds: How long the closing learning-curve card shows (0: none).
+        frame_stride: Keep at least every n-th frame (1: every frame, unless a clip must be sped up to fit).
     """
 
     kind: str = "progression"
+    layout: str = "sequential"
+    milestones: int | None = None
+    per_milestone: str = "best"
+    clip_seconds: float = 30.0
     card_seconds: float = 2.0
-    per_milestone: str = "all"
+    closing_seconds: float = 5.0
     frame_stride: int = 1
 
     def __post_init__(self) -> None:
-        if not (self.card_seconds >= 0 and math.isfinite(self.card_seconds)):
-            raise RenderConfigError(f"product.card_seconds must be 0 or more seconds, got {self.card_seconds}")
+        _one_of("product.layout", self.layout, LAYOUTS)
+        if self.milestones is not None:
+            _at_least("product.milestones", self.milestones, 0, "0 shows every milestone, null one screen's worth")
         _one_of("product.per_milestone", self.per_milestone, PER_MILESTONE)
+        if not (self.clip_seconds > 0 and math.isfinite(self.clip_seconds)):
+            raise RenderConfigError(
+                f"product.clip_seconds must be a positive number of seconds, got {self.clip_seconds}"
+            )
+        for key in ("card_seconds", "closing_seconds"):
+            value = getattr(self, key)
+            if not (value >= 0 and math.isfinite(value)):
+                raise RenderConfigError(f"product.{key} must be 0 or more seconds, got {value}")
         _at_least("product.frame_stride", self.frame_stride, 1)
 
 

@@ -1,7 +1,9 @@
 """The three videos: one episode, a time-lapse across the run, and the milestone progression.
 
 Each product is a plain function: it opens the log, chooses episodes, builds the overlay and streams frames
-into the encoder through :func:`render.pipeline.encode_frames`. Hydra only calls these.
+into the encoder through :func:`render.pipeline.encode_frames`. Hydra only calls these. The time-lapse and the
+progression tell the run's story around the overlay (captions, the learning curve, episodes side by side): the
+timing and choices are in :mod:`render.story`, the drawing in :mod:`render.draw.story`.
 """
 
 from __future__ import annotations
@@ -26,16 +28,34 @@ from render.config import (
     VideoConfig,
 )
 from render.draw.overlays import FullOverlay, MinimalOverlay, Overlay, RawOverlay, TextRoomError, title_card
+from render.draw.story import (
+    CaptionedOverlay,
+    CellCaption,
+    CellScreen,
+    CellView,
+    Mark,
+    StripCaption,
+    learning_curve_card,
+)
 from render.draw.style import Style
 from render.encoder import VideoEncoder
 from render.errors import MissingCheckpointError, RenderConfigError, SelectionError
 from render.feed import ReplayFeed, auto_workers, kept_count, seek_distance
+from render.frame import FrameContext
 from render.pipeline import Rendered, encode_frames
 from render.policies import PolicyLibrary
 from render.saliency import SaliencySettings
 from render.scenes import DEFAULT_GAMMA, SceneSettings, episode_scene
 from render.schedule import TrainingSchedule
-from render.selection import SeekCost, Selector, chronological, evenly, every, pick_episode, progress_range
+from render.selection import SeekCost, Selector, evenly, every, highlights, pick_episode, progress_range
+from render.story import (
+    DEFAULT_MILESTONES,
+    Clip,
+    LearningCurve,
+    clip_stride,
+    milestone_episodes,
+    screens,
+)
 from replay import EpisodeRecord, TrajectoryLog
 from replay.run_folder import RunFolder
 from replay.train.config import resolve_device
@@ -165,12 +185,14 @@ def render_timelapse(
     workers: int | None = None,
     device: str = "auto",
 ) -> RenderResult:
-    """Episodes selected across the run, sped up by a frame stride; training progress always on screen."""
+    """Episodes selected across the run, sped up by a frame stride; with ``product.caption`` each is named under
+    the overlay (training progress, update, episode, return so far, speed) over the run's learning curve, marked
+    where it was played."""
     product = product or TimelapseProductConfig()
     video = video or VideoConfig()
-    with _Session(
-        source, overlay or OverlayConfig(), video, workers=workers, progress_bar=True, device=device
-    ) as session:
+    _real_speed_only(video, "timelapse")
+    overlay = overlay or OverlayConfig()
+    with _Session(source, overlay, video, workers=workers, device=device) as session:
         selection = selection or SelectionConfig()
         selector = make_selector(selection, session.schedule, seek_distance(session.log))
         chosen = selector(session.log.episodes)
@@ -184,9 +206,20 @@ def render_timelapse(
                 "or render an unfinished episode with product=episode episode=<index>"
             )
         stride = product.frame_stride or timelapse_stride(chosen, product.target_duration, video.fps)
-        session.prepare(chosen, stride)
-        frames = (frame for order in range(len(chosen)) for frame in session.frames(order))
-        return session.encode(frames, output, "timelapse", config)
+        session.prepare(chosen, stride, progress_bar=not product.caption)  # the caption's marker shows progress
+        if not product.caption:
+            frames = (frame for order in range(len(chosen)) for frame in session.frames(order))
+            return session.encode(frames, output, "timelapse", config)
+        curve = LearningCurve.of(session.log.episodes, session.schedule)
+        captioned = _story_part(lambda: CaptionedOverlay(session.overlay, curve, overlay.style()), session)
+
+        def captioned_frames() -> Iterator[Rendered]:
+            for order, clip in enumerate(session.clips):
+                last = clip.frames - 1
+                for k, context in enumerate(session.scene(clip, session.feed, order)):
+                    yield captioned.render(context, _timelapse_caption(context, clip, curve, finished=k == last))
+
+        return session.encode(captioned_frames(), output, "timelapse", config, canvas=captioned)
 
 
 def render_progression(
@@ -200,30 +233,37 @@ def render_progression(
     workers: int | None = None,
     device: str = "auto",
 ) -> RenderResult:
-    """The milestone evaluation episodes in order, each after a card ``10% - 100k steps - return 7``."""
+    """Milestone evaluation episodes as clips of at most ``product.clip_seconds`` (a longer episode sped up to
+    fit), laid out as ``product.layout`` says, then a card of the learning curve with those milestones marked.
+
+    ``sequential`` plays each clip with the overlay and a caption strip after a card
+    ``10% - 100k steps - return 7``; ``side_by_side`` and ``grid`` play 2-3 or 4 clips at once in compact cells.
+    """
     product = product or ProgressionProductConfig()
     video = video or VideoConfig()
+    _real_speed_only(video, "progression")
     overlay = overlay or OverlayConfig()
     with _Session(source, overlay, video, workers=workers, device=device) as session:
-        chosen = milestone_episodes(session.log.episodes, product.per_milestone)
-        if not chosen:
-            raise SelectionError(
-                f"{source.log} holds no evaluation episodes (tag 'eval'); train with eval.episodes > 0"
-            )
-        session.prepare(chosen, product.frame_stride)
-        card_frames = max(1, round(product.card_seconds * video.fps)) if product.card_seconds > 0 else 0
+        session.clips = _milestone_clips(session, product)
+        session.explain([clip.episode for clip in session.clips])
+        curve = LearningCurve.of(session.log.episodes, session.schedule)
+        cards = _seconds_frames(product.card_seconds, video.fps)
+        if product.layout == "sequential":
+            story = _sequential(session, curve, cards)
+        else:
+            story = _side_by_side(session, product.layout, cards)
+        shown = [clip.episode for clip in session.clips]
+        marks = [Mark(curve.position(e.policy_versions[0]), e.total_reward) for e in shown]
+        title = f"{session.log.game}: learning curve"
         style = overlay.style()
-
-        def frames() -> Iterator[Rendered]:
-            for order, episode in enumerate(chosen):
-                if card_frames:
-                    card = title_card(session.overlay.width, session.overlay.height, session.card_lines(episode), style)
-                    yield Rendered(card)
-                    for _ in range(card_frames - 1):
-                        yield Rendered(card, ())  # unchanged: its planes are reused
-                yield from session.frames(order)
-
-        return session.encode(frames(), output, "progression", config, extra_frames=card_frames * len(chosen))
+        closing = _story_part(
+            lambda: learning_curve_card(story.width, story.height, curve, marks, title=title, style=style), session
+        )
+        closing_frames = _seconds_frames(product.closing_seconds, video.fps)
+        frames = _then(story.frames, _held(closing, closing_frames))
+        settings = {"layout": product.layout, "clip_seconds": product.clip_seconds}
+        total = story.total + closing_frames
+        return session.encode(frames, output, "progression", config, canvas=story, total=total, story=settings)
 
 
 def make_selector(
@@ -231,13 +271,15 @@ def make_selector(
 ) -> Selector:
     """The selector a ``selection`` config describes; ``seek_cost`` is used when ``selection.cheap_seeks``."""
     cost = seek_cost if selection.cheap_seeks else None
+    if selection.kind == "highlights":
+        return highlights(selection.count, schedule, selection.tag)
     if selection.kind == "evenly":
         return evenly(selection.count, selection.tag, cost)
     if selection.kind == "every":
         return every(selection.every, selection.tag)
     if selection.kind == "range":
         return progress_range(selection.start, selection.stop, selection.count, schedule, selection.tag, cost)
-    raise RenderConfigError(f"unknown selection.kind {selection.kind!r}; choose evenly, every or range")
+    raise RenderConfigError(f"unknown selection.kind {selection.kind!r}; choose highlights, evenly, every or range")
 
 
 def timelapse_stride(episodes: Sequence[EpisodeRecord], target_duration: float, fps: int) -> int:
@@ -258,22 +300,6 @@ def timelapse_stride(episodes: Sequence[EpisodeRecord], target_duration: float, 
     return low
 
 
-def milestone_episodes(episodes: Sequence[EpisodeRecord], per_milestone: str = "all") -> list[EpisodeRecord]:
-    """Evaluation episodes in version order: all of each milestone, or its ``first`` or ``best``."""
-    if per_milestone not in ("all", "first", "best"):
-        raise RenderConfigError(f"expected per_milestone all, first or best, got {per_milestone!r}")
-    chosen = []
-    # finished only: a kill during an evaluation leaves a cut episode, played again in full on resume
-    for _, group in groupby(chronological(episodes, "eval", finished_only=True), key=lambda e: e.policy_versions[0]):
-        members = list(group)
-        if per_milestone == "first":
-            members = members[:1]
-        elif per_milestone == "best":
-            members = [max(members, key=lambda e: e.total_reward)]
-        chosen.extend(members)
-    return chosen
-
-
 EMULATOR_FPS = 60  # the Atari's frame rate: emulated frames at their real speed
 
 
@@ -283,6 +309,15 @@ def return_note(schedule: TrainingSchedule) -> str:
         return f"gamma {DEFAULT_GAMMA:g} assumed (log has none)"
     clipped = ", rewards clipped to -1..1" if schedule.clip_reward else ""
     return f"gamma {schedule.gamma:g}{clipped}"
+
+
+def _real_speed_only(video: VideoConfig, product: str) -> None:
+    """``video.emulator_frames`` plays an episode at the game's own speed; the story products speed episodes up."""
+    if video.emulator_frames:
+        raise RenderConfigError(
+            f"video.emulator_frames=true shows an episode at the game's real speed, but product={product} speeds "
+            "episodes up; use product=episode (or video.emulator_frames=false)"
+        )
 
 
 def human_steps(steps: int) -> str:
@@ -305,7 +340,8 @@ def make_overlay(
     return_note: str = "",
 ) -> Overlay:
     """Build the overlay ``overlay.kind`` names; ``full`` takes its diagram layout from the policies'
-    network."""
+    network; ``progress_bar`` draws training progress along the bottom of ``raw`` (the others show it anyway);
+    ``return_note`` says how the value chart counts the return that followed."""
     style = overlay.style()
     if overlay.kind not in OVERLAYS:
         raise RenderConfigError(f"unknown overlay {overlay.kind!r}; choose one of {', '.join(OVERLAYS)}")
@@ -373,8 +409,143 @@ def _largest_font_scale(build: Callable[[Style], Overlay], style: Style, step: f
     return round(low * step, 2)
 
 
+def _story_part(build: Callable[[], Any], session: _Session) -> Any:
+    """``build()``, a caption strip, screen of cells or card, refused as a settings error when the canvas cannot
+    hold its text."""
+    try:
+        return build()
+    except TextRoomError as error:
+        overlay = session.overlay_config
+        size = f"overlay.width={overlay.width} overlay.height={overlay.height}"
+        if overlay.kind != "full":
+            size = f"video.scale={session.video.scale}"
+        raise RenderConfigError(
+            f"overlay={overlay.kind} with {size} overlay.font_scale={overlay.font_scale:g}: {error}"
+        ) from None
+
+
+def _milestone_clips(session: _Session, product: ProgressionProductConfig) -> list[Clip]:
+    """The milestone episodes ``product`` shows, each timed to fit ``product.clip_seconds``."""
+    count = DEFAULT_MILESTONES[product.layout] if product.milestones is None else product.milestones
+    chosen = milestone_episodes(session.log.episodes, product.per_milestone, count)
+    if not chosen:
+        raise SelectionError(
+            f"{session.source.log} holds no finished evaluation episodes (tag 'eval'); train with eval.episodes > 0, "
+            "or show training episodes with product=timelapse"
+        )
+    budget = max(1, round(product.clip_seconds * session.video.fps))
+    return [Clip(e, clip_stride(e, budget, product.frame_stride)) for e in chosen]
+
+
+def _seconds_frames(seconds: float, fps: int) -> int:
+    """Video frames that show something for ``seconds`` (at least one unless 0)."""
+    return max(1, round(seconds * fps)) if seconds > 0 else 0
+
+
+def _held(image: np.ndarray, frames: int) -> Iterator[Rendered]:
+    """``image`` for ``frames`` video frames, converted for the encoder once."""
+    if frames:
+        yield Rendered(image)
+        for _ in range(frames - 1):
+            yield Rendered(image, ())  # unchanged: its planes are reused
+
+
+def _then(*parts: Iterable[Rendered]) -> Iterator[Rendered]:
+    for part in parts:
+        yield from part
+
+
+def _return_text(reward: float, finished: bool) -> str:
+    return f"final return {reward:g}" if finished else f"return {reward:g}"
+
+
+def _timelapse_caption(context: FrameContext, clip: Clip, curve: LearningCurve, *, finished: bool) -> StripCaption:
+    """``33% - update 326 - episode 983 - return 8 - x4``, the marker where the policy playing sits."""
+    parts = [] if context.progress is None else [f"{context.progress:.0%}"]
+    parts += [f"update {context.policy_version}", f"episode {context.episode}"]
+    parts.append(_return_text(context.episode_reward, finished))
+    parts += [f"x{clip.stride}"] if clip.stride > 1 else []
+    position = curve.position(context.policy_version)
+    return StripCaption(" - ".join(parts), position, context.episode_reward, finished)
+
+
+@dataclass(frozen=True)
+class _Story:
+    """A progression's frames before its closing card: the canvas size and how many frames ``frames`` yields."""
+
+    width: int
+    height: int
+    frames: Iterator[Rendered]
+    total: int
+
+
+def _sequential(session: _Session, curve: LearningCurve, card_frames: int) -> _Story:
+    """Each clip after its title card, drawn by the overlay with a caption strip under it."""
+    first = session.clips[0].episode.policy_versions[0]
+    style = session.overlay_config.style()
+    captioned = _story_part(lambda: CaptionedOverlay(session.build_overlay(first), curve, style), session)
+
+    def frames() -> Iterator[Rendered]:
+        # consecutive clips of one stride are re-simulated by one feed
+        for _, group in groupby(session.clips, key=lambda clip: clip.stride):
+            group = list(group)
+            feed = session.open_feed(group)
+            for order, clip in enumerate(group):
+                card = title_card(captioned.width, captioned.height, session.card_lines(clip), style)
+                yield from _held(card, card_frames)
+                head, last = session.milestone_head(clip.episode), clip.frames - 1
+                position = curve.position(clip.episode.policy_versions[0])
+                for k, context in enumerate(session.scene(clip, feed, order)):
+                    reward = context.episode_reward
+                    parts = [head, f"evaluation episode {context.episode}", _return_text(reward, k == last)]
+                    parts += [f"x{clip.stride}"] if clip.stride > 1 else []
+                    yield captioned.render(context, StripCaption(" - ".join(parts), position, reward, k == last))
+            session.close_feed(feed)
+
+    total = sum(card_frames + clip.frames for clip in session.clips)
+    return _Story(captioned.width, captioned.height, frames(), total)
+
+
+def _side_by_side(session: _Session, layout: str, card_frames: int) -> _Story:
+    """Each screen after its title card: its clips at once, each in a cell; a clip that ends before the screen's
+    longest holds its last frame, marked finished.
+
+    The canvas is 16:9: the full overlay's, or 180 x ``video.scale`` high (1280x720 at scale 4). Cells play at
+    once, so each is re-simulated by a feed of its own: all in this process, or with ``workers`` > 0 one process
+    each.
+    """
+    overlay, scale = session.overlay_config, session.video.scale
+    width, height = (overlay.width, overlay.height) if overlay.kind == "full" else (320 * scale, 180 * scale)
+    style, names = overlay.style(), session.log.action_meanings
+
+    def cells(clips: list[Clip]) -> CellScreen:
+        columns, rows = (2, 2) if layout == "grid" else (len(clips), 1)
+        return CellScreen(width, height, columns, rows, names, style)
+
+    plan = [(clips, _story_part(lambda clips=clips: cells(clips), session)) for clips in screens(session.clips, layout)]
+    workers = 0 if not session.workers else 1
+
+    def frames() -> Iterator[Rendered]:
+        for clips, screen in plan:
+            yield from _held(title_card(width, height, session.screen_lines(clips), style), card_frames)
+            feeds = [session.open_feed([clip], workers) for clip in clips]
+            scenes = [session.scene(clip, feed, 0) for clip, feed in zip(clips, feeds, strict=True)]
+            views: list[CellView | None] = [None] * len(clips)
+            for t in range(max(clip.frames for clip in clips)):
+                for i, (clip, scene) in enumerate(zip(clips, scenes, strict=True)):
+                    if t < clip.frames:
+                        context = next(scene)
+                        views[i] = CellView(context.frame, session.cell_caption(context, clip, t == clip.frames - 1))
+                yield screen.render(views)
+            for feed in feeds:
+                session.close_feed(feed)
+
+    total = sum(card_frames + max(clip.frames for clip in clips) for clips, _ in plan)
+    return _Story(width, height, frames(), total)
+
+
 class _Session:
-    """One open log with its schedule, policies, overlay and re-simulation feed, for one product."""
+    """One open log with its schedule, policies, overlay and re-simulation feeds, for one product."""
 
     def __init__(
         self,
@@ -383,13 +554,12 @@ class _Session:
         video: VideoConfig,
         *,
         workers: int | None = None,
-        progress_bar: bool = False,
         device: str = "auto",
     ) -> None:
         if overlay.kind not in OVERLAYS:
             raise RenderConfigError(f"unknown overlay {overlay.kind!r}; choose one of {', '.join(OVERLAYS)}")
         self.source, self.overlay_config, self.video = source, overlay, video
-        self.workers, self.progress_bar = workers, progress_bar
+        self.workers = workers
         try:  # before any work: an unusable device is refused at once
             self.device = str(resolve_device(device))
         except ValueError as error:
@@ -399,65 +569,128 @@ class _Session:
         self.policies: PolicyLibrary | None = None
         self.overlay: Overlay | None = None
         self.feed: ReplayFeed | None = None
-        self.episodes: list[EpisodeRecord] = []
-        self.settings = SceneSettings()
+        self.clips: list[Clip] = []
         self.used: dict[str, int] = {}
+        self._feeds: list[ReplayFeed] = []
 
     def __enter__(self) -> _Session:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.feed is not None:
-            self.feed.close()
+        for feed in self._feeds:
+            feed.close()
         self.log.close()
 
-    def prepare(self, episodes: Sequence[EpisodeRecord], stride: int) -> None:
-        """Load what the overlay needs (checkpoints for ``full``), build it and start re-simulating."""
-        config = self.overlay_config
-        saliency = SaliencySettings(stride=config.saliency_stride) if config.saliency else None
-        self.settings = SceneSettings(stride, config.value_history, config.batch_size, saliency)
-        if config.kind == "full":
+    def prepare(self, episodes: Sequence[EpisodeRecord], stride: int, *, progress_bar: bool = False) -> None:
+        """Play ``episodes`` at ``stride`` through the overlay: load what it needs, build it, start
+        re-simulating them (:attr:`feed`)."""
+        self.explain(episodes)
+        self.build_overlay(episodes[0].policy_versions[0], progress_bar=progress_bar)
+        self.clips = [Clip(e, stride) for e in episodes]
+        self.feed = self.open_feed(self.clips)
+
+    def explain(self, episodes: Sequence[EpisodeRecord]) -> None:
+        """Load the networks that played ``episodes`` when the overlay shows their analytics (``full``)."""
+        if self.overlay_config.kind == "full":
             self._check_observations(episodes)
             self.policies = self._policies()
+
+    def build_overlay(self, first_version: int, *, progress_bar: bool = False) -> Overlay:
+        """The overlay ``overlay.kind`` names (after :meth:`explain`), kept as :attr:`overlay`."""
         self.overlay = make_overlay(
-            config, self.video, self.log.game, self.log.action_meanings, self.policies,
-            episodes[0].policy_versions[0], progress_bar=self.progress_bar,
-            return_note=return_note(self.schedule),
+            self.overlay_config, self.video, self.log.game, self.log.action_meanings, self.policies, first_version,
+            progress_bar=progress_bar, return_note=return_note(self.schedule),
         )  # fmt: skip
-        self.episodes = list(episodes)
-        workers = auto_workers(self.episodes) if self.workers is None else self.workers
+        return self.overlay
+
+    def open_feed(self, clips: Sequence[Clip], workers: int | None = None) -> ReplayFeed:
+        """Start re-simulating ``clips`` (of one stride) in order, with ``workers`` processes (``None``: the
+        session's setting, or as :func:`render.feed.auto_workers` decides); closed with the session."""
+        episodes = [clip.episode for clip in clips]
+        if workers is None:
+            workers = auto_workers(episodes) if self.workers is None else self.workers
         observations = self.policies is not None
-        self.feed = ReplayFeed(
-            self.source.log, self.episodes, stride, observations=observations, workers=workers,
-            rewards=config.kind != "raw", emulator_frames=self.video.emulator_frames,
-            chunk=8 if self.video.emulator_frames else 32,
+        emulated = self.video.emulator_frames
+        feed = ReplayFeed(
+            self.source.log, episodes, clips[0].stride, observations=observations, workers=workers,
+            rewards=self.overlay_config.kind != "raw", emulator_frames=emulated, chunk=8 if emulated else 32,
         )  # fmt: skip
+        self._feeds.append(feed)
+        return feed
+
+    def close_feed(self, feed: ReplayFeed) -> None:
+        feed.close()
+        self._feeds.remove(feed)
+
+    def scene(self, clip: Clip, feed: ReplayFeed, order: int) -> Iterator[FrameContext]:
+        """The frame contexts of ``clip``, the ``order``-th episode of ``feed``, with analytics when the overlay
+        needs them and each frame's return that followed (the rewards come first from the feed)."""
+        config = self.overlay_config
+        saliency = SaliencySettings(stride=config.saliency_stride) if config.saliency else None
+        settings = SceneSettings(clip.stride, config.value_history, config.batch_size, saliency)
+        rewards = feed.rewards(order) if feed.with_rewards else None
+        steps = feed.steps(order)
+        return episode_scene(clip.episode, steps, self.schedule, settings, self.policies, self.used, rewards)
 
     def frames(self, order: int) -> Iterator[Rendered]:
-        """The rendered frames of the ``order``-th prepared episode (the overlay's buffer and its damage)."""
-        episode = self.episodes[order]
-        rewards = self.feed.rewards(order) if self.feed.with_rewards else None
-        steps = self.feed.steps(order)
-        scene = episode_scene(episode, steps, self.schedule, self.settings, self.policies, self.used, rewards)
-        for context in scene:
-            screens = context.screens
-            if screens is None:
+        """The rendered frames of the ``order``-th prepared episode (the overlay's buffer and its damage); with
+        ``video.emulator_frames`` one per emulated frame, the overlay held until the next agent frame."""
+        for context in self.scene(self.clips[order], self.feed, order):
+            if context.screens is None:
                 image = self.overlay.render(context)
                 yield Rendered(image, self.overlay.damage())
                 continue
-            for screen in screens:  # the emulated frames until the next agent frame, the overlay held
+            for screen in context.screens:
                 image = self.overlay.render(dataclasses.replace(context, frame=screen, screens=None))
                 yield Rendered(image, self.overlay.damage())
 
-    def card_lines(self, episode: EpisodeRecord) -> list[str]:
+    def milestone(self, episode: EpisodeRecord) -> tuple[float | None, int | None]:
+        """The training progress and agent steps of the milestone that played ``episode`` (``None``: unknown)."""
         version = episode.policy_versions[0]
         ref = self.policies.ref(version) if self.policies is not None else None
         fraction = ref.milestone if ref is not None and ref.milestone is not None else self.schedule.progress(version)
         steps = ref.global_step if ref is not None else self.schedule.global_step(version)
+        return fraction, steps
+
+    def milestone_head(self, episode: EpisodeRecord) -> str:
+        """``10% - 100k steps``, or the policy version where the run does not say."""
+        fraction, steps = self.milestone(episode)
         head = [] if fraction is None else [f"{fraction:.0%}"]
         head += [] if steps is None else [f"{human_steps(steps)} steps"]
-        head.append(f"return {episode.total_reward:g}")
-        return [" - ".join(head), f"{self.log.game} | evaluation episode {episode.index} | policy v{version}"]
+        return " - ".join(head) or f"v{episode.policy_versions[0]}"
+
+    def card_lines(self, clip: Clip) -> list[str]:
+        episode = clip.episode
+        lines = [
+            f"{self.milestone_head(episode)} - return {episode.total_reward:g}",
+            f"{self.log.game} | evaluation episode {episode.index} | policy v{episode.policy_versions[0]}",
+        ]
+        if clip.stride > 1:
+            lines.append(f"played at x{clip.stride}: one frame in {clip.stride}, to fit the clip")
+        return lines
+
+    def screen_lines(self, clips: Sequence[Clip]) -> list[str]:
+        """A side-by-side screen's card: the milestones it plays, left to right and top to bottom."""
+        heads = [self.milestone_head(clip.episode).split(" - ")[0] for clip in clips]
+        return [
+            "  |  ".join(heads),
+            f"{self.log.game} | evaluation episodes of {len(clips)} milestones of training, played at once",
+        ]
+
+    def cell_caption(self, context: FrameContext, clip: Clip, finished: bool) -> CellCaption:
+        action = probability = None
+        if context.analytics is not None and context.action is not None:
+            action = self.log.action_meanings[context.action]
+            probability = float(context.analytics.probabilities[context.action])
+        return CellCaption(
+            title=self.milestone_head(clip.episode),
+            detail=f"evaluation {context.episode} - v{context.policy_version}",
+            reward=context.episode_reward,
+            finished=finished,
+            speed=clip.stride,
+            action=action,
+            probability=probability,
+        )
 
     def encode(
         self,
@@ -466,15 +699,16 @@ class _Session:
         product: str,
         config: Mapping[str, Any] | None,
         *,
-        extra_frames: int = 0,
+        canvas: Any = None,
+        total: int | None = None,
+        story: Mapping[str, Any] | None = None,
     ) -> RenderResult:
-        """Encode ``frames`` (the prepared episodes' frames plus ``extra_frames`` such as title cards)."""
-        episodes, stride = self.episodes, self.settings.stride
-        total = extra_frames + sum(kept_count(e, stride) for e in episodes)
-        fps = self.video.fps
-        if self.video.emulator_frames:  # about frame_skip screens an agent frame (an estimate for the progress bar)
-            total = extra_frames + sum(kept_count(e, stride) for e in episodes) * (self.schedule.frame_skip or 4)
-            fps = EMULATOR_FPS
+        """Encode ``frames`` on ``canvas``'s ``width`` x ``height`` (the overlay's by default): ``total`` frames
+        (by default the clips' frames; more with cards); ``story`` adds the progression's layout and clip length
+        to the sidecar."""
+        canvas = canvas or self.overlay
+        clips = self.clips
+        strides = {clip.stride for clip in clips}
         provenance = {
             "product": product,
             "run": None if self.source.run is None else str(self.source.run.resolve()),
@@ -482,18 +716,20 @@ class _Session:
             "game": self.log.game,
             "env_id": self.log.env_id,
             "overlay": self.overlay_config.kind,
-            "frame_stride": stride,
-            "emulator_frames": self.video.emulator_frames,
-            "fps": fps,
+            # one stride for every clip, else null and each episode's own below
+            "frame_stride": strides.pop() if len(strides) == 1 else None,
+            **dict(story or {}),
             "episodes": [
                 {
-                    "index": e.index,
-                    "tag": e.tag,
-                    "length": e.length,
-                    "total_reward": e.total_reward,
-                    "policy_versions": list(e.policy_versions),
+                    "index": clip.episode.index,
+                    "tag": clip.episode.tag,
+                    "length": clip.episode.length,
+                    "total_reward": clip.episode.total_reward,
+                    "policy_versions": list(clip.episode.policy_versions),
+                    "frame_stride": clip.stride,
+                    "frames": clip.frames,
                 }
-                for e in episodes
+                for clip in clips
             ],
             # each checkpoint file used (in checkpoint_dir) with its largest version lag: the version that played
             # minus the checkpoint's own (negative when a newer checkpoint explains older play)
@@ -502,10 +738,14 @@ class _Session:
             "config": dict(config or {}),
         }
         video = self.video
+        fps, total = video.fps, sum(clip.frames for clip in clips) if total is None else total
+        if video.emulator_frames:  # about frame_skip screens an agent frame (an estimate for the progress bar)
+            fps, total = EMULATOR_FPS, total * (self.schedule.frame_skip or 4)
+        provenance["emulator_frames"], provenance["fps"] = video.emulator_frames, fps
         with VideoEncoder(
             output,
-            width=self.overlay.width,
-            height=self.overlay.height,
+            width=canvas.width,
+            height=canvas.height,
             fps=fps,
             crf=video.crf,
             preset=video.preset,
@@ -515,7 +755,7 @@ class _Session:
             description=f"{product} {Path(output).name}",
         ) as encoder:
             written = encode_frames(frames, encoder)
-        return RenderResult(Path(output), written, tuple(e.index for e in episodes), dict(self.used))
+        return RenderResult(Path(output), written, tuple(clip.episode.index for clip in clips), dict(self.used))
 
     def _checkpoint_dir(self) -> str | None:
         """The folder the checkpoint file names in :attr:`used` are in (none unless the overlay runs the network)."""

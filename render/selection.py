@@ -115,3 +115,31 @@ def progress_range(
         return inner(inside)
 
     return select
+
+
+def highlights(count: int, schedule: TrainingSchedule, tag: str = "train") -> Selector:
+    """The best finished episode of each of ``count`` equal stretches of training progress, in training order:
+    a time-lapse of them shows the learning arc, and the run's best episode is always among them.
+
+    An episode belongs to the stretch its first policy version falls in (the last stretch includes its end); a
+    stretch in which no episode started is skipped. Without a training config in the log, the stretches divide
+    the policy versions from 0 to the last one instead.
+    """
+    if count < 1:
+        raise SelectionError(f"expected a positive selection count, got {count}")
+
+    def select(episodes: Sequence[EpisodeRecord]) -> list[EpisodeRecord]:
+        pool = chronological(episodes, tag, finished_only=True)
+        span = schedule.num_updates or max((e.policy_versions[0] for e in pool), default=0)
+
+        def stretch(episode: EpisodeRecord) -> int:  # in integers: a version on a boundary starts its stretch
+            return min(count - 1, episode.policy_versions[0] * count // span) if span else 0
+
+        best: dict[int, EpisodeRecord] = {}
+        for episode in pool:
+            k = stretch(episode)
+            if k not in best or (episode.total_reward, episode.index) > (best[k].total_reward, best[k].index):
+                best[k] = episode
+        return [best[k] for k in sorted(best)]
+
+    return select

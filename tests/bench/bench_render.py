@@ -161,7 +161,7 @@ def bench_pipeline(
             RenderSource.resolve(run=run, log=None, checkpoint=None),
             out,
             selection=SelectionConfig(kind="every", every=1),
-            product=TimelapseProductConfig(frame_stride=1),
+            product=TimelapseProductConfig(frame_stride=1, caption=False),  # the encode-only contenders' size
             overlay=OverlayConfig(kind="full", saliency=saliency),
             video=video,
             workers=workers,

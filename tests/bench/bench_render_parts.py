@@ -262,7 +262,7 @@ def _render(run: Path, out: Path) -> products.RenderResult:
         RenderSource.resolve(run=run, log=None, checkpoint=None),
         out,
         selection=SelectionConfig(kind="every", every=1),
-        product=TimelapseProductConfig(frame_stride=1),
+        product=TimelapseProductConfig(frame_stride=1, caption=False),
         overlay=OverlayConfig(kind="full"),
         video=VideoConfig(fps=30, crf=23, preset="veryfast", progress=False),
         workers=0,

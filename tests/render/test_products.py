@@ -33,12 +33,16 @@ from render.config import (
     TimelapseProductConfig,
     VideoConfig,
 )
-from render.draw.compose import upscale_nearest
+from render.draw.compose import Rect, upscale_nearest
+from render.draw.overlays import RawOverlay
+from render.draw.story import CaptionedOverlay, strip_height
 from render.draw.style import Palette
 from render.encoder import VideoEncoder
 from render.errors import EncoderError, MissingCheckpointError, RenderConfigError, SelectionError
 from render.feed import ReplayFeed
 from render.products import RenderSource, render_episode, render_progression, render_timelapse
+from render.schedule import TrainingSchedule
+from render.story import LearningCurve
 from replay import EpisodeIndexError, RecordTrajectory, TrajectoryLog
 from replay.errors import CheckpointError
 from replay.train.checkpoints import load_policy, save_checkpoint
@@ -267,7 +271,17 @@ def test_a_timelapse_of_a_log_without_finished_episodes_says_what_the_log_has(tm
     assert not (tmp_path / "t.mp4").exists()
 
 
-def test_timelapse_fits_target_duration_and_shows_progress(run_dir: Path, tmp_path: Path) -> None:
+def _marker_x(frame: np.ndarray, band: Rect) -> float:
+    """Where the highlighted marker stands on the learning curve in ``band`` of a decoded frame."""
+    region = frame[band.slices].astype(int)
+    orange = (region[..., 0] > 180) & (region[..., 2] < 150) & (region[..., 1] > 110)
+    assert orange.any(), "no marker on the learning curve"
+    return float(np.flatnonzero(orange.any(axis=0)).mean()) + band.x
+
+
+def test_timelapse_fits_target_duration_and_captions_where_in_training_each_episode_was(
+    run_dir: Path, tmp_path: Path
+) -> None:
     cfg = _compose(
         [
             f"run={run_dir}",
@@ -276,6 +290,7 @@ def test_timelapse_fits_target_duration_and_shows_progress(run_dir: Path, tmp_pa
             "overlay=raw",
             "video=preview",
             "video.progress=false",
+            "selection=evenly",
             "selection.count=3",
         ]
     )
@@ -283,16 +298,20 @@ def test_timelapse_fits_target_duration_and_shows_progress(run_dir: Path, tmp_pa
     frames = decode_video(tmp_path / "timelapse.mp4")
     assert result.episodes == (3, 4, 5) and len(frames) == result.frames
     assert 50 <= len(frames) <= 75  # ~2 s at 30 fps (stride rounding, last frames kept)
-    accent = np.array([96, 200, 255])
-    middle = frames[0].shape[1] // 2
-    first = np.abs(frames[0][-1, middle - 10 : middle].astype(int) - accent).mean()
-    last = np.abs(frames[-1][-1, middle - 10 : middle].astype(int) - accent).mean()
-    assert first > 30 and last < 30  # the progress bar along the bottom edge passes half way (version 10 of 16)
+    # the 320x420 game with the caption strip under it: a line of text over the learning curve, whose marker
+    # moves right with training (version 0 of 16 first, version 11 last)
+    with TrajectoryLog(run_dir / "trajectories.h5") as log:
+        curve = LearningCurve.of(log.episodes, TrainingSchedule.from_metadata(log.metadata))
+    strip = CaptionedOverlay(RawOverlay(2), curve)
+    assert frames[0].shape == (strip.height, 320, 3) and strip.height == 420 + strip_height(420)
+    assert frames[0][strip.text.slices].max(axis=2).max() > 150  # caption text on the dark strip
+    first, last = _marker_x(frames[0], strip.band), _marker_x(frames[-1], strip.band)
+    assert first < strip.band.x + 0.1 * strip.band.w and strip.band.x + 0.6 * strip.band.w < last
 
 
 def test_progression_shows_a_card_before_each_eval_episode(run_dir: Path, tmp_path: Path) -> None:
     source = RenderSource.resolve(run=run_dir, log=None, checkpoint=None)
-    product = ProgressionProductConfig(card_seconds=0.5, frame_stride=4)
+    product = ProgressionProductConfig(card_seconds=0.5, frame_stride=4, closing_seconds=0.5)
     result = render_progression(
         source, tmp_path / "prog.mp4", product=product, overlay=OverlayConfig(kind="minimal"), video=QUICK
     )
@@ -300,8 +319,8 @@ def test_progression_shows_a_card_before_each_eval_episode(run_dir: Path, tmp_pa
     assert result.episodes == (0, 1, 2) and len(frames) == result.frames
     card = frames[0]
     assert (
-        card.shape == (420, 748, 3) and card[:60].reshape(-1, 3).std(axis=0).max() < 2
-    )  # a plain card, text only in the middle
+        card.shape == (420 + strip_height(420), 748, 3) and card[:60].reshape(-1, 3).std(axis=0).max() < 2
+    )  # a plain card, text only in the middle, as large as the overlay and its caption strip
     assert result.checkpoints == {}
 
 
@@ -311,6 +330,10 @@ def test_compose_defaults_and_overrides() -> None:
     assert cfg.run == "data/sample/breakout" and (cfg.overlay.width, cfg.overlay.height) == (1280, 720)
     cfg = _compose(["product=timelapse", "overlay=minimal", "video=hq", "selection=range", "selection.start=0.5"])
     assert cfg.product.target_duration == 60.0 and cfg.video.preset == "medium" and cfg.selection.start == 0.5
+    cfg = _compose(["product=timelapse"])
+    assert cfg.selection.kind == "highlights" and cfg.product.caption
+    cfg = _compose(["product=progression", "product.layout=grid"])
+    assert (cfg.product.milestones, cfg.product.per_milestone, cfg.product.clip_seconds) == (None, "best", 30.0)
 
 
 def test_compose_rejects_unknown_keys() -> None:
@@ -409,6 +432,7 @@ def test_a_render_killed_mid_way_leaves_nothing_at_the_output_and_the_next_run_s
         "product=timelapse",
         "overlay=full",
         "product.frame_stride=1",
+        "product.caption=false",  # the overlay alone: what is killed is the encoder, and the caption costs time
         "video.preset=slow",  # a render of several seconds: the kill lands mid-way however fast the machine is
         f"output={output}",
     ]
@@ -541,6 +565,10 @@ def test_a_full_disk_while_rendering_is_one_line_naming_the_output_and_leaves_no
         ("product=timelapse product.frame_stride=0", r"product.frame_stride must be at least 1, got 0; or null"),
         ("product=progression product.card_seconds=-1", r"product.card_seconds must be 0 or more seconds, got -1"),
         ("product=progression product.per_milestone=worst", r"product.per_milestone='worst' is not an option"),
+        ("product=progression product.layout=carousel", r"product.layout='carousel' is not an option; choose one of"),
+        ("product=progression product.clip_seconds=0", r"product.clip_seconds must be a positive number of seconds"),
+        ("product=progression product.milestones=-1", r"product.milestones must be at least 0, got -1; 0 shows"),
+        ("selection.kind=best", r"selection.kind='best' is not an option; choose one of .*highlights"),
         ("overlay.batch_size=0", r"overlay.batch_size must be at least 1, got 0"),
         ("overlay.width=853 overlay.height=480", r"overlay.width=853 is odd, .* use 854"),
         ("selection=range selection.start=0.9 selection.stop=0.5", r"selection.start=0.9 and selection.stop=0.5"),

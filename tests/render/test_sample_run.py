@@ -66,6 +66,7 @@ def test_progression_of_the_sample_run_shows_each_milestone_in_order(tmp_path: P
     output = tmp_path / "progression.mp4"
     _, episodes = _render(
         "product=progression",
+        "product.milestones=0",
         "product.per_milestone=first",
         "product.frame_stride=16",
         "product.card_seconds=0.5",
