@@ -39,6 +39,10 @@ TINY = {
     "python -m render run=data/sample/breakout product=timelapse product.target_duration=30 overlay=minimal": (
         "python -m render run=data/sample/breakout product=timelapse product.target_duration=2 overlay=minimal"
     ),
+    "python -m render run=data/sample/breakout product=progression product.layout=grid output=grid.mp4": (
+        "python -m render run=data/sample/breakout product=progression product.layout=grid product.clip_seconds=1 "
+        "product.card_seconds=0.1 product.closing_seconds=0.1 video=preview output=grid.mp4"
+    ),
     "python -m render run=data/sample/breakout product=progression product.frame_stride=4 output=progression.mp4": (
         "python -m render run=data/sample/breakout product=progression product.frame_stride=64 "
         "product.card_seconds=0.1 output=progression.mp4"
@@ -99,7 +103,7 @@ def test_the_shell_blocks_run_from_the_root(root: Path) -> None:
         assert done.returncode == 0, f"{command}\n{done.stderr[-3000:]}"
         if words[2] == "render":
             assert "wrote " in done.stdout or "-m" in words, (command, done.stdout[-2000:])
-    assert (root / "best.mp4").is_file() and (root / "progression.mp4").is_file()
+    assert (root / "best.mp4").is_file() and (root / "progression.mp4").is_file() and (root / "grid.mp4").is_file()
     assert list((root / "data" / "sample" / "breakout" / "videos").glob("timelapse-*.mp4"))
     assert len(list(root.glob("multirun/render/*/*/*/episode.mp4"))) == 6  # 4 jobs, then 2
     assert sorted(p.relative_to(ROOT) for p in ROOT.iterdir()) == before  # nothing written into the checkout
