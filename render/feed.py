@@ -83,7 +83,11 @@ def kept_steps(
 
 def episode_rewards(log: TrajectoryLog, episode: EpisodeRecord) -> np.ndarray:
     """The reward of each of ``episode``'s steps, ``(length,)`` float64 in order, re-simulated without pictures
-    (the per-step rewards are not stored: they come out of the emulator)."""
+    (the per-step rewards are not stored: they come out of the emulator).
+
+    Give it a log of its own, not the one the episode's frames are replayed from: each keeps its lanes' emulators
+    where the last episode ended, so consecutive episodes replay without seeking from a snapshot. Sharing one would
+    send the frames' replay back to a snapshot for every episode."""
     rewards = np.zeros(episode.length, np.float64)
     for step in log.replay(episode.index, frames=False, observations=False):
         if step.step:
@@ -169,11 +173,13 @@ class ReplayFeed:
         self.with_rewards = rewards
         self.emulator_frames = emulator_frames
         self._log: TrajectoryLog | None = None
+        self._ahead: TrajectoryLog | None = None  # the rewards' own log: see episode_rewards
         self._processes: list[multiprocessing.process.BaseProcess] = []
         self._queues: list[multiprocessing.queues.Queue] = []
         self._worker_of: dict[int, int] = {}
         if workers == 0:
             self._log = TrajectoryLog(log_path)
+            self._ahead = TrajectoryLog(log_path) if rewards else None
             return
         context = multiprocessing.get_context("spawn")
         grouped = runs(self.episodes)
@@ -200,8 +206,8 @@ class ReplayFeed:
         episode = self.episodes[order]
         if not self.with_rewards:
             raise RuntimeError("this feed was made without rewards=True")
-        if self._log is not None:
-            return episode_rewards(self._log, episode)
+        if self._ahead is not None:
+            return episode_rewards(self._ahead, episode)
         payload = self._payload(order)
         if not isinstance(payload, np.ndarray):
             raise RenderError(f"re-simulation sent steps of episode #{order} where its rewards were due")
@@ -235,8 +241,9 @@ class ReplayFeed:
         return payload
 
     def close(self) -> None:
-        if self._log is not None:
-            self._log.close()
+        for log in (self._log, self._ahead):
+            if log is not None:
+                log.close()
         for process in self._processes:
             if process.is_alive():
                 process.terminate()
@@ -285,10 +292,10 @@ def _work(
     """Worker process: replay each job's episode and send its rewards (if asked), its kept steps in chunks, then
     ``None``."""
     try:
-        with TrajectoryLog(log_path) as log:
+        with TrajectoryLog(log_path) as log, TrajectoryLog(log_path) as ahead:
             for order, index in jobs:
                 if rewards:
-                    results.put((order, episode_rewards(log, log.episode(index))))
+                    results.put((order, episode_rewards(ahead, ahead.episode(index))))
                 batch: list[KeptStep] = []
                 episode = log.episode(index)
                 replayed = kept_steps(log, episode, stride, observations=observations, emulator_frames=emulator_frames)

@@ -168,7 +168,7 @@ class ValueChart:
         tick_width = painter.width("-10.0", self._tick_size) + 6
         self._axis = Rect(rect.x, rect.y + head, tick_width, rect.h - head)
         self._plot = Rect(rect.x + tick_width, rect.y + head, rect.w - tick_width, rect.h - head)
-        self.dirty = (*self._numbers, Rect(rect.x, rect.y + head, rect.w, rect.h - head))
+        self.dirty = (*self._numbers, self._axis, self._plot)
         self._columns: dict[int, np.ndarray] = {}  # x of each point, per history length
 
     def draw_static(self, template: np.ndarray) -> None:
@@ -200,23 +200,26 @@ class ValueChart:
                 self._painter.draw(image[cell.slices], text, origin, self._size, colour, 600)
         low, high = span if span is not None else _span(history, followed_history)
         plot = self._plot.inset(6, 6)  # the end marker's antialiased rim stays inside the plot
+        if due("value-axis", (low, high), (self._axis,)):  # the ticks move only when the axis does
+            labelled: list[int] = []
+            for level in (0.0, high, low):  # 0 first: an end too close to it goes unlabelled
+                y = _y(level, plot, low, high)
+                if any(abs(y - other) < self._painter.pixels(self._tick_size) for other in labelled):
+                    continue
+                labelled.append(y)
+                text = f"{level:g}"
+                x = self._axis.w - 4 - self._painter.width(text, self._tick_size)
+                size = self._painter.pixels(self._tick_size)
+                baseline = int(np.clip(y - self._axis.y + size * 0.35, size, self._axis.h - 2))
+                area = image[self._axis.slices]  # clipped to its rectangle
+                self._painter.draw(area, text, (x, baseline), self._tick_size, self._palette.muted)
         values = self._points(history, plot, low, high)
         outcomes = self._points(followed_history, plot, low, high) if followed_history is not None else None
         key = (low, high, values.tobytes(), None if outcomes is None else outcomes.tobytes())
-        if not due("value-plot", key, self.dirty[2:]):
+        if not due("value-plot", key, (self._plot,)):
             return
         zero = _y(0.0, plot, low, high)
         cv2.line(image, (plot.x, zero), (plot.right - 1, zero), self._palette.frame_border, 1)
-        labelled: list[int] = []
-        for level in (0.0, high, low):  # 0 first: an end too close to it goes unlabelled
-            y = _y(level, plot, low, high)
-            if any(abs(y - other) < self._painter.pixels(self._tick_size) for other in labelled):
-                continue
-            labelled.append(y)
-            text = f"{level:g}"
-            x = self._axis.right - 4 - self._painter.width(text, self._tick_size)
-            baseline = int(np.clip(y + self._painter.pixels(self._tick_size) * 0.35, plot.y + 8, self.rect.bottom - 1))
-            self._painter.draw(image, text, (x, baseline), self._tick_size, self._palette.muted)
         for points, colour in ((outcomes, self._palette.outcome), (values, self._palette.accent)):
             if points is not None and len(points) >= 2:
                 cv2.polylines(image, [points], False, colour, 1, cv2.LINE_AA)
