@@ -13,11 +13,12 @@ With ``emulator_frames``, each kept step also carries the screens of every frame
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import pickle
 import queue
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -56,10 +57,17 @@ class KeptStep:
 
 
 def kept_steps(
-    log: TrajectoryLog, episode: EpisodeRecord, stride: int, *, observations: bool, emulator_frames: bool = False
+    log: TrajectoryLog,
+    episode: EpisodeRecord,
+    stride: int,
+    *,
+    observations: bool,
+    emulator_frames: bool = False,
+    rewards: np.ndarray | None = None,
 ) -> Iterator[KeptStep]:
     """Every ``stride``-th frame of ``episode`` and its last, reset frame first, re-simulated here; with
-    ``emulator_frames``, each with its screens (see :class:`KeptStep`; a skipped frame's are dropped)."""
+    ``emulator_frames``, each with its screens (see :class:`KeptStep`; a skipped frame's are dropped).
+    ``rewards``, a ``(length,)`` array, receives every step's reward as the replay goes."""
     if stride < 1:
         raise ValueError(f"expected a positive frame stride, got {stride}")
     reward = 0.0
@@ -75,6 +83,8 @@ def kept_steps(
                 held.step, held.frame, held.observation, step.action, held_reward, step.policy_version, screens
             )
         reward += step.reward
+        if rewards is not None and step.step:
+            rewards[step.step - 1] = step.reward
         held, held_reward = step, reward
     if held is not None:  # the last frame is always kept
         screens = (held.frame,) if emulator_frames else None
@@ -93,6 +103,40 @@ def episode_rewards(log: TrajectoryLog, episode: EpisodeRecord) -> np.ndarray:
         if step.step:
             rewards[step.step - 1] = step.reward
     return rewards
+
+
+HELD_BYTES = 512 * 2**20  # an episode's kept frames held at once so one replay gives its rewards and its frames
+
+
+def rewards_and_steps(
+    log: TrajectoryLog,
+    ahead: Callable[[], TrajectoryLog],
+    episode: EpisodeRecord,
+    stride: int,
+    *,
+    observations: bool,
+    emulator_frames: bool = False,
+    budget: int = HELD_BYTES,
+) -> tuple[np.ndarray, Iterable[KeptStep]]:
+    """``episode``'s rewards (every step's) before its kept steps, whose frames need them (the return that
+    followed each frame).
+
+    Where the kept frames fit in ``budget`` bytes, one replay gives both: the frames are held until the episode
+    ends. Otherwise the rewards come from a replay without pictures on the log ``ahead()`` returns (a log of its
+    own, see :func:`episode_rewards`), then the frames stream as usual.
+    """
+    screen = 210 * 160 * 3
+    each = screen * (5 if emulator_frames else 1) + (4 * 84 * 84 if observations else 0)
+    if kept_count(episode, stride) * each <= budget:
+        rewards = np.zeros(episode.length, np.float64)
+        held = list(
+            kept_steps(
+                log, episode, stride, observations=observations, emulator_frames=emulator_frames, rewards=rewards
+            )
+        )
+        return rewards, held
+    steps = kept_steps(log, episode, stride, observations=observations, emulator_frames=emulator_frames)
+    return episode_rewards(ahead(), episode), steps
 
 
 def seek_distance(log: TrajectoryLog) -> Callable[[EpisodeRecord], int]:
@@ -173,13 +217,14 @@ class ReplayFeed:
         self.with_rewards = rewards
         self.emulator_frames = emulator_frames
         self._log: TrajectoryLog | None = None
-        self._ahead: TrajectoryLog | None = None  # the rewards' own log: see episode_rewards
+        self._ahead: TrajectoryLog | None = None  # the rewards' own log, opened when needed: see episode_rewards
+        self._held: dict[int, Iterable[KeptStep]] = {}  # steps of episodes whose rewards were asked for
         self._processes: list[multiprocessing.process.BaseProcess] = []
         self._queues: list[multiprocessing.queues.Queue] = []
         self._worker_of: dict[int, int] = {}
         if workers == 0:
             self._log = TrajectoryLog(log_path)
-            self._ahead = TrajectoryLog(log_path) if rewards else None
+            self._path = log_path
             return
         context = multiprocessing.get_context("spawn")
         grouped = runs(self.episodes)
@@ -206,8 +251,12 @@ class ReplayFeed:
         episode = self.episodes[order]
         if not self.with_rewards:
             raise RuntimeError("this feed was made without rewards=True")
-        if self._ahead is not None:
-            return episode_rewards(self._ahead, episode)
+        if self._log is not None:
+            rewards, self._held[order] = rewards_and_steps(
+                self._log, self._ahead_log, episode, self.stride,
+                observations=self.observations, emulator_frames=self.emulator_frames,
+            )  # fmt: skip
+            return rewards
         payload = self._payload(order)
         if not isinstance(payload, np.ndarray):
             raise RenderError(f"re-simulation sent steps of episode #{order} where its rewards were due")
@@ -216,6 +265,9 @@ class ReplayFeed:
     def steps(self, order: int) -> Iterator[KeptStep]:
         """The kept steps of ``episodes[order]``; call in order, each once."""
         episode = self.episodes[order]
+        if order in self._held:
+            yield from self._held.pop(order)
+            return
         if self._log is not None:
             yield from kept_steps(
                 self._log,
@@ -232,6 +284,11 @@ class ReplayFeed:
             if isinstance(payload, np.ndarray):
                 raise RenderError(f"call ReplayFeed.rewards({order}) before steps({order}): the rewards come first")
             yield from payload
+
+    def _ahead_log(self) -> TrajectoryLog:
+        if self._ahead is None:
+            self._ahead = TrajectoryLog(self._path)
+        return self._ahead
 
     def _payload(self, order: int) -> list[KeptStep] | np.ndarray | None:
         worker = self._worker_of[order]
@@ -292,13 +349,26 @@ def _work(
     """Worker process: replay each job's episode and send its rewards (if asked), its kept steps in chunks, then
     ``None``."""
     try:
-        with TrajectoryLog(log_path) as log, TrajectoryLog(log_path) as ahead:
+        with TrajectoryLog(log_path) as log, contextlib.ExitStack() as stack:
+            opened: list[TrajectoryLog] = []
+
+            def ahead() -> TrajectoryLog:
+                if not opened:
+                    opened.append(stack.enter_context(TrajectoryLog(log_path)))
+                return opened[0]
+
             for order, index in jobs:
-                if rewards:
-                    results.put((order, episode_rewards(ahead, ahead.episode(index))))
                 batch: list[KeptStep] = []
                 episode = log.episode(index)
-                replayed = kept_steps(log, episode, stride, observations=observations, emulator_frames=emulator_frames)
+                if rewards:
+                    found, replayed = rewards_and_steps(
+                        log, ahead, episode, stride, observations=observations, emulator_frames=emulator_frames
+                    )
+                    results.put((order, found))
+                else:
+                    replayed = kept_steps(
+                        log, episode, stride, observations=observations, emulator_frames=emulator_frames
+                    )
                 for kept in replayed:
                     batch.append(kept)
                     if len(batch) == chunk:

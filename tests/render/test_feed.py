@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from helpers import STICKY, record_single
 
-from render.feed import KeptStep, ReplayFeed, kept_steps
+from render.feed import HELD_BYTES, KeptStep, ReplayFeed, kept_steps, rewards_and_steps
 from replay import TrajectoryLog
 
 
@@ -50,3 +50,24 @@ def test_a_worker_process_sends_the_screens_replayed_in_process(log_path):
     in_process = fed(log_path, 3, workers=0)
     assert len(in_process) == 2 and all(len(steps) > 10 for steps in in_process)
     assert [as_bytes(steps) for steps in fed(log_path, 3, workers=1)] == [as_bytes(steps) for steps in in_process]
+
+
+def test_the_rewards_come_first_from_one_replay_or_from_a_pass_of_their_own(log_path):
+    """Held (one replay gives rewards and frames) and streamed (a picture-less pass first) give the same rewards
+    and the same frames, in this process and from a worker."""
+    with TrajectoryLog(log_path) as log, TrajectoryLog(log_path) as ahead:
+        episode = log.episodes[0]
+        expected = [s.reward for s in log.replay(episode.index, frames=False, observations=False)][1:]
+        found = [
+            rewards_and_steps(log, lambda: ahead, episode, 3, observations=True, budget=budget)
+            for budget in (HELD_BYTES, 0)
+        ]
+        held, streamed = ((rewards, list(steps)) for rewards, steps in found)
+        assert isinstance(found[0][1], list) and not isinstance(found[1][1], list)  # held, then streamed
+        assert held[0].tolist() == streamed[0].tolist() == expected and any(expected)
+        assert [(s.step, s.frame.tobytes(), s.observation.tobytes()) for s in held[1]] == [
+            (s.step, s.frame.tobytes(), s.observation.tobytes()) for s in streamed[1]
+        ]
+    with ReplayFeed(log_path, [episode], 3, observations=True, workers=1, rewards=True) as feed:
+        assert feed.rewards(0).tolist() == expected
+        assert [s.frame.tobytes() for s in feed.steps(0)] == [s.frame.tobytes() for s in held[1]]
