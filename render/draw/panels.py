@@ -419,6 +419,7 @@ class FeatureMaps:
         )
         self._extent = (max(cell.bottom for cell in self.dirty), max(cell.right for cell in self.dirty))
         self._sources: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._legible: dict[tuple, np.ndarray] = {}  # input frames made legible, by content (see _visible)
 
     def draw_static(self, template: np.ndarray) -> None:
         self._painter.draw(
@@ -484,14 +485,24 @@ class FeatureMaps:
     def _visible(self, frames: np.ndarray) -> np.ndarray:
         """Grey input frames made legible at thumbnail size: each pixel the brightest of its neighbourhood as
         wide as one thumbnail pixel (a small ball survives the reduction), then stretched so the brightest is
-        white."""
-        reach = max(1, round(frames.shape[1] / self._cell))
+        white. A stack shares all but one frame with the step before: frames seen lately are kept, by content."""
+        shown = []
+        for frame in frames:
+            key = (frame.shape, frame.tobytes())
+            found = self._legible.get(key)
+            if found is None:
+                found = self._legible[key] = self._legible_one(frame)
+                while len(self._legible) > 16:
+                    del self._legible[next(iter(self._legible))]  # the oldest
+            shown.append(found)
+        return np.stack(shown)
+
+    def _legible_one(self, frame: np.ndarray) -> np.ndarray:
+        reach = max(1, round(frame.shape[0] / self._cell))
         if reach > 1:
-            kernel = np.ones((reach, reach), np.uint8)
-            frames = np.stack([cv2.dilate(frame, kernel) for frame in frames])
-        top = frames.reshape(len(frames), -1).max(axis=1).astype(np.float32)
-        gain = 255.0 / np.maximum(top, 1.0)
-        return np.clip(frames * gain[:, None, None] + 0.5, 0, 255).astype(np.uint8)
+            frame = cv2.dilate(frame, np.ones((reach, reach), np.uint8))
+        gain = 255.0 / max(float(frame.max()), 1.0)
+        return np.clip(frame * np.float32(gain) + 0.5, 0, 255).astype(np.uint8)
 
     def _source_pixels(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """For a ``height`` x ``width`` map, the source row and column each cell row and column shows: exactly
