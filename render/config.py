@@ -103,7 +103,7 @@ class OverlayConfig:
             refused, saying what to change).
         palette: Colour overrides, one key per colour of :class:`render.draw.style.Palette` (``null``: its default),
             e.g. ``overlay.palette.background=[0,0,0]``.
-        value_history: Frames shown by the value sparkline.
+        value_history: Frames the value chart shows (the value and the return that followed).
         batch_size: Observations per forward pass of the network.
         hidden_sample: Hidden units of the ``fc`` layer shown in the diagram.
         thumbnails: Feature maps shown per conv layer.

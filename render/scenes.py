@@ -30,7 +30,7 @@ class SceneSettings:
 
     Attributes:
         stride: Keep every ``stride``-th recorded frame (1: all). The last frame is always kept.
-        value_history: Frames of value estimate the sparkline shows.
+        value_history: Frames the value chart shows.
         batch_size: Kept frames analysed per forward pass.
         saliency: Perturbation saliency of every kept frame, with these settings (``None``: none).
     """

@@ -288,7 +288,7 @@ class FullLayout:
         right_w, body_h = width - margin - right_x, height - header - margin  # right_w >= 200 * s, by `beside`
         stats_h = round(28 * t) * stats_rows
         bars_top = header + stats_h + margin
-        chart_h = round(25 * t) + round(95 * s)  # the value chart: its title, then at least this much sparkline
+        chart_h = round(25 * t) + round(95 * s)  # the value chart: its two numbers, then at least this much plot
         bars_h = min(body_h - stats_h - chart_h - 2 * margin, round((30 + 26 * n_actions) * t))
         if bars_h < round((30 + 10 * n_actions) * t):  # each bar's row must hold its action's name
             raise TextRoomError(

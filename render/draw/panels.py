@@ -1,9 +1,10 @@
-"""Overlay panels: the stats table, the policy bars, the value chart and the feature-map thumbnails.
+"""Overlay panels: the stats table, the policy bars, the value chart, the return chart and the feature-map
+thumbnails.
 
 Each panel splits its drawing in two: ``draw_static`` paints labels, boxes and tracks into the template once;
 ``draw`` paints only what changes per frame and stays inside the panel's ``dirty`` rectangles. ``draw`` asks
 its ``due`` (see :class:`render.draw.compose.Due`) before each part (a stats row, the bars, the value number, the
-sparkline, a thumbnail row), so on a persistent canvas only parts whose inputs changed are redrawn.
+value plot, a thumbnail row), so on a persistent canvas only parts whose inputs changed are redrawn.
 """
 
 from __future__ import annotations
