@@ -66,6 +66,7 @@ def pictures(source: RenderSource, scratch: Path) -> dict[str, Callable[[], np.n
         "overlay.png": lambda: overlay_still(source),
         "overlay-saliency.png": lambda: overlay_still(source, saliency=True),
         "overlay-minimal.png": lambda: overlay_still(source, kind="minimal"),
+        "overlay-raw.png": lambda: overlay_still(source, kind="raw"),
         "timelapse.png": timelapse,
         "progression-grid.png": progression("grid", 0.4),
         "progression-side-by-side.png": progression("side_by_side", 0.4),
