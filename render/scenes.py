@@ -119,6 +119,13 @@ class _SceneState:
         self.returns: np.ndarray | None = None
         self.rewards: np.ndarray | None = None
         self.low, self.high = 0.0, 0.0
+        self._axis: tuple[tuple[float, float], tuple[float, float]] | None = None  # (low, high) -> value axis
+
+    def axis(self) -> tuple[float, float]:
+        """The value chart's axis for the span seen so far (recomputed only when the span widens)."""
+        if self._axis is None or self._axis[0] != (self.low, self.high):
+            self._axis = ((self.low, self.high), value_axis(self.low, self.high))
+        return self._axis[1]
 
 
 def _contexts(
@@ -170,7 +177,7 @@ def _contexts(
             checkpoint=use,
             return_followed=followed,
             return_history=_array(state.followed) if result is not None and followed is not None else None,
-            value_range=value_axis(state.low, state.high),
+            value_range=state.axis(),
             network=network,
             episode_length=episode.length,
             rewards=state.rewards,

@@ -93,11 +93,6 @@ class NetworkDiagram:
         """Node centres ``(N, 2)`` as ``(x, y)`` and radii ``(N,)``, layer by layer."""
         return np.concatenate(self._centres), self._radii
 
-    @property
-    def edges(self) -> list[tuple[tuple[int, int], tuple[int, int], tuple[int, int, int]]]:
-        """The drawn connections as ``((x0, y0), (x1, y1), rgb)``, set by :meth:`wire`."""
-        return list(self._edges)
-
     def wire(self, links: Sequence[tuple[int, int, np.ndarray]]) -> None:
         """Draw these connections from the next :meth:`draw_static` on: ``(source layer, target layer, rows of
         (source node, target node, weight in -1..1))``, each an edge whose colour says the sign and whose

@@ -54,6 +54,13 @@ def phase_line(context: FrameContext) -> str:
     return line
 
 
+def progress_line(context: FrameContext | None) -> str:
+    """``training progress 33.7%`` (``-`` when unknown); with no context, the widest it gets."""
+    if context is None:
+        return "training progress 100.0%"
+    return "training progress -" if context.progress is None else f"training progress {context.progress:.1%}"
+
+
 def update_name(version: int) -> str:
     return "the initial network" if version == 0 else f"update {version}"
 
@@ -145,7 +152,7 @@ class MinimalOverlay:
 
     rows = ("Episode", "Step", "Game frame", "Return so far", "Action taken", "Played by")
     _widest_values = ("Evaluation", "99999 / 99999", "999999", "-99999", "the initial network")
-    _progress_label = "training progress 100.0%"
+    _progress_label = progress_line(None)
 
     def __init__(
         self,
@@ -228,7 +235,7 @@ class MinimalOverlay:
             update_name(context.policy_version),
         )
         self._stats.draw(image, values, canvas.changed)
-        progress = "training progress -" if context.progress is None else f"training progress {context.progress:.1%}"
+        progress = progress_line(context)
         if canvas.changed("progress-text", progress, (self._progress_text,)):
             area = image[self._progress_text.slices]
             painter.draw(area, progress, (0, painter.pixels(13.0)), 13.0, palette.muted)
@@ -331,7 +338,7 @@ class FullOverlay:
     """
 
     stats_rows = ("Step", "Game frame", "Episode", "Return so far", "Played by")
-    _progress_label = "training progress 100.0%"
+    _progress_label = progress_line(None)
 
     def __init__(
         self,
@@ -464,7 +471,7 @@ class FullOverlay:
                 weight, colour = (600, palette.highlight) if lagging else (400, palette.muted)
                 x = layout.subtitle.w - painter.width(lag, 16, weight) - 2
                 painter.draw(area, lag, (max(0, x), baseline), 16, colour, weight)
-        progress = "training progress -" if context.progress is None else f"training progress {context.progress:.1%}"
+        progress = progress_line(context)
         if due("progress-text", progress, (self._progress_text,)):
             area = image[self._progress_text.slices]
             painter.draw(area, progress, (0, self._progress_text.h - 4), 11.0, palette.muted)

@@ -423,6 +423,12 @@ def test_input_frames_keep_a_small_ball_visible_at_thumbnail_size() -> None:
     maps.draw(image, (frames,))
     for cell in maps._cells[0]:
         assert image[cell.slices].max() == 255  # stretched to white, and not lost between sampled pixels
+    # frames kept by content give, stack after shifted stack, the bytes a fresh panel computes
+    frames = np.random.default_rng(4).integers(0, 200, (7, 84, 84), dtype=np.uint8)
+    for start in range(4):
+        fresh = FeatureMaps(Rect(0, 0, 300, 200), [("input", 4)], style.palette, TextPainter(style.typeface, 720))
+        stack = frames[start : start + 4]
+        assert maps._visible(stack).tobytes() == fresh._visible(stack).tobytes()
 
 
 def test_a_feature_map_panel_outside_the_image_is_refused() -> None:
