@@ -28,6 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from render.config import RenderConfig, register_configs
 from render.errors import RenderConfigError, RenderError
+from render.policies import EXACT
 from render.products import RenderResult, RenderSource, render_episode, render_progression, render_timelapse
 from replay.command import refuse, register_help, run_app
 from replay.errors import ReplayError
@@ -62,7 +63,7 @@ def run_product(cfg: DictConfig, sweep_dir: Path | None = None) -> RenderResult:
     # Paths absolute once, for the product and its sidecar alike (not resolved: an output that is a symlink is
     # replaced, not followed); no run when a log= replaced it.
     for key in ("run", "log", "checkpoint", "output"):
-        if config.get(key):  # an empty output= stays empty: the default place (see default_output)
+        if config.get(key) and not (key == "checkpoint" and config[key] == EXACT):  # empty output=: default place
             config[key] = os.path.abspath(to_absolute_path(config[key]))
     if config.get("log") is not None:
         config["run"] = None

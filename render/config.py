@@ -315,7 +315,9 @@ class RenderConfig:
     Attributes:
         run: A run folder (``trajectories.h5`` and ``checkpoints/``), relative to where you launch.
         log: Any trajectory log; overrides ``run`` (``raw``/``minimal`` need nothing else).
-        checkpoint: One checkpoint file explaining every frame (``full`` with ``log=`` needs it).
+        checkpoint: One checkpoint file explaining every frame (``full`` with ``log=`` needs it); ``exact``: each
+            frame by the very version that played it, rebuilt from the run's learning (``run=`` only; where a
+            rebuild cannot be verified, the nearest checkpoint, and the overlay and sidecar say why).
         output: The video file; ``null`` writes ``<product>-<time>.mp4`` into the run's ``videos/`` folder (in a
             sweep, ``<product>.mp4`` into each job's folder).
         episode: For ``product=episode``: an index, ``best``, ``worst`` or ``last``.

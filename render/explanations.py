@@ -14,7 +14,7 @@ import numpy as np
 
 from render.analytics import ProbeSettings
 from render.errors import RenderConfigError
-from render.policies import PolicyLibrary
+from render.policies import EXACT, PolicyLibrary, exact_source
 from render.selection import pick_episode
 from replay import TrajectoryLog
 from replay.reader import ReplayStep
@@ -61,7 +61,9 @@ def explain(
         run_or_log: A run folder (its log and ``checkpoints/``) or a trajectory log file.
         episode: An episode index, or ``best``, ``worst``, ``last`` (among finished episodes).
         checkpoint: ``None``: each frame is explained by the run's checkpoint that the renderer would pick for
-            the policy that acted; a file: that checkpoint explains every frame. A log without a run folder and
+            the policy that acted; ``"exact"``: by the very version that acted, rebuilt from the run's learning
+            (``replay.train.rebuild``; where it cannot be verified, the nearest checkpoint, with a line on stderr
+            saying why); a file: that checkpoint explains every frame. A log without a run folder and
             without ``checkpoint`` gives frames without network outputs.
         start, stop: The steps to explain, as ``TrajectoryLog.replay`` takes them.
 
@@ -83,6 +85,8 @@ def explain(
                 f"satisfy 0 <= start <= stop <= {last + 1}"
             )
         policies = _policies(log, folder, checkpoint)
+        if policies is not None:
+            policies.prepare(chosen.policy_versions)
         # Frame k's action and acting version are those of step k + 1: read one step past the frames explained.
         steps = log.replay(chosen.index, start, min(stop + 1, last + 1), frames=False, observations=True)
         pending: list[tuple[ReplayStep, ReplayStep | None]] = []
@@ -101,6 +105,13 @@ def explain(
 
 def _policies(log: TrajectoryLog, folder: RunFolder | None, checkpoint: str | Path | None) -> PolicyLibrary | None:
     common = {"env_id": log.env_id, "n_actions": len(log.action_meanings), "settings": ProbeSettings(BATCH)}
+    if checkpoint == EXACT:
+        if folder is None or not folder.checkpoints.is_dir():
+            raise RenderConfigError(
+                f"checkpoint=exact rebuilds the networks of a run: pass its folder, not {log.path} "
+                "(a run folder with checkpoints/)"
+            )
+        return PolicyLibrary(checkpoints=folder.checkpoints, exact=exact_source(folder.path), **common)
     if checkpoint is not None:
         return PolicyLibrary(checkpoint=Path(checkpoint), **common)
     if folder is not None and folder.checkpoints.is_dir():

@@ -44,6 +44,7 @@ class CheckpointUse:
     name: str
     policy_version: int
     lag: int
+    note: str | None = None  # why it is not the exact network asked for (checkpoint=exact fell back)
 
 
 @dataclass(frozen=True)

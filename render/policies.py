@@ -4,18 +4,38 @@ A run saves checkpoints every few updates, so a training frame played by version
 nearest saved version at or before ``v``; the overlay states that checkpoint and its lag. Evaluation episodes
 play a saved checkpoint, so their lag is 0. A single checkpoint file given by hand explains every frame; where it
 is newer than the policy that played, the lag is negative and the overlay says how many versions newer.
+
+With ``exact`` (``checkpoint=exact``), every frame is explained by the version that played it, rebuilt from the
+run's learning ledger (``replay.train.rebuild``): lag 0. Where a rebuild cannot be verified (a run recorded before
+the ledger, another thread count, machine or torch) the frame falls back to the nearest saved checkpoint, its
+:class:`CheckpointUse` carries the reason, and the library says it once (:attr:`PolicyLibrary.exact_problem`, a
+line on stderr). A damaged ledger or resume point is an error, never a network drawn as exact.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
 
 from render.analytics import NetworkProbe, ProbeSettings
 from render.errors import MissingCheckpointError
 from render.frame import CheckpointUse
-from replay.errors import CheckpointError
+from replay.errors import CheckpointError, NotRebuildableError, UnverifiedRebuildError
 from replay.train.checkpoints import CheckpointIndex, CheckpointRef, load_policy
+from replay.train.rebuild import Rebuilder
+
+EXACT = "exact"  # checkpoint=exact
+
+
+def exact_source(run: Path) -> Rebuilder | str:
+    """What explains a run's frames exactly: its :class:`Rebuilder`, or why there is none (a run recorded before
+    exact rebuilds). A damaged ledger raises :class:`~replay.errors.DamagedRecordError`."""
+    try:
+        return Rebuilder(run)
+    except NotRebuildableError as error:
+        return str(error)
 
 
 class PolicyLibrary:
@@ -27,6 +47,9 @@ class PolicyLibrary:
         env_id, n_actions: what the checkpoints must match (the log's game and action set).
         settings: what each network probe keeps per frame.
         keep: how many loaded networks to keep in memory (time-lapses walk through many).
+        exact: with ``checkpoints``, explain each version by itself, rebuilt by this :class:`Rebuilder` or, if it
+            cannot be made (an old run: pass the run folder's ``NotRebuildableError`` message as a string), by
+            the nearest checkpoint with the reason.
     """
 
     def __init__(
@@ -38,9 +61,19 @@ class PolicyLibrary:
         n_actions: int | None = None,
         settings: ProbeSettings | None = None,
         keep: int = 4,
+        exact: Rebuilder | str | None = None,
     ) -> None:
         if (checkpoints is None) == (checkpoint is None):
             raise ValueError("pass exactly one of checkpoints (a folder) or checkpoint (a file)")
+        if exact is not None and checkpoints is None:
+            raise ValueError("exact rebuilds fall back to a run's checkpoints: pass checkpoints with exact")
+        self._rebuilder = exact if isinstance(exact, Rebuilder) else None
+        self.exact = exact is not None
+        self.exact_problem: str | None = None
+        if isinstance(exact, str):
+            self._say(exact)
+        self._unverified: dict[int, int] = {}  # a rebuild's start -> the first version that failed from it
+        self._impossible: set[int] = set()  # versions the run's files cannot rebuild
         self._env_id, self._n_actions = env_id, n_actions
         self._settings = settings or ProbeSettings()
         self._keep = keep
@@ -57,8 +90,38 @@ class PolicyLibrary:
         else:
             self._single = self._load(Path(checkpoint))[1]
 
+    def prepare(self, versions: Iterable[int]) -> None:
+        """Rebuild (``exact``) the versions about to be explained at once: one replay per resume point."""
+        if self._rebuilder is None:
+            return
+        pending = set()
+        for version in versions:
+            try:
+                if not self._known_unverified(version):
+                    pending.add(version)
+            except NotRebuildableError as error:  # e.g. before the first resume point of a run resumed into one
+                self._impossible.add(version)
+                self._say(str(error))
+        while pending:
+            try:
+                self._rebuilder.prepare(pending)
+                return
+            except UnverifiedRebuildError as error:
+                start = self._rebuilder.start_of(error.version)
+                self._unverified[start] = min(error.version, self._unverified.get(start, error.version))
+                self._say(str(error))
+                pending = {v for v in pending if not self._known_unverified(v)}
+            except NotRebuildableError as error:  # the log lacks a rollout: a kill before it was flushed
+                self._impossible.update(pending)
+                self._say(str(error))
+                return
+
     def lookup(self, policy_version: int) -> tuple[NetworkProbe, CheckpointUse]:
         """The probe for the network that best explains ``policy_version`` and how it was chosen."""
+        if self.exact:
+            rebuilt = self._rebuilt(policy_version)
+            if rebuilt is not None:
+                return rebuilt
         if self._single is not None:
             ref = self._single
         else:
@@ -67,8 +130,38 @@ class PolicyLibrary:
             except CheckpointError as error:
                 raise MissingCheckpointError(str(error)) from error
         probe, ref = self._load(ref.path)
-        use = CheckpointUse(ref.path.name, ref.policy_version, policy_version - ref.policy_version)
+        note = "not exact: see the sidecar" if self.exact and self.exact_problem else None
+        use = CheckpointUse(ref.path.name, ref.policy_version, policy_version - ref.policy_version, note)
         return probe, use
+
+    def _known_unverified(self, version: int) -> bool:
+        if version in self._impossible:
+            return True
+        start = self._rebuilder.start_of(version)
+        return start in self._unverified and version >= self._unverified[start]
+
+    def _rebuilt(self, policy_version: int) -> tuple[NetworkProbe, CheckpointUse] | None:
+        """The rebuilt version's probe, or ``None`` (the reason said) when it cannot be rebuilt and verified."""
+        if self._rebuilder is None:
+            return None
+        try:
+            if self._known_unverified(policy_version):
+                return None
+            self.prepare([policy_version])
+            if self._known_unverified(policy_version):
+                return None
+            path = self._rebuilder.path(policy_version)
+        except NotRebuildableError as error:
+            self._say(str(error))
+            return None
+        probe, ref = self._load(path)
+        return probe, CheckpointUse(f"{path.parent.name}/{path.name}", ref.policy_version, 0)
+
+    def _say(self, reason: str) -> None:
+        """Keep the first reason exact rebuilds fell back, and print it once."""
+        if self.exact_problem is None:
+            self.exact_problem = reason
+            print(f"checkpoint=exact: falling back to the nearest saved checkpoints: {reason}", file=sys.stderr)
 
     def recalibrate(self) -> None:
         """Let every loaded probe choose its scales, thumbnails and hidden units afresh from its next batch."""

@@ -43,7 +43,7 @@ from render.errors import MissingCheckpointError, RenderConfigError, SelectionEr
 from render.feed import ReplayFeed, auto_workers, kept_count, seek_distance
 from render.frame import FrameContext
 from render.pipeline import Rendered, encode_frames
-from render.policies import PolicyLibrary
+from render.policies import EXACT, PolicyLibrary, exact_source
 from render.saliency import SaliencySettings
 from render.scenes import DEFAULT_GAMMA, SceneSettings, episode_scene
 from render.schedule import TrainingSchedule
@@ -70,11 +70,17 @@ class RenderSource:
     log: Path
     run: Path | None = None
     checkpoint: Path | None = None
+    exact: bool = False  # checkpoint=exact: each frame by the version that played it, rebuilt
 
     @classmethod
     def resolve(cls, *, run: str | Path | None, log: str | Path | None, checkpoint: str | Path | None) -> RenderSource:
         """``log`` wins over ``run``; a run folder must hold ``trajectories.h5``."""
-        file = None if checkpoint is None else Path(checkpoint)
+        exact = checkpoint == EXACT
+        file = None if checkpoint is None or exact else Path(checkpoint)
+        if exact and (log is not None or run is None):
+            raise RenderConfigError(
+                "checkpoint=exact rebuilds the networks of a training run: pass run=<run_dir>, not log=<file>"
+            )
         if log is not None:
             if Path(log).is_dir():
                 raise RenderConfigError(
@@ -96,7 +102,7 @@ class RenderSource:
                 f"{folder} holds no {RunFolder(folder).log.name}; pass run=<a folder made by python -m replay.train> "
                 "or log=<file.h5>"
             )
-        return cls(RunFolder(folder).log, folder, file)
+        return cls(RunFolder(folder).log, folder, file, exact)
 
     @property
     def checkpoints(self) -> Path | None:
@@ -594,6 +600,7 @@ class _Session:
         if self.overlay_config.kind == "full":
             self._check_observations(episodes)
             self.policies = self._policies()
+            self.policies.prepare(v for e in episodes for v in e.policy_versions)
 
     def build_overlay(self, first_version: int, *, progress_bar: bool = False) -> Overlay:
         """The overlay ``overlay.kind`` names (after :meth:`explain`), kept as :attr:`overlay`."""
@@ -735,6 +742,11 @@ class _Session:
             # minus the checkpoint's own (negative when a newer checkpoint explains older play)
             "checkpoint_dir": self._checkpoint_dir(),
             "checkpoints": self.used,
+            # checkpoint=exact: rebuilt networks (names rebuilt/v<version>.pt, in the run folder) and, if some frames
+            # fell back to saved checkpoints, why
+            "exact": None
+            if self.policies is None or not self.policies.exact
+            else {"fallback": self.policies.exact_problem},
             "config": dict(config or {}),
         }
         video = self.video
@@ -783,6 +795,8 @@ class _Session:
         common = {"env_id": self.log.env_id, "n_actions": len(self.log.action_meanings), "settings": probe}
         if source.checkpoint is not None:
             return PolicyLibrary(checkpoint=source.checkpoint, **common)
+        if source.checkpoints is not None and source.exact:
+            return PolicyLibrary(checkpoints=source.checkpoints, exact=exact_source(source.run), **common)
         if source.checkpoints is not None:
             return PolicyLibrary(checkpoints=source.checkpoints, **common)
         where = f"run {source.run}" if source.run is not None else f"log {source.log}"

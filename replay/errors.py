@@ -51,6 +51,28 @@ class CheckpointError(ReplayError):
     """A checkpoint is missing, corrupt, unsafe or does not match the log or network it is used with."""
 
 
+class RebuildError(ReplayError):
+    """A policy version cannot be rebuilt exactly from a run's files (``replay.train.rebuild``)."""
+
+
+class NotRebuildableError(RebuildError):
+    """The run's files do not hold what a rebuild needs: a run recorded before exact rebuilds, without a log, or
+    a version whose rollouts the log does not hold."""
+
+
+class UnverifiedRebuildError(RebuildError):
+    """A rebuild ran but does not reproduce the recorded digests or actions: another thread count, machine or
+    torch. ``version`` is the first version that differs."""
+
+    def __init__(self, message: str, *, version: int) -> None:
+        super().__init__(message)
+        self.version = version
+
+
+class DamagedRecordError(RebuildError):
+    """A record a rebuild relies on (the learning ledger, a resume point) is damaged: never drawn as exact."""
+
+
 def describe_os_error(error: BaseException) -> str:
     """``File too large (EFBIG)``: the OS's words and the code to search for, also behind an h5py error that only
     carries them in its text; otherwise the message without HDF5's details."""

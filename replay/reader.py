@@ -357,6 +357,10 @@ class TrajectoryLog:
             all_snapshots=snapshots,
         )
 
+    def version_table(self, stream: int) -> tuple[np.ndarray, np.ndarray]:
+        """A stream's policy versions: the positions where the version changed, and the version from there on."""
+        return self._versions(stream)
+
     def _versions(self, stream: int) -> tuple[np.ndarray, np.ndarray]:
         group = self._file[fmt.GROUP_STREAMS][fmt.stream_name(stream)]
         table = self._table(group, fmt.DATASET_VERSIONS, fmt.VERSION_DTYPE, self.streams[stream])

@@ -350,6 +350,11 @@ class _RecorderHandle:
         return self._recording.writer
 
     @property
+    def stream_index(self) -> int:
+        """The index of the log stream this recorder writes (``TrajectoryLog.streams[i]``)."""
+        return self._recording.stream.index
+
+    @property
     def policy_version(self) -> int:
         return self._recording.policy_version
 

@@ -43,6 +43,7 @@ class Emitted:
     observation: np.ndarray | None
     # Every screen emulated at this position, oldest first (see replay.screens); None unless asked for.
     screens: tuple[np.ndarray, ...] | None = None
+    lives: int = 0  # the emulator's life count after this position (what ALE envs put in info["lives"])
 
 
 @dataclass
@@ -193,6 +194,7 @@ def _run(
     else:
         env = rebuild.make_env(lane.spec, lane.source)
     tap = _tap(env) if emulator_frames else None
+    lives = env.unwrapped.ale.lives
     if kind is AnchorKind.LIVE:
         trusted_frames, trusted_obs = True, Trust.VERIFIED
     elif kind is AnchorKind.SEED:
@@ -246,6 +248,7 @@ def _run(
                 emulator.screen(env) if frames else None,
                 np.array(observation) if observations else None,
                 tap.take() if tap is not None else None,
+                lives(),
             )
             emitted_any = True
         actions = np.empty(0, dtype=np.uint8)
@@ -306,6 +309,7 @@ def _run(
                         emulator.screen(env) if frames else None,
                         np.array(observation) if observations and event != "idle" else None,
                         tap.take() if tap is not None else None,
+                        lives(),
                     )
                 )
             if held and trusted_frames and (not observations or trusted_obs is Trust.VERIFIED):

@@ -6,6 +6,9 @@ viewer read it::
     <run>/
         trajectories.h5        the log: every training and evaluation episode (replay.TrajectoryLog)
         checkpoints/           v<version>.pt policies, and resume.pt, the trainer's state to continue from
+            resume_points/     v<version>.pt: full training states kept at a cadence, where rebuilds start
+        learning.jsonl         the learning ledger: per update its weights' digest, per launch what decides the bits
+        rebuilt/               v<version>.pt: policy versions rebuilt exactly from the ledger (a bounded cache)
         config.yaml            the trainer's effective config
         episodes.csv           every finished episode: tag, global step, policy version, return, length
         updates.csv            every update: losses, learning rate, steps/s
@@ -23,6 +26,9 @@ from pathlib import Path
 LOG = "trajectories.h5"
 CHECKPOINTS = "checkpoints"
 RESUME_STATE = "resume.pt"
+RESUME_POINTS = "resume_points"
+LEDGER = "learning.jsonl"
+REBUILT = "rebuilt"
 CONFIG = "config.yaml"
 EPISODES = "episodes.csv"
 UPDATES = "updates.csv"
@@ -67,6 +73,18 @@ class RunFolder:
     @property
     def resume_state(self) -> Path:
         return self.checkpoints / RESUME_STATE
+
+    @property
+    def resume_points(self) -> Path:
+        return self.checkpoints / RESUME_POINTS
+
+    @property
+    def ledger(self) -> Path:
+        return self.path / LEDGER
+
+    @property
+    def rebuilt(self) -> Path:
+        return self.path / REBUILT
 
     @property
     def config(self) -> Path:

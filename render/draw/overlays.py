@@ -78,7 +78,8 @@ def lag_line(context: FrameContext) -> str:
     count = abs(use.lag)
     noun = "update" if count == 1 else "updates"
     name = "the initial network" if source == 0 else f"network from update {source}"
-    return f"{name}, {count} {noun} {when} this play (played by {update_name(played)})"
+    line = f"{name}, {count} {noun} {when} this play (played by {update_name(played)})"
+    return line if use.note is None else f"{use.note}: {line}"
 
 
 class _ProgressBar:

@@ -6,6 +6,8 @@ A run keeps two kinds of file in ``<run_dir>/checkpoints/``:
   (policy version, global step, env id, action count, architecture, dtype, milestone fraction or None).
 - ``resume.pt``: the latest full training state (float32 weights, optimizer, counters, torch RNG), overwritten
   after each update so a killed run loses at most one rollout.
+- ``resume_points/v000120.pt``: the same state kept at a cadence and at each resume: where exact rebuilds of
+  later versions start (``replay.train.rebuild``).
 
 Both are plain dicts of tensors, numbers, strings and lists written with ``torch.save`` and read only with
 ``torch.load(..., weights_only=True)``: a file that would need pickle to execute code is refused.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import bisect
 import os
 import pickle
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,7 @@ import torch
 
 from replay.errors import CheckpointError
 from replay.run_folder import CHECKPOINT_FILE, RESUME_STATE, checkpoint_name
+from replay.train import digests
 from replay.train.network import ARCH, OBS_SHAPE, ActorCritic
 
 FORMAT = "ale-replay/checkpoint"
@@ -268,6 +272,22 @@ class CheckpointIndex:
         return [ref for ref in (self.ref(v) for v in self.versions) if ref.milestone is not None]
 
 
+@dataclass(frozen=True)
+class ResumeState:
+    """A full training state as read back (weights and optimizer go into the objects passed in)."""
+
+    path: Path
+    policy_version: int
+    global_step: int
+    torch_rng: torch.Tensor
+    digest: str  # of the weights and optimizer state, as the ledger records it for a resume point
+
+
+def resume_point_path(directory: Path, policy_version: int) -> Path:
+    """The resume point of ``policy_version`` in a run's ``checkpoints/resume_points/``."""
+    return Path(directory) / checkpoint_name(policy_version)
+
+
 def save_resume_state(
     directory: Path,
     model: ActorCritic,
@@ -276,8 +296,11 @@ def save_resume_state(
     policy_version: int,
     global_step: int,
     env_id: str,
-) -> Path:
-    """Overwrite ``resume.pt`` with all it takes to continue training after ``policy_version`` updates."""
+    keep_as: Path | None = None,
+) -> str:
+    """Overwrite ``resume.pt`` with all it takes to continue training after ``policy_version`` updates; with
+    ``keep_as``, also keep that state there as a resume point (a hard link: ``resume.pt`` is later replaced by a
+    rename, so the point keeps these bytes). Returns the state's digest (:func:`digests.state_digest`)."""
     path = Path(directory) / RESUME_FILE
     payload = {
         **_header(RESUME_FORMAT, model, policy_version, global_step, env_id),
@@ -286,14 +309,24 @@ def save_resume_state(
         "torch_rng": torch.get_rng_state(),
     }
     _atomic_save(payload, path)
-    return path
+    if keep_as is not None:
+        keep_as.parent.mkdir(parents=True, exist_ok=True)
+        partial = keep_as.with_name(keep_as.name + ".partial")
+        partial.unlink(missing_ok=True)
+        try:
+            os.link(path, partial)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(path, partial)
+        os.replace(partial, keep_as)
+    return digests.state_digest(payload["state_dict"], payload["optimizer"])
 
 
-def load_resume_state(
-    directory: Path, model: ActorCritic, optimizer: torch.optim.Optimizer, *, env_id: str
-) -> tuple[int, int]:
-    """Restore model, optimizer, torch RNG from ``resume.pt``; returns ``(policy_version, global_step)``."""
-    path = Path(directory) / RESUME_FILE
+def read_resume_state(
+    path: Path, model: ActorCritic, optimizer: torch.optim.Optimizer, *, env_id: str | None
+) -> ResumeState:
+    """Put a resume file's weights and optimizer state into ``model`` and ``optimizer``; the global torch RNG is
+    left alone (the state read carries it)."""
+    path = Path(path)
     payload = _load(path, RESUME_FORMAT)
     _check_matches(path, payload, env_id, model.n_actions)
     _restore_weights(path, model, payload["state_dict"])
@@ -303,5 +336,19 @@ def load_resume_state(
         raise CheckpointError(
             f"optimizer state in {path} does not fit this optimizer ({error}); keep the ppo config"
         ) from error
-    torch.set_rng_state(payload["torch_rng"])
-    return int(payload["policy_version"]), int(payload["global_step"])
+    return ResumeState(
+        path=path,
+        policy_version=int(payload["policy_version"]),
+        global_step=int(payload["global_step"]),
+        torch_rng=payload["torch_rng"],
+        digest=digests.state_digest(payload["state_dict"], payload["optimizer"]),
+    )
+
+
+def load_resume_state(
+    directory: Path, model: ActorCritic, optimizer: torch.optim.Optimizer, *, env_id: str
+) -> tuple[int, int]:
+    """Restore model, optimizer, torch RNG from ``resume.pt``; returns ``(policy_version, global_step)``."""
+    state = read_resume_state(Path(directory) / RESUME_FILE, model, optimizer, env_id=env_id)
+    torch.set_rng_state(state.torch_rng)
+    return state.policy_version, state.global_step

@@ -38,12 +38,17 @@ class CheckpointConfig:
         milestones: Milestone checkpoints (with evaluation) at every ``1/milestones`` of training.
         dtype: Weight storage, ``float32`` or ``float16``; evaluation uses the weights as stored.
         resume_every_updates: Overwrite ``resume.pt`` every this many updates (1: lose at most one rollout).
+        resume_point_every: Keep the full training state (~3x a float32 checkpoint: weights and Adam's moments) in
+            ``checkpoints/resume_points/`` every this many updates; an exact rebuild of a version replays the
+            learning from the nearest one before it, so this bounds its time. 0: none (rebuilds start from
+            version 0, which derives from the seed, or from a resume).
     """
 
     every_updates: int = 0
     milestones: int = 10
     dtype: str = "float32"
     resume_every_updates: int = 1
+    resume_point_every: int = 250
 
 
 @dataclass
@@ -108,6 +113,7 @@ def validate(config: TrainConfig) -> None:
         "ppo.update_epochs": (p.update_epochs, 1),
         "checkpoint.every_updates": (config.checkpoint.every_updates, 0),
         "checkpoint.resume_every_updates": (config.checkpoint.resume_every_updates, 1),
+        "checkpoint.resume_point_every": (config.checkpoint.resume_point_every, 0),
         "eval.episodes": (config.eval.episodes, 0),
         "record.snapshot_interval": (config.record.snapshot_interval, 1),
         "record.sync_interval": (config.record.sync_interval, 1),

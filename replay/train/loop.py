@@ -25,8 +25,14 @@ from replay.errors import CheckpointError
 from replay.reader import EpisodeRecord
 from replay.run_folder import RunFolder
 from replay.show import RETURN_WINDOW
-from replay.train import ppo
-from replay.train.checkpoints import checkpoint_path, load_resume_state, save_checkpoint, save_resume_state
+from replay.train import ledger, ppo
+from replay.train.checkpoints import (
+    checkpoint_path,
+    load_resume_state,
+    resume_point_path,
+    save_checkpoint,
+    save_resume_state,
+)
 from replay.train.config import TrainConfig, resolve_device, validate
 from replay.train.envs import life_lost, make_vector_env
 from replay.train.evaluation import evaluate, evaluation_missing, milestone_versions
@@ -40,6 +46,7 @@ from replay.train.metrics import (
     recent_train_returns,
 )
 from replay.train.network import ActorCritic
+from replay.train.randomness import ROLLOUT, SHUFFLE, update_generator
 from replay.train.run import (
     REFUSED,
     check_initial_weights,
@@ -68,6 +75,7 @@ class _Run:
     restarting: bool  # resumed from the start: killed before its first resume state
     unevaluated: list[EpisodeRecord] | None  # the milestone to evaluate first, with the episodes already played
     writer: object | None
+    stream: int | None  # the log stream this launch's training rollouts go to
 
 
 def train(
@@ -97,6 +105,7 @@ def train(
         tracker.remember(recent_train_returns(folder.episodes, RETURN_WINDOW))
         episodes = CsvTable(folder.episodes, EPISODE_FIELDS)
         updates = CsvTable(folder.updates, UPDATE_FIELDS)
+        learning = ledger.LedgerWriter(folder.ledger)
         scalars = Scalars.open(folder.tensorboard)
     except BaseException:
         run.envs.close(terminate=True)
@@ -146,15 +155,38 @@ def train(
             save_resume_state(
                 folder.checkpoints, model, optimizer, policy_version=0, global_step=0, env_id=config.env.id
             )
+        elif run.version < run.num_updates and not resume_point_path(folder.resume_points, run.version).is_file():
+            # What this launch learns differs from what a kill cut short: its rebuilds start from its own state.
+            digest = save_resume_state(
+                folder.checkpoints,
+                model,
+                optimizer,
+                policy_version=run.version,
+                global_step=run.global_step,
+                env_id=config.env.id,
+                keep_as=resume_point_path(folder.resume_points, run.version),
+            )
+            learning.resume_point(run.version, resume_point_path(folder.resume_points, run.version).name, digest)
         if run.version >= run.num_updates:  # only that evaluation was left: no training envs reset, no empty episodes
             stopped = False
             return folder.path
+        learning.session(
+            from_version=run.version,
+            stream=run.stream,
+            seed=config.seed,
+            ppo=p,
+            threads=torch.get_num_threads(),
+            device=device,
+            weights=model,
+        )
         # A resumed run must not replay the first launch's starts: its reset seed derives from the version.
         reset_seed = (
             config.seed
             if run.version == 0
             else int(np.random.SeedSequence([config.seed, run.version]).generate_state(1)[0])
         )
+        if run.writer is not None:
+            envs.policy_version = run.version
         obs, info = envs.reset(seed=reset_seed)
         next_obs = torch.from_numpy(obs).to(device)
         lives = np.asarray(info["lives"])
@@ -165,9 +197,10 @@ def train(
         while run.version < run.num_updates:
             update_started = time.perf_counter()
             lr = p.learning_rate * (1.0 - run.version / run.num_updates if p.anneal_lr else 1.0)
-            optimizer.param_groups[0]["lr"] = lr
             if run.writer is not None:
                 envs.policy_version = run.version
+            # Every draw derives from (seed, update): a rebuild replays this update without any recorded RNG state.
+            sampling = update_generator(config.seed, run.version, ROLLOUT, device)
 
             # Rollout: num_steps steps of every env with the current policy. A lost life ends GAE bootstrapping
             # (next_done), never the episode; a sub-env's step after its episode ended is its autoreset.
@@ -175,14 +208,9 @@ def train(
                 rollout.obs[t] = next_obs
                 rollout.dones[t] = next_done
                 rollout.valid[t] = torch.from_numpy(~autoreset)
-                with torch.no_grad():
-                    logits, value = model(next_obs)
-                    logp_all = torch.log_softmax(logits, dim=-1)
-                    action = torch.multinomial(logp_all.exp(), 1)
-                rollout.actions[t] = action.squeeze(1)
-                rollout.logprobs[t] = logp_all.gather(1, action).squeeze(1)
-                rollout.values[t] = value
-                obs, reward, terminated, truncated, info = envs.step(action.squeeze(1).cpu().numpy())
+                action, rollout.logprobs[t], rollout.values[t] = ppo.act(model, next_obs, sampling)
+                rollout.actions[t] = action
+                obs, reward, terminated, truncated, info = envs.step(action.cpu().numpy())
                 stepped = ~autoreset
                 ended = np.logical_or(terminated, truncated)
                 lost = life_lost(lives, info) & stepped
@@ -199,10 +227,8 @@ def train(
                     scalars.episode(run.global_step, total, length)
 
             # Learning: GAE advantages, then clipped PPO epochs over minibatches.
-            with torch.no_grad():
-                _, next_value = model(next_obs)
-            adv, returns = ppo.advantages(rollout, next_value, next_done, p.gamma, p.gae_lambda)
-            stats = ppo.update(model, optimizer, rollout, adv, returns, p)
+            shuffling = update_generator(config.seed, run.version, SHUFFLE)
+            stats = ppo.learn(model, optimizer, rollout, next_obs, next_done, p, lr, shuffling)
             run.version += 1
             steps_per_second = p.batch_size / (time.perf_counter() - update_started)
 
@@ -220,15 +246,22 @@ def train(
                 }
             )
             scalars.update(run.global_step, lr, stats, steps_per_second)
-            if run.version % config.checkpoint.resume_every_updates == 0 or run.version == run.num_updates:
-                save_resume_state(
+            learning.update(run.version, lr, model)  # before the resume state, as the update's row
+            point_every = config.checkpoint.resume_point_every
+            point = resume_point_path(folder.resume_points, run.version)
+            keep = point_every > 0 and run.version % point_every == 0
+            if keep or run.version % config.checkpoint.resume_every_updates == 0 or run.version == run.num_updates:
+                digest = save_resume_state(
                     folder.checkpoints,
                     model,
                     optimizer,
                     policy_version=run.version,
                     global_step=run.global_step,
                     env_id=config.env.id,
+                    keep_as=point if keep else None,
                 )
+                if keep:
+                    learning.resume_point(run.version, point.name, digest)
             every = config.checkpoint.every_updates
             if run.version in run.milestones or (every > 0 and run.version % every == 0):
                 checkpoint(run.milestones.get(run.version))
@@ -245,6 +278,7 @@ def train(
         envs.close(terminate=stopped)
         episodes.close()
         updates.close()
+        learning.close()
         scalars.close()
     print(_summary(folder.path, run.global_step, time.perf_counter() - started, tracker.mean_of_last(RETURN_WINDOW)))
     return folder.path
@@ -315,7 +349,7 @@ def _open_run(
         if restarting and initial_path.is_file():
             check_initial_weights(initial_path, model, config)
         model.to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=p.learning_rate, eps=1e-5)
+        optimizer = ppo.make_optimizer(model, p)
         if resuming and not restarting:
             version, global_step = load_resume_state(folder.checkpoints, model, optimizer, env_id=config.env.id)
         if resuming:
@@ -382,4 +416,5 @@ def _open_run(
         restarting=restarting,
         unevaluated=unevaluated,
         writer=writer,
+        stream=None if writer is None else envs.stream_index,
     )

@@ -100,6 +100,46 @@ def advantages(
     return adv, adv + rollout.values
 
 
+def make_optimizer(model: ActorCritic, config: PPOConfig) -> torch.optim.Optimizer:
+    """The optimizer of a run (the trainer's and a rebuild's: its state must load into it)."""
+    return torch.optim.Adam(model.parameters(), lr=config.learning_rate, eps=1e-5)
+
+
+@torch.no_grad()
+def act(
+    model: ActorCritic, obs: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One rollout step for a batch of envs: sampled actions, their log-probabilities and the values.
+
+    The trainer and a rebuild (``replay.train.rebuild``) both call it, with the same batch: the bits depend on it.
+    """
+    logits, value = model(obs)
+    logp_all = torch.log_softmax(logits, dim=-1)
+    action = torch.multinomial(logp_all.exp(), 1, generator=generator)
+    return action.squeeze(1), logp_all.gather(1, action).squeeze(1), value
+
+
+def learn(
+    model: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    rollout: Rollout,
+    next_obs: torch.Tensor,
+    next_done: torch.Tensor,
+    config: PPOConfig,
+    learning_rate: float,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """One update from a full rollout: bootstrap value, GAE, then :func:`update` at ``learning_rate``.
+
+    ``next_obs`` and ``next_done`` follow the rollout's last step. The trainer and a rebuild share it.
+    """
+    optimizer.param_groups[0]["lr"] = learning_rate
+    with torch.no_grad():
+        _, next_value = model(next_obs)
+    adv, returns = advantages(rollout, next_value, next_done, config.gamma, config.gae_lambda)
+    return update(model, optimizer, rollout, adv, returns, config, generator)
+
+
 def _masked_mean(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return (x * weight).sum() / weight.sum().clamp(min=1.0)
 

@@ -21,7 +21,8 @@ from omegaconf import OmegaConf
 from replay.errors import CheckpointError
 from replay.reader import EpisodeRecord, TrajectoryLog
 from replay.run_folder import RunFolder
-from replay.train.checkpoints import DTYPES, CheckpointIndex, checkpoint_path, load_policy
+from replay.train import ledger
+from replay.train.checkpoints import DTYPES, CheckpointIndex, checkpoint_path, load_policy, resume_point_path
 from replay.train.config import TrainConfig
 from replay.train.metrics import EpisodeKey, prune_rows, rewrite_rows, rows_of_held_episodes
 from replay.train.network import ActorCritic
@@ -70,16 +71,21 @@ def forget_lost_updates(
 ) -> None:
     """Drop what a killed run wrote after its resume state: those updates are redone with other data.
 
-    Update rows and checkpoints of versions after ``version`` go. Episode rows keep to the episodes the log holds
-    (``held``, see :func:`episodes_held`): rows of episodes that ended after the log's last flush go, while those
-    of the redone rollout that reached the log stay, as they were played and recorded. Without a log, the rows
-    after ``global_step`` go.
+    Update rows, checkpoints, resume points and ledger lines of versions after ``version`` go. Episode rows keep
+    to the episodes the log holds (``held``, see :func:`episodes_held`): rows of episodes that ended after the
+    log's last flush go, while those of the redone rollout that reached the log stay, as they were played and
+    recorded. Without a log, the rows after ``global_step`` go.
     """
     folder = RunFolder(run_dir)
     checkpoints = folder.checkpoints
     for stale in CheckpointIndex(checkpoints).versions:
         if stale > version:
             checkpoint_path(checkpoints, stale).unlink()
+    if folder.resume_points.is_dir():
+        for stale in CheckpointIndex(folder.resume_points).versions:
+            if stale > version:
+                resume_point_path(folder.resume_points, stale).unlink()
+    ledger.prune(folder.ledger, version)
     prune_rows(folder.updates, "policy_version", version)
     if held is None:
         prune_rows(folder.episodes, "global_step", global_step)

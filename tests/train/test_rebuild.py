@@ -1,0 +1,149 @@
+"""Exact rebuilds: two real training runs with one seed, one saving every version, against rebuilt versions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import FAST, compose_config
+
+import render
+from render.policies import PolicyLibrary
+from replay.errors import DamagedRecordError, UnverifiedRebuildError
+from replay.reader import TrajectoryLog
+from replay.run_folder import RunFolder
+from replay.train import ledger, resume_config, train
+from replay.train.checkpoints import checkpoint_path
+from replay.train.rebuild import Rebuilder, main
+
+SHORT = [*FAST, "total_steps=1536", "seed=5"]  # 6 updates of 2 envs x 128 steps, 1 torch thread
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(ground truth: every version saved in float32, a run at a resume-point cadence with float16 milestones)."""
+    root = tmp_path_factory.mktemp("exact")
+    truth, sparse = root / "truth", root / "sparse"
+    train(compose_config([*SHORT, "checkpoint.every_updates=1", "checkpoint.dtype=float32", f"run_dir={truth}"]))
+    train(compose_config([*SHORT, "checkpoint.resume_point_every=4", f"run_dir={sparse}"]))
+    return truth, sparse
+
+
+def _training_episodes(run: Path) -> list[int]:
+    with TrajectoryLog(RunFolder(run).log) as log:
+        return [e.index for e in log.episodes if e.tag == "train"]
+
+
+@pytest.mark.slow
+def test_exact_explanations_equal_every_saved_version_bit_for_bit(runs: tuple[Path, Path]) -> None:
+    truth, sparse = runs
+    assert RunFolder(sparse).checkpoint_versions() == [0, 3, 6]
+    assert sorted(p.name for p in RunFolder(sparse).resume_points.iterdir()) == ["v000004.pt"]
+    episodes = _training_episodes(sparse)
+    assert episodes == _training_episodes(truth) and episodes
+    lags = set()
+    for episode in episodes:
+        exact = list(render.explain(sparse, episode, checkpoint="exact"))
+        saved = list(render.explain(truth, episode))
+        nearest = list(render.explain(sparse, episode))
+        assert [f.policy_version for f in exact] == [f.policy_version for f in saved]
+        for a, b in zip(exact, saved, strict=True):
+            assert a.checkpoint_version == a.policy_version == b.checkpoint_version
+            assert a.probabilities.tobytes() == b.probabilities.tobytes()
+            assert np.float32(a.value).tobytes() == np.float32(b.value).tobytes()
+        lags |= {f.policy_version - f.checkpoint_version for f in nearest}
+    assert lags - {0}, "the nearest checkpoints alone would have lagged somewhere"
+
+
+@pytest.mark.slow
+def test_a_rebuild_under_another_thread_count_fails_its_digest_and_falls_back(
+    runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, sparse = runs
+    run = tmp_path / "run"
+    shutil.copytree(sparse, run, ignore=shutil.ignore_patterns("rebuilt"))
+    with pytest.raises(UnverifiedRebuildError, match="rebuilt with 2 torch threads, trained with 1") as failed:
+        Rebuilder(run, threads=2, progress=False).prepare([2])
+    assert failed.value.version in (0, 1, 2)
+    assert not RunFolder(run).rebuilt.exists() or not any(RunFolder(run).rebuilt.glob("v00000[2-9].pt"))
+    library = PolicyLibrary(checkpoints=RunFolder(run).checkpoints, exact=Rebuilder(run, threads=2, progress=False))
+    _, use = library.lookup(2)
+    assert (use.name, use.policy_version, use.lag) == ("v000000.pt", 0, 2)
+    assert use.note == "not exact: see the sidecar"
+    assert "digest" in library.exact_problem and "2 torch threads" in library.exact_problem
+    library.lookup(1)
+    assert capsys.readouterr().err.count("checkpoint=exact: falling back") == 1  # said once
+
+
+@pytest.mark.slow
+def test_a_damaged_resume_point_or_ledger_digest_is_a_clear_error(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    _, sparse = runs
+    run = tmp_path / "run"
+    shutil.copytree(sparse, run, ignore=shutil.ignore_patterns("rebuilt"))
+    point = checkpoint_path(RunFolder(run).resume_points, 4)
+    data = bytearray(point.read_bytes())
+    data[-30_000] ^= 0x40  # a bit of Adam's state, inside the zip's stored tensor bytes
+    point.write_bytes(bytes(data))
+    with pytest.raises(DamagedRecordError, match=f"resume point {point}"):
+        Rebuilder(run, progress=False).prepare([5])
+    with pytest.raises(DamagedRecordError):
+        list(render.explain(run, _training_episodes(run)[-1], checkpoint="exact"))
+
+    lines = RunFolder(run).ledger.read_text().splitlines(keepends=True)
+    record = json.loads(lines[2])
+    record["digest"] = "0" * 16
+    lines[2] = json.dumps(record, sort_keys=True) + "\n"
+    RunFolder(run).ledger.write_text("".join(lines))
+    with pytest.raises(DamagedRecordError, match="line 3 is damaged: its CRC"):
+        ledger.read(RunFolder(run).ledger)
+
+
+@pytest.mark.slow
+def test_the_whole_run_rebuilds_ahead_of_time_and_continues_after_a_kill(
+    runs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    truth, sparse = runs
+    run = tmp_path / "run"
+    shutil.copytree(sparse, run, ignore=shutil.ignore_patterns("rebuilt"))
+    assert main([str(run), "--workers", "2"]) == 0
+    rebuilt = RunFolder(run).rebuilt
+    assert sorted(p.name for p in rebuilt.glob("v*.pt")) == [f"v{v:06d}.pt" for v in range(7)]
+    for version in range(7):
+        mine = torch.load(checkpoint_path(rebuilt, version), weights_only=True)["state_dict"]
+        theirs = torch.load(checkpoint_path(RunFolder(truth).checkpoints, version), weights_only=True)["state_dict"]
+        assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+    checkpoint_path(rebuilt, 5).unlink()  # as a kill would leave it: the rest stays, only v5 is made again
+    inodes = {p.name: p.stat().st_ino for p in rebuilt.glob("v*.pt")}  # a rewrite is a new file (atomic rename)
+    assert main([str(run)]) == 0
+    assert checkpoint_path(rebuilt, 5).is_file()
+    assert all(checkpoint_path(rebuilt, v).stat().st_ino == inodes[f"v{v:06d}.pt"] for v in (0, 1, 2, 3, 4, 6))
+
+
+@pytest.mark.slow  # ~1.5 s: explains frames of the sample run
+def test_a_run_recorded_before_the_ledger_keeps_the_nearest_checkpoints(tmp_path: Path) -> None:
+    sample = Path(__file__).resolve().parents[2] / "data/sample/breakout"
+    if not sample.is_dir():
+        pytest.skip("the sample run is not in this checkout")
+    frames = list(render.explain(sample, 983, checkpoint="exact", start=0, stop=2))
+    assert [f.checkpoint_version for f in frames] == [
+        f.checkpoint_version for f in render.explain(sample, 983, start=0, stop=2)
+    ]
+
+
+@pytest.mark.slow
+def test_a_run_resumed_with_another_thread_count_rebuilds_each_part_with_its_own(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    first = [*SHORT, "total_steps=768", f"run_dir={run}"]
+    train(compose_config(first))
+    train(resume_config(run, ["total_steps=1536", "torch_threads=2"]))
+    records = ledger.read(RunFolder(run).ledger)
+    assert [(s.from_version, s.threads) for s in records.sessions] == [(0, 1), (3, 2)]
+    assert sorted(records.resume_points) == [3]  # kept at the resume: the second part starts there
+    rebuilder = Rebuilder(run, progress=False)
+    assert [(s.start, s.targets) for s in rebuilder.plan(range(7))] == [(0, (0, 1, 2)), (3, (3, 4, 5, 6))]
+    rebuilder.prepare(range(7))
+    assert all(rebuilder.cached(v) for v in range(7))
