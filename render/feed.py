@@ -25,6 +25,7 @@ from types import TracebackType
 
 import numpy as np
 
+from render.agent_view import agent_observations, view_for
 from render.errors import RenderError
 from replay import EpisodeRecord, TrajectoryLog
 from replay import log_format as fmt
@@ -41,6 +42,10 @@ class KeptStep:
     (the agent saw this frame, then acted): what the network's outputs on this frame explain. The episode's last
     frame has no action after it: ``action`` is ``None`` and ``policy_version`` the version that led to it.
     ``episode_reward`` counts every step up to this frame, drawn or not.
+
+    ``observation`` is what the network was given: for a Stable-Baselines3 run (:mod:`render.agent_view`), the
+    observation of the agent's decision being played out from this frame (before its first decision, that
+    decision's).
 
     ``screens`` (with ``emulator_frames``) are the emulator's frames from this one until the next agent frame: this
     frame first, then those emulated while its action played out (the next step's screens but its last, which is
@@ -74,6 +79,9 @@ def kept_steps(
     held: ReplayStep | None = None  # the frame before ``step``: its action is ``step``'s
     held_reward = 0.0
     replayed = log.replay(episode.index, frames=True, observations=observations, emulator_frames=emulator_frames)
+    view = view_for(log.metadata, episode.stream) if observations else None
+    if view is not None:
+        replayed = agent_observations(replayed, view, log.action_meanings, str(log.path))
     for step in replayed:
         if held is not None and (held.step % stride == 0):
             screens = None

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from render.agent_view import view_for
 from render.config import (
     OVERLAYS,
     EpisodeProductConfig,
@@ -338,6 +339,7 @@ def make_overlay(
     *,
     progress_bar: bool = False,
     return_note: str = "",
+    algorithm: str = "PPO",
 ) -> Overlay:
     """Build the overlay ``overlay.kind`` names; ``full`` takes its diagram layout from the policies'
     network; ``progress_bar`` draws training progress along the bottom of ``raw`` (the others show it anyway);
@@ -363,8 +365,10 @@ def make_overlay(
             width=overlay.width,
             height=overlay.height,
             style=style,
-            return_note=return_note,
+            title=f"{algorithm} Neural Activity Viewer",
+            return_note=return_note if probe.head != "q" else f"value: max Q; {return_note}".strip("; "),
             saliency=overlay.saliency,
+            q_values=probe.head == "q",
         )
 
     try:
@@ -599,7 +603,7 @@ class _Session:
         """The overlay ``overlay.kind`` names (after :meth:`explain`), kept as :attr:`overlay`."""
         self.overlay = make_overlay(
             self.overlay_config, self.video, self.log.game, self.log.action_meanings, self.policies, first_version,
-            progress_bar=progress_bar, return_note=return_note(self.schedule),
+            progress_bar=progress_bar, return_note=return_note(self.schedule), algorithm=self._algorithm(),
         )  # fmt: skip
         return self.overlay
 
@@ -763,12 +767,21 @@ class _Session:
         folder = source.checkpoint.parent if source.checkpoint is not None else source.checkpoints
         return None if folder is None or self.overlay_config.kind != "full" else str(folder.resolve())
 
+    def _algorithm(self) -> str:
+        """The algorithm that trained the run, as a Stable-Baselines3 run's log names it (this project's: PPO)."""
+        model = self.log.metadata.get("sb3_model")
+        return str(model.get("algorithm", "PPO")) if isinstance(model, dict) else "PPO"
+
     def _check_observations(self, episodes: Sequence[EpisodeRecord]) -> None:
         """The full overlay feeds the recorded observations to the network: refuse, before any work, a log whose
         observations the network cannot take (e.g. raw RGB screens from an env without the Atari
         preprocessing)."""
+        metadata = self.log.metadata
         for stream in sorted({episode.stream for episode in episodes}):
             info = self.log.streams[stream]
+            view = view_for(metadata, stream)  # an SB3 run: the network's input is re-derived from the screens
+            if view is not None and view.observation_shape == tuple(OBS_SHAPE):
+                continue
             if tuple(info.obs_shape) != tuple(OBS_SHAPE) or info.obs_dtype != "uint8":
                 raise RenderConfigError(
                     f"{self.source.log}: overlay=full runs the network on the recorded observations, but stream "

@@ -43,6 +43,7 @@ class Emitted:
     observation: np.ndarray | None
     # Every screen emulated at this position, oldest first (see replay.screens); None unless asked for.
     screens: tuple[np.ndarray, ...] | None = None
+    lives: int | None = None  # the emulator's lives after this position (wrappers such as SB3's read them)
 
 
 @dataclass
@@ -246,6 +247,7 @@ def _run(
                 emulator.screen(env) if frames else None,
                 np.array(observation) if observations else None,
                 tap.take() if tap is not None else None,
+                emulator.lives(env),
             )
             emitted_any = True
         actions = np.empty(0, dtype=np.uint8)
@@ -306,6 +308,7 @@ def _run(
                         emulator.screen(env) if frames else None,
                         np.array(observation) if observations and event != "idle" else None,
                         tap.take() if tap is not None else None,
+                        emulator.lives(env),
                     )
                 )
             if held and trusted_frames and (not observations or trusted_obs is Trust.VERIFIED):

@@ -267,8 +267,10 @@ class WriterLock:
             except BlockingIOError:
                 os.close(fd)
                 raise RecordingError(
-                    f"{path}: another process is recording to this log ({self.path} is locked); stop it, or record "
-                    "to another path"
+                    f"{path}: another process is recording to this log, or another writer in this one ({self.path} "
+                    "is locked); stop it, or record to another path. Several envs record into one log through one "
+                    "writer: pass it on (RecordTrajectory(env, other_recorder.writer)), and for Stable-Baselines3 "
+                    "(SubprocVecEnv workers too) build the envs with replay.sb3.make_atari_env(..., run_dir=...)"
                 ) from None
             try:
                 current = os.stat(self.path)

@@ -113,10 +113,14 @@ def _check_episode(
             ended = step.terminated or step.truncated
             if step.step < episode.length and ended:
                 return EpisodeProblem(episode.index, step.step, "the game ended here, earlier than recorded")
+            # A truncation the re-simulated stack does not make was the caller's: a reset() that ended the episode,
+            # such as a TimeLimit around the recorder does (the recorder stores it as truncated).
+            by_caller = episode.truncated and not episode.terminated and not ended
             if (
                 step.step == episode.length
                 and episode.finished
                 and ((step.terminated, step.truncated) != (episode.terminated, episode.truncated))
+                and not by_caller
             ):
                 return EpisodeProblem(
                     episode.index,
