@@ -156,21 +156,77 @@ def render_still(
 ) -> np.ndarray:
     """One frame of an episode as the episode product draws it (RGB uint8 HxWx3): step ``step`` (0 is the reset
     frame) of ``episode`` (an index, or ``best``/``worst``/``last`` among ``tag``), with ``overlay``."""
-    with _Session(source, overlay or OverlayConfig(), VideoConfig(progress=False), workers=0) as session:
+    with EpisodeFrames(source, episode=episode, overlay=overlay, tag=tag) as frames:
+        return frames.frame(step)
+
+
+class EpisodeFrames:
+    """The frames of one episode as the episode product draws them, from one open log, overlay and
+    re-simulation: a step after the last one asked for continues from there, an earlier one re-simulates
+    from the reset frame. Not thread-safe; the viewer serialises its calls.
+
+    Example:
+        >>> with EpisodeFrames(RenderSource.resolve(run="data/sample/breakout", log=None, checkpoint=None),
+        ...                    episode=3, overlay=OverlayConfig(kind="raw")) as frames:  # doctest: +SKIP
+        ...     first, later = frames.frame(0), frames.frame(40)
+    """
+
+    def __init__(
+        self,
+        source: RenderSource,
+        *,
+        episode: str | int = "best",
+        overlay: OverlayConfig | None = None,
+        tag: str = "any",
+    ) -> None:
+        self._session = _Session(source, overlay or OverlayConfig(), VideoConfig(progress=False), workers=0)
         try:
-            chosen = pick_episode(session.log.episodes, episode, tag)
-        except SelectionError as error:
-            raise SelectionError(f"{source.log}: {error}") from None
-        if not 0 <= step <= chosen.length:
+            try:
+                self.episode = pick_episode(self._session.log.episodes, episode, tag)
+            except SelectionError as error:
+                raise SelectionError(f"{source.log}: {error}") from None
+            self._session.prepare([self.episode], 1)
+        except BaseException:
+            self._session.__exit__(None, None, None)
+            raise
+        self._frames: Iterator[Rendered] | None = self._session.frames(0)
+        self._next = 0  # the step self._frames yields next
+
+    def __enter__(self) -> EpisodeFrames:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._frames is not None:
+            self._frames = None
+            self._session.__exit__(None, None, None)
+
+    def frame(self, step: int) -> np.ndarray:
+        """Step ``step`` of the episode (0 is the reset frame, ``episode.length`` the last), a new array."""
+        if self._frames is None:
+            raise RuntimeError("these episode frames are closed")
+        if not 0 <= step <= self.episode.length:
             raise SelectionError(
-                f"{source.log}: episode {chosen.index} has steps 0..{chosen.length}, not step {step}; pick a step "
-                "in that range"
+                f"{self._session.source.log}: episode {self.episode.index} has steps 0..{self.episode.length}, not "
+                f"step {step}; pick a step in that range"
             )
-        session.prepare([chosen], 1)
-        for index, frame in enumerate(session.frames(0)):
-            if index == step:
-                return frame.image.copy()
-    raise AssertionError("unreachable: an episode yields length + 1 frames")
+        if step < self._next:
+            self._rewind()
+        for rendered in self._frames:
+            self._next += 1
+            if self._next == step + 1:
+                return rendered.image.copy()
+        raise AssertionError("unreachable: an episode yields length + 1 frames")
+
+    def _rewind(self) -> None:
+        """Start again from the reset frame with a fresh overlay (it keeps history, e.g. the value chart)."""
+        session = self._session
+        session.close_feed(session.feed)
+        session.build_overlay(self.episode.policy_versions[0])
+        session.feed = session.open_feed(session.clips)
+        self._frames, self._next = session.frames(0), 0
 
 
 def render_timelapse(

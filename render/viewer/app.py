@@ -1,0 +1,126 @@
+"""The viewer's web application: a JSON API over the runs it was given, and their frames as PNGs.
+
+``GET /api/runs``, ``GET /api/runs/{id}``, ``GET /api/runs/{id}/episodes`` and
+``GET /api/runs/{id}/episodes/{i}/frames/{k}.png?overlay=raw|minimal|full``. Every error is JSON
+``{"error": "..."}`` naming the run, the episode or the step and what is valid: 404 for what does not exist,
+400 for a bad parameter, 422 for a run whose log cannot be read or a frame that cannot be drawn (e.g.
+``overlay=full`` without the checkpoints).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from render.config import OVERLAYS
+from render.errors import RenderError
+from render.products import RenderSource
+from render.viewer.errors import BadRequestError, NotFoundError, UnreadableError, ViewerError
+from render.viewer.frames import FrameCache
+from render.viewer.runs import RunCatalogue, RunEntry
+from replay.errors import ReplayError
+
+class StrictJSONResponse(JSONResponse):
+    """JSON that refuses NaN and infinities rather than sending what browsers cannot parse."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+def create_app(folders: list[Path], *, cache_size: int = 4) -> Starlette:
+    """The viewer over the run folders in ``folders``, keeping at most ``cache_size`` episodes open."""
+    catalogue = RunCatalogue(folders)
+    cache = FrameCache(cache_size)
+
+    def runs(request: Request) -> Response:
+        return StrictJSONResponse([entry.as_json() for entry in catalogue.scan()])
+
+    def run(request: Request) -> Response:
+        entry = _readable(catalogue, request.path_params["run_id"])
+        return StrictJSONResponse({**entry.as_json(), "summary": entry.summary.as_json()})
+
+    def episodes(request: Request) -> Response:
+        return StrictJSONResponse(list(_readable(catalogue, request.path_params["run_id"]).episodes))
+
+    def frame(request: Request) -> Response:
+        entry = _readable(catalogue, request.path_params["run_id"])
+        index = _index(entry, request.path_params["episode"])
+        step = _step(entry, index, request.path_params["step"])
+        overlay = request.query_params.get("overlay", "full")
+        if overlay not in OVERLAYS:
+            raise BadRequestError(f"overlay={overlay!r} is not one of {', '.join(OVERLAYS)}")
+        source = RenderSource.resolve(run=entry.path, log=None, checkpoint=None)
+        try:
+            png = cache.png(source, index, step, overlay)
+        except (RenderError, ReplayError) as error:
+            return _error(UnreadableError.status, f"run {entry.id!r}, episode {index}, step {step}: {error}")
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})
+
+    def index(request: Request) -> Response:
+        return StrictJSONResponse({"api": [route.path for route in routes if route.path.startswith("/api")]})
+
+    async def viewer_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, ViewerError)
+        return _error(error.status, str(error))
+
+    async def http_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)
+        return _error(error.status_code, f"{request.url.path}: {error.detail}")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        cache.close()
+
+    routes = [
+        Route("/", index),
+        Route("/api/runs", runs),
+        Route("/api/runs/{run_id}", run),
+        Route("/api/runs/{run_id}/episodes", episodes),
+        Route("/api/runs/{run_id}/episodes/{episode}/frames/{step}.png", frame),
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={ViewerError: viewer_error, HTTPException: http_error},
+        lifespan=lifespan,
+    )
+
+
+def _error(status: int, message: str) -> Response:
+    return StrictJSONResponse({"error": message}, status_code=status)
+
+
+def _readable(catalogue: RunCatalogue, run_id: str) -> RunEntry:
+    entry = catalogue.get(run_id)
+    if entry is None:
+        known = [e.id for e in catalogue.scan()]
+        raise NotFoundError(f"no run {run_id!r}; the runs are: {', '.join(known) or 'none'} (GET /api/runs)")
+    if entry.summary is None:
+        raise UnreadableError(f"run {run_id!r} cannot be read: {entry.error}")
+    return entry
+
+
+def _index(entry: RunEntry, text: str) -> int:
+    count = len(entry.episodes)
+    if not text.isdecimal() or int(text) >= count:
+        raise NotFoundError(f"run {entry.id!r} has no episode {text!r}; its episodes are 0..{count - 1}")
+    return int(text)
+
+
+def _step(entry: RunEntry, index: int, text: str) -> int:
+    length = entry.episodes[index]["length"]
+    if not text.isdecimal() or int(text) > length:
+        raise NotFoundError(
+            f"run {entry.id!r}, episode {index} has no step {text!r}; its frames are steps 0..{length} "
+            "(0 is the reset frame)"
+        )
+    return int(text)
