@@ -29,6 +29,7 @@ from render.viewer.frames import FrameCache
 from render.viewer.runs import RunCatalogue, RunEntry
 from replay.errors import ReplayError
 
+
 class StrictJSONResponse(JSONResponse):
     """JSON that refuses NaN and infinities rather than sending what browsers cannot parse."""
 

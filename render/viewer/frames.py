@@ -22,7 +22,8 @@ PNG_COMPRESSION = 1  # zlib level: lossless at any level; 1 keeps a 1280x720 fra
 
 def encode_png(image: np.ndarray) -> bytes:
     """``image`` (RGB uint8 HxWx3) as PNG bytes, losslessly."""
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
     if not ok:
         raise ValueError(f"could not encode a {image.shape} {image.dtype} frame as PNG")
     return encoded.tobytes()
