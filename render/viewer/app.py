@@ -1,6 +1,9 @@
 """The viewer's web application: a JSON API over the runs it was given, and their frames as PNGs.
 
-``GET /api/runs``, ``GET /api/runs/{id}``, ``GET /api/runs/{id}/episodes`` and
+Pages (``/``, ``/runs/{id}``, ``/runs/{id}/episodes/{i}?step=k&overlay=full``) are static HTML and JavaScript from
+``static/`` that read the API; the charts are Plotly's, served from the installed ``plotly`` package. The API:
+``GET /api/runs``, ``GET /api/runs/{id}``, ``GET /api/runs/{id}/episodes``, ``GET /api/runs/{id}/metrics``,
+``GET /api/runs/{id}/episodes/{i}/readings`` and
 ``GET /api/runs/{id}/episodes/{i}/frames/{k}.png?overlay=raw|minimal|full``. Every error is JSON
 ``{"error": "..."}`` naming the run, the episode or the step and what is valid: 404 for what does not exist,
 400 for a bad parameter, 422 for a run whose log cannot be read or a frame that cannot be drawn (e.g.
@@ -18,14 +21,16 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from render.config import OVERLAYS
 from render.errors import RenderError
 from render.products import RenderSource
 from render.viewer.errors import BadRequestError, NotFoundError, UnreadableError, ViewerError
 from render.viewer.frames import FrameCache
+from render.viewer.readings import Readings, read_metrics
 from render.viewer.runs import RunCatalogue, RunEntry
 from replay.errors import ReplayError
 
@@ -41,6 +46,7 @@ def create_app(folders: list[Path], *, cache_size: int = 4) -> Starlette:
     """The viewer over the run folders in ``folders``, keeping at most ``cache_size`` episodes open."""
     catalogue = RunCatalogue(folders)
     cache = FrameCache(cache_size)
+    readings = Readings()
 
     def runs(request: Request) -> Response:
         return StrictJSONResponse([entry.as_json() for entry in catalogue.scan()])
@@ -66,8 +72,34 @@ def create_app(folders: list[Path], *, cache_size: int = 4) -> Starlette:
             return _error(UnreadableError.status, f"run {entry.id!r}, episode {index}, step {step}: {error}")
         return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
-    def index(request: Request) -> Response:
+    def metrics(request: Request) -> Response:
+        entry = _readable(catalogue, request.path_params["run_id"])
+        return StrictJSONResponse(read_metrics(entry.path))
+
+    def episode_readings(request: Request) -> Response:
+        entry = _readable(catalogue, request.path_params["run_id"])
+        index = _index(entry, request.path_params["episode"])
+        try:
+            reading = readings.episode(entry.path, index)
+        except (RenderError, ReplayError, OSError) as error:
+            return _error(UnreadableError.status, f"run {entry.id!r}, episode {index}: {error}")
+        return StrictJSONResponse(reading)
+
+    def api(request: Request) -> Response:
         return StrictJSONResponse({"api": [route.path for route in routes if route.path.startswith("/api")]})
+
+    def page(name: str) -> Any:
+        def handler(request: Request) -> Response:
+            if "run_id" in request.path_params:
+                entry = _readable(catalogue, request.path_params["run_id"])
+                if "episode" in request.path_params:
+                    _index(entry, request.path_params["episode"])
+            return FileResponse(STATIC / f"{name}.html", headers={"Cache-Control": "no-cache"})
+
+        return handler
+
+    def plotly(request: Request) -> Response:
+        return FileResponse(plotly_js(), media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
 
     async def viewer_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, ViewerError)
@@ -83,17 +115,34 @@ def create_app(folders: list[Path], *, cache_size: int = 4) -> Starlette:
         cache.close()
 
     routes = [
-        Route("/", index),
+        Route("/", page("runs")),
+        Route("/runs/{run_id}", page("run")),
+        Route("/runs/{run_id}/episodes/{episode}", page("episode")),
+        Route("/api", api),
         Route("/api/runs", runs),
         Route("/api/runs/{run_id}", run),
         Route("/api/runs/{run_id}/episodes", episodes),
+        Route("/api/runs/{run_id}/metrics", metrics),
+        Route("/api/runs/{run_id}/episodes/{episode}/readings", episode_readings),
         Route("/api/runs/{run_id}/episodes/{episode}/frames/{step}.png", frame),
+        Route("/vendor/plotly.min.js", plotly),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     return Starlette(
         routes=routes,
         exception_handlers={ViewerError: viewer_error, HTTPException: http_error},
         lifespan=lifespan,
     )
+
+
+STATIC = Path(__file__).with_name("static")
+
+
+def plotly_js() -> Path:
+    """Plotly's browser bundle as the installed ``plotly`` package ships it (no CDN: the viewer works offline)."""
+    import plotly
+
+    return Path(plotly.__file__).with_name("package_data") / "plotly.min.js"
 
 
 def _error(status: int, message: str) -> Response:
