@@ -9,60 +9,25 @@ import json
 import re
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-import uvicorn
 
 from render import RenderSource, render_still
 from render.config import OverlayConfig, VideoConfig
 from render.draw.compose import upscale_nearest
-from render.viewer import create_app, is_live
+from render.viewer import is_live
 from replay import TrajectoryLog
 from replay.storage import WriterLock
+from served import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample"
 RUN = "sample-breakout"
 EPISODE = 1  # a short evaluation episode of the sample run (119 steps)
-
-
-class Server:
-    """A viewer listening on 127.0.0.1 in a thread of this process."""
-
-    def __init__(self, folders: list[Path]) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(create_app(folders), host="127.0.0.1", port=0, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "the viewer did not start"
-            time.sleep(0.02)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
-
-    def get(self, path: str) -> tuple[int, str, bytes]:
-        """Status, content type and body of ``GET path``, the path sent exactly as given (no normalising)."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
-        try:
-            connection.request("GET", path)
-            response = connection.getresponse()
-            return response.status, response.getheader("content-type", ""), response.read()
-        finally:
-            connection.close()
-
-    def json(self, path: str, status: int = 200) -> object:
-        got, kind, body = self.get(path)
-        assert (got, kind) == (status, "application/json"), (path, got, body[:500])
-        return json.loads(body)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +141,10 @@ def test_errors_are_json_naming_what_is_wrong_and_what_is_valid(
         "/api/runs/..%5C..%5Cetc/episodes",
         f"/api/runs/{RUN}/episodes/..%2F..%2F..%2F/frames/0.png",
         "/../../../etc/passwd",
+        "/static/../../../pyproject.toml",
+        "/static/..%2F..%2F..%2Fpyproject.toml",
+        "/static/%2e%2e/app.py",
+        "/runs/..%2F..%2Fetc",
     ],
 )
 def test_paths_outside_the_runs_are_refused(viewer: Server, path: str) -> None:
