@@ -13,6 +13,7 @@ Pages (``/``, ``/runs/{id}``, ``/runs/{id}/episodes/{i}?step=k&overlay=full``) a
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -90,10 +91,13 @@ def create_app(folders: list[Path], *, cache_size: int = 4) -> Starlette:
 
     def page(name: str) -> Any:
         def handler(request: Request) -> Response:
-            if "run_id" in request.path_params:
-                entry = _readable(catalogue, request.path_params["run_id"])
-                if "episode" in request.path_params:
-                    _index(entry, request.path_params["episode"])
+            try:
+                if "run_id" in request.path_params:
+                    entry = _readable(catalogue, request.path_params["run_id"])
+                    if "episode" in request.path_params:
+                        _index(entry, request.path_params["episode"])
+            except ViewerError as error:
+                return HTMLResponse(_ERROR_PAGE.format(message=html.escape(str(error))), status_code=error.status)
             return FileResponse(STATIC / f"{name}.html", headers={"Cache-Control": "no-cache"})
 
         return handler
@@ -136,6 +140,10 @@ def create_app(folders: list[Path], *, cache_size: int = 4) -> Starlette:
 
 
 STATIC = Path(__file__).with_name("static")
+_ERROR_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">
+<title>Not found · ale-replay viewer</title><link rel="stylesheet" href="/static/viewer.css"></head><body>
+<header class="top"><a class="brand" href="/">ale-replay viewer</a><a href="/">Runs</a></header>
+<main><h1>Nothing here</h1><p class="error">{message}</p><p><a href="/">All runs</a></p></main></body></html>"""
 
 
 def plotly_js() -> Path:

@@ -159,13 +159,15 @@ async function refresh() {
   const updates = metrics.updates;
   stats(run);
   curve(run, episodes, updates);
+  document.body.dataset.ready = "1"; // the curve answers hovers and clicks; the rest is drawn in the next task
+  await new Promise((resolve) => setTimeout(resolve, 0));
   lines("losses", "Losses", updates, [["policy_loss", "policy loss", "#2563eb"], ["value_loss", "value loss", "#c92a2a"]], "loss");
   lines("entropy", "Policy entropy", updates, [["entropy", "entropy", "#7048e8"]], "nats");
   lines("learning-rate", "Learning rate", updates, [["learning_rate", "learning rate", "#0b7285"]], "learning rate");
   lines("speed", "Training speed", updates, [["steps_per_second", "env steps/s", "#2b8a3e"]], "env steps/s");
   milestones(run, episodes, updates);
   opener(episodes);
-  document.body.dataset.ready = "1";
+  document.body.dataset.complete = "1";
   return run.live;
 }
 
