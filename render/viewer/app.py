@@ -122,6 +122,8 @@ def create_app(folders: list[Path], *, cache_size: int = 4) -> Starlette:
         Route("/", page("runs")),
         Route("/runs/{run_id}", page("run")),
         Route("/runs/{run_id}/episodes/{episode}", page("episode")),
+        Route("/runs/{run_id}/videos", page("videos")),
+        Route("/training", page("training")),
         Route("/api", api),
         Route("/api/runs", runs),
         Route("/api/runs/{run_id}", run),
