@@ -1,5 +1,5 @@
-"""``python -m render.viewer [--runs DIR ...] [--host 127.0.0.1] [--port 8765]``: serve the viewer and print its
-URL. It binds to 127.0.0.1 (this machine only) unless ``--host`` says otherwise, and then warns."""
+"""``python -m render.viewer [--runs DIR ...] [--host 127.0.0.1] [--port 8765] [--list]``: serve the viewer and
+print its URL (``--list``: print the runs it would serve and exit). It binds to 127.0.0.1 (this machine only) unless ``--host`` says otherwise, and then warns."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port to listen on; 0 picks a free one (default: 8765)")
+    parser.add_argument("--list", action="store_true", help="print the runs it would serve (id, game, folder) and exit")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"expected a port in 0..65535, got {args.port}")
@@ -27,6 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     for folder in args.runs:
         if folder not in found:
             print(f"note: {folder} is not a folder; no runs from it", file=sys.stderr)
+
+    if args.list:
+        from render.viewer.runs import RunCatalogue
+
+        for entry in RunCatalogue(args.runs).scan():
+            what = entry.error if entry.error else f"{entry.summary.game}, {len(entry.episodes)} episodes"
+            print(f"{entry.id}  {entry.path}  {what}")
+        return 0
 
     import uvicorn  # after the arguments: --help stays quick
 
