@@ -31,8 +31,10 @@ from render.errors import RenderError
 from render.products import RenderSource
 from render.viewer.errors import BadRequestError, NotFoundError, UnreadableError, ViewerError
 from render.viewer.frames import FrameCache
+from render.viewer.jobs import JobQueue, job_routes
 from render.viewer.readings import Readings, read_metrics
 from render.viewer.runs import RunCatalogue, RunEntry
+from render.viewer.training import TrainingManager, training_routes
 from replay.errors import ReplayError
 
 
@@ -43,11 +45,22 @@ class StrictJSONResponse(JSONResponse):
         return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
-def create_app(folders: list[Path], *, cache_size: int = 4) -> Starlette:
-    """The viewer over the run folders in ``folders``, keeping at most ``cache_size`` episodes open."""
+def create_app(
+    folders: list[Path],
+    *,
+    cache_size: int = 4,
+    jobs: JobQueue | None = None,
+    training: TrainingManager | None = None,
+) -> Starlette:
+    """The viewer over the run folders in ``folders``, keeping at most ``cache_size`` episodes open, with render
+    ``jobs`` (by default a :class:`JobQueue` of one renderer at a time) and ``training`` (by default a
+    :class:`TrainingManager` writing new runs into ``data/runs`` or the first writable folder); both are closed
+    with the app (running renders cancelled, trainers stopped as Ctrl-C does)."""
     catalogue = RunCatalogue(folders)
     cache = FrameCache(cache_size)
     readings = Readings()
+    jobs = jobs if jobs is not None else JobQueue()
+    training = training if training is not None else TrainingManager(folders)
 
     def runs(request: Request) -> Response:
         return StrictJSONResponse([entry.as_json() for entry in catalogue.scan()])
@@ -87,14 +100,21 @@ def create_app(folders: list[Path], *, cache_size: int = 4) -> Starlette:
         return StrictJSONResponse(reading)
 
     def api(request: Request) -> Response:
-        return StrictJSONResponse({"api": [route.path for route in routes if route.path.startswith("/api")]})
+        listed = [
+            f"{' '.join(sorted(route.methods - {'HEAD'}))} {route.path}"
+            for route in routes
+            if isinstance(route, Route) and route.path.startswith("/api") and route.methods
+        ]
+        return StrictJSONResponse({"api": listed})
 
     def page(name: str) -> Any:
         def handler(request: Request) -> Response:
+            # a run that does not read yet (a trainer before its first flush) gets its page: it says why and
+            # tries again; what does not exist is a page saying so
             try:
                 if "run_id" in request.path_params:
-                    entry = _readable(catalogue, request.path_params["run_id"])
-                    if "episode" in request.path_params:
+                    entry = _known(catalogue, request.path_params["run_id"])
+                    if "episode" in request.path_params and entry.summary is not None:
                         _index(entry, request.path_params["episode"])
             except ViewerError as error:
                 return HTMLResponse(_ERROR_PAGE.format(message=html.escape(str(error))), status_code=error.status)
@@ -115,8 +135,12 @@ def create_app(folders: list[Path], *, cache_size: int = 4) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        cache.close()
+        try:
+            yield
+        finally:
+            jobs.close()
+            training.close()
+            cache.close()
 
     routes = [
         Route("/", page("runs")),
@@ -131,6 +155,8 @@ def create_app(folders: list[Path], *, cache_size: int = 4) -> Starlette:
         Route("/api/runs/{run_id}/metrics", metrics),
         Route("/api/runs/{run_id}/episodes/{episode}/readings", episode_readings),
         Route("/api/runs/{run_id}/episodes/{episode}/frames/{step}.png", frame),
+        *job_routes(catalogue, jobs),
+        *training_routes(catalogue, training),
         Route("/vendor/plotly.min.js", plotly),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
@@ -159,11 +185,16 @@ def _error(status: int, message: str) -> Response:
     return StrictJSONResponse({"error": message}, status_code=status)
 
 
-def _readable(catalogue: RunCatalogue, run_id: str) -> RunEntry:
+def _known(catalogue: RunCatalogue, run_id: str) -> RunEntry:
     entry = catalogue.get(run_id)
     if entry is None:
         known = [e.id for e in catalogue.scan()]
         raise NotFoundError(f"no run {run_id!r}; the runs are: {', '.join(known) or 'none'} (GET /api/runs)")
+    return entry
+
+
+def _readable(catalogue: RunCatalogue, run_id: str) -> RunEntry:
+    entry = _known(catalogue, run_id)
     if entry.summary is None:
         raise UnreadableError(f"run {run_id!r} cannot be read: {entry.error}")
     return entry

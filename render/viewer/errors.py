@@ -29,3 +29,9 @@ class UnreadableError(ViewerError):
     checkpoints): the request is well formed, the data is not."""
 
     status = 422
+
+
+class QueueFullError(ViewerError):
+    """The render queue holds as many jobs as it may (or the viewer is shutting down): try again later."""
+
+    status = 503

@@ -187,3 +187,71 @@ def test_screenshots_of_the_pages(viewer: Server, page: object, tmp_path: Path) 
         image = cv2.imread(str(tmp_path / f"{name}.png"))
         assert image is not None and image.shape[1] == 1400 and image.std() > 10, name
     shutil.rmtree(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def copied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A viewer over a copy of the sample run (its videos are made and deleted) and an empty runs folder for
+    training."""
+    runs = tmp_path_factory.mktemp("runs")
+    shutil.copytree(SAMPLE / "breakout", runs / "breakout", ignore=shutil.ignore_patterns("videos"))
+    server = Server([runs])
+    yield server
+    server.stop()
+
+
+def test_a_render_job_runs_with_progress_and_cancels_from_the_videos_page(copied: Server, page: object) -> None:
+    run = next(r["id"] for r in copied.json("/api/runs") if r["path"].endswith("breakout"))
+    page.goto(f"{copied.url}/runs/{run}/videos")
+    page.wait_for_selector("body[data-ready='1']")
+    # a short episode with the game alone: it finishes, with its progress seen on the way
+    page.select_option("#product", "episode")
+    page.fill("#episode", str(EPISODE))
+    page.uncheck("#overlays")
+    page.click("#render")
+    page.wait_for_selector("tr[data-job][data-state='done']", timeout=120_000)
+    page.wait_for_selector("#videos [data-video]", timeout=30_000)
+    card = page.locator("#videos [data-video]").first
+    assert "episode" in card.inner_text() and "overlay raw" in card.inner_text()
+    duration = page.eval_on_selector("#videos video", "v => new Promise(r => v.readyState >= 1 ? r(v.duration) : v.addEventListener('loadedmetadata', () => r(v.duration)))")
+    assert abs(duration - (119 + 1) / 30) < 0.2  # 120 frames at 30 fps
+
+    # a long time-lapse with the full overlay, cancelled while it runs: nothing of it is left
+    page.select_option("#product", "timelapse")
+    page.fill("#duration", "120")
+    page.check("#overlays")
+    page.click("#render")
+    page.wait_for_selector("tr[data-job][data-state='running']", timeout=60_000)
+    page.click("tr[data-job][data-state='running'] button.cancel")
+    page.wait_for_selector("tr[data-job][data-state='cancelled']", timeout=60_000)
+    videos = copied.json(f"/api/runs/{run}/videos")
+    assert [v["provenance"]["product"] for v in videos] == ["episode"]
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#videos [data-video] button.delete")
+    page.wait_for_selector("#gallery:not(:has([data-video]))", timeout=30_000)
+    assert copied.json(f"/api/runs/{run}/videos") == []
+
+
+def test_a_run_started_from_the_training_page_shows_live_and_stops(copied: Server, page: object) -> None:
+    page.goto(f"{copied.url}/training")
+    page.wait_for_selector("#game option[value='Breakout']", state="attached")
+    page.select_option("#game", "Breakout")
+    page.fill("#total-steps", "1000000")
+    page.fill("#seed", "3")
+    page.click("#start-button")
+    page.wait_for_selector("tr[data-trainer][data-state='running'] a", timeout=60_000)
+    run = page.get_attribute("tr[data-trainer][data-state='running']", "data-run")
+    page.click(f"tr[data-trainer] a")
+    page.wait_for_selector("#live", timeout=60_000)  # the run page says it is training now
+    # its curve grows while it trains: the first finished episodes appear as points
+    page.wait_for_function("Number(document.querySelector('#curve').dataset.points || 0) > 0", timeout=240_000)
+    episodes = copied.json(f"/api/runs/{run}/episodes")
+    finished = next(e for e in episodes if e["finished"])
+    status, _, _ = copied.get(f"/api/runs/{run}/episodes/{finished['index']}/frames/{finished['length']}.png?overlay=raw")
+    assert status == 200
+    page.goto(f"{copied.url}/training")
+    page.click("tr[data-trainer] button.stop")
+    page.wait_for_selector("tr[data-trainer][data-state='stopped']", timeout=120_000)
+    assert not next(r for r in copied.json("/api/runs") if r["id"] == run)["live"]
+    assert page.locator("tr[data-trainer] button.resume").count() == 1

@@ -171,13 +171,17 @@ async function refresh() {
   return run.live;
 }
 
+// a live run is read again every 2 s; a run that cannot be read (a trainer's first flush not yet written, a
+// damaged log) says why and is tried again
 async function loop() {
-  let live = false;
+  const problem = document.getElementById("problem");
   try {
-    live = await refresh();
+    const live = await refresh();
+    problem.replaceChildren();
+    if (live) setTimeout(loop, 2000);
   } catch (error) {
-    showError(document.getElementById("problem"), error);
+    showError(problem, error);
+    setTimeout(loop, 3000);
   }
-  if (live) setTimeout(loop, 2000);
 }
 loop();
