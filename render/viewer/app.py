@@ -135,6 +135,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        cache.start()  # the replay worker, so the first frame asked for does not wait for it to start
         try:
             yield
         finally:
