@@ -91,12 +91,15 @@ def main() -> None:
                 page.wait_for_selector("tr[data-trainer][data-state='running']", timeout=120_000)
                 time.sleep(20)
                 shoot(page, "viewer-training.png")
-                page.click("tr[data-trainer] button.stop")
-                page.wait_for_selector("tr[data-trainer][data-state='stopped']", timeout=120_000)
 
-                page.goto(f"{server.url}/")
+                page.goto(f"{server.url}/")  # the runs, one of them live
                 page.wait_for_selector("body[data-ready='1']")
                 shoot(page, "viewer-runs.png")
+
+                page.goto(f"{server.url}/training")
+                page.wait_for_selector("tr[data-trainer] button.stop")
+                page.click("tr[data-trainer] button.stop")
+                page.wait_for_selector("tr[data-trainer][data-state='stopped']", timeout=120_000)
                 browser.close()
         finally:
             server.stop()
