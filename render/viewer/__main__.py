@@ -1,5 +1,6 @@
 """``python -m render.viewer [--runs DIR ...] [--host 127.0.0.1] [--port 8765] [--list]``: serve the viewer and
-print its URL (``--list``: print the runs it would serve and exit). It binds to 127.0.0.1 (this machine only) unless ``--host`` says otherwise, and then warns."""
+print its URL (``--list``: print the runs it would serve and exit). It binds to 127.0.0.1 (this machine only)
+unless ``--host`` says otherwise, and then warns."""
 
 from __future__ import annotations
 

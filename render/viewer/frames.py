@@ -373,7 +373,8 @@ class FrameCache:
         key = (source, episode, overlay)
         with self._lock:
             player = self._players.get(key)
-            if player is not None and player.track.error is None:
+            # an unfinished episode of a live run may have grown (or moved to another index): looked up again
+            if player is not None and player.track.error is None and player.track.episode.finished:
                 self._players.move_to_end(key)
                 return player
         scenes = self._episode_scenes(source, overlay, episode)

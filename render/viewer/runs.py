@@ -75,12 +75,17 @@ class RunCatalogue:
             return list(entries.values())
 
     def get(self, run_id: str) -> RunEntry | None:
-        """The run ``run_id`` as last scanned (scanning again when it is not known yet)."""
+        """The run ``run_id``, its log read again if it changed since (a live run's episodes grow); scanning again
+        when the id is not known yet."""
         if not RUN_ID.match(run_id):
             return None
         if run_id not in self._entries:
             self.scan()
-        return self._entries.get(run_id)
+        with self._lock:
+            entry = self._entries.get(run_id)
+            if entry is not None:
+                entry = self._entries[run_id] = self._entry(run_id, entry.path)
+            return entry
 
     def _entry(self, run_id: str, folder: Path) -> RunEntry:
         log = RunFolder(folder).log

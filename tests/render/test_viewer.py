@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from served import Server
 
 from render import RenderSource, render_still
 from render.config import OverlayConfig, VideoConfig
@@ -22,7 +23,6 @@ from render.draw.compose import upscale_nearest
 from render.viewer import is_live
 from replay import TrajectoryLog
 from replay.storage import WriterLock
-from served import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample"

@@ -213,7 +213,11 @@ def test_a_render_job_runs_with_progress_and_cancels_from_the_videos_page(copied
     page.wait_for_selector("#videos [data-video]", timeout=30_000)
     card = page.locator("#videos [data-video]").first
     assert "episode" in card.inner_text() and "overlay raw" in card.inner_text()
-    duration = page.eval_on_selector("#videos video", "v => new Promise(r => v.readyState >= 1 ? r(v.duration) : v.addEventListener('loadedmetadata', () => r(v.duration)))")
+    duration = page.eval_on_selector(
+        "#videos video",
+        "v => new Promise(r => v.readyState >= 1 ? r(v.duration)"
+        " : v.addEventListener('loadedmetadata', () => r(v.duration)))",
+    )
     assert abs(duration - (119 + 1) / 30) < 0.2  # 120 frames at 30 fps
 
     # a long time-lapse with the full overlay, cancelled while it runs: nothing of it is left
@@ -242,13 +246,15 @@ def test_a_run_started_from_the_training_page_shows_live_and_stops(copied: Serve
     page.click("#start-button")
     page.wait_for_selector("tr[data-trainer][data-state='running'] a", timeout=60_000)
     run = page.get_attribute("tr[data-trainer][data-state='running']", "data-run")
-    page.click(f"tr[data-trainer] a")
+    page.click("tr[data-trainer] a")
     page.wait_for_selector("#live", timeout=60_000)  # the run page says it is training now
     # its curve grows while it trains: the first finished episodes appear as points
     page.wait_for_function("Number(document.querySelector('#curve').dataset.points || 0) > 0", timeout=240_000)
     episodes = copied.json(f"/api/runs/{run}/episodes")
     finished = next(e for e in episodes if e["finished"])
-    status, _, _ = copied.get(f"/api/runs/{run}/episodes/{finished['index']}/frames/{finished['length']}.png?overlay=raw")
+    status, _, _ = copied.get(
+        f"/api/runs/{run}/episodes/{finished['index']}/frames/{finished['length']}.png?overlay=raw"
+    )
     assert status == 200
     page.goto(f"{copied.url}/training")
     page.click("tr[data-trainer] button.stop")

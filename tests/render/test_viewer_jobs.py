@@ -4,74 +4,39 @@ subprocess, videos decoded back with PyAV."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
+import served
 from helpers import ROOT, decode_video
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
-from render.viewer import RunCatalogue, ViewerError
+from render.viewer import RunCatalogue
 from render.viewer.errors import QueueFullError
-from render.viewer.jobs import JobQueue, RenderRequest, job_routes
+from render.viewer.jobs import JobQueue, RenderRequest
 
 SAMPLE = ROOT / "data" / "sample" / "breakout"
 EPISODE = 114  # a short finished training episode of the sample run: 117 steps,
 EPISODE_FRAMES = 118  # so 118 frames, the reset frame first
 
 
-class Server:
-    """The job and gallery routes on 127.0.0.1 in a thread of this process; requests sent exactly as given."""
+class Server(served.Server):
+    """The viewer with a render queue of the test's."""
 
     def __init__(self, folders: list[Path], jobs: JobQueue) -> None:
-        async def viewer_error(request: Request, error: Exception) -> Response:
-            assert isinstance(error, ViewerError)
-            return JSONResponse({"error": str(error)}, status_code=error.status)
-
-        app = Starlette(routes=job_routes(RunCatalogue(folders), jobs), exception_handlers={ViewerError: viewer_error})
+        super().__init__(folders, jobs=jobs)
         self.jobs = jobs
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "the server did not start"
-            time.sleep(0.02)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
-
-    def request(
-        self, method: str, path: str, body: object = None, headers: dict[str, str] | None = None
-    ) -> http.client.HTTPResponse:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
-        data = None if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
-        connection.request(method, path, body=data, headers=headers or {})
-        response = connection.getresponse()
-        response.body = response.read()  # type: ignore[attr-defined]
-        connection.close()
-        return response
-
-    def json(self, method: str, path: str, body: object = None, status: int = 200) -> object:
-        response = self.request(method, path, body)
-        content = response.body  # type: ignore[attr-defined]
-        assert response.status == status, (method, path, response.status, content[:500])
-        assert response.getheader("content-type") == "application/json", content[:200]
-        return json.loads(content)
 
     def submit(self, run_id: str, body: object, status: int = 202) -> dict:
-        return self.json("POST", f"/api/runs/{run_id}/jobs", body, status)  # type: ignore[return-value]
+        return self.call("POST", f"/api/runs/{run_id}/jobs", body, status)  # type: ignore[return-value]
 
     def wait(self, job_id: str, until: set[str], timeout: float = 240) -> dict:
         deadline = time.monotonic() + timeout
-        while (job := self.json("GET", f"/api/jobs/{job_id}"))["state"] not in until:
+        while (job := self.call("GET", f"/api/jobs/{job_id}"))["state"] not in until:
             assert time.monotonic() < deadline, job
             time.sleep(0.1)
         return job
@@ -134,20 +99,20 @@ def _videos(runs: Path) -> list[str]:
     ],
 )
 def test_a_bad_job_is_refused_with_what_is_valid(viewer: Server, run_id: str, body: object, names: list[str]) -> None:
-    before = [job["id"] for job in viewer.json("GET", "/api/jobs")]
+    before = [job["id"] for job in viewer.call("GET", "/api/jobs")]
     message = viewer.submit(run_id, body, 400)["error"]
     assert all(name in message for name in names), message
-    assert [job["id"] for job in viewer.json("GET", "/api/jobs")] == before
+    assert [job["id"] for job in viewer.call("GET", "/api/jobs")] == before
 
 
 def test_unknown_runs_jobs_and_unreadable_runs_are_refused(viewer: Server, runs: Path, run_id: str) -> None:
     body = {"product": "episode", "overlay": "raw"}
-    assert run_id in viewer.json("POST", "/api/runs/nope/jobs", body, status=404)["error"]
+    assert run_id in viewer.call("POST", "/api/runs/nope/jobs", body, status=404)["error"]
     garbage = _run_id(runs, "garbage")
-    assert "cannot be read" in viewer.json("POST", f"/api/runs/{garbage}/jobs", body, status=422)["error"]
+    assert "cannot be read" in viewer.call("POST", f"/api/runs/{garbage}/jobs", body, status=422)["error"]
     for method in ("GET", "DELETE"):
-        assert "no render job '0123456789ab'" in viewer.json(method, "/api/jobs/0123456789ab", status=404)["error"]
-        assert "no render job '..'" in viewer.json(method, "/api/jobs/..", status=404)["error"]
+        assert "no render job '0123456789ab'" in viewer.call(method, "/api/jobs/0123456789ab", status=404)["error"]
+        assert "no render job '..'" in viewer.call(method, "/api/jobs/..", status=404)["error"]
 
 
 @pytest.fixture
@@ -169,7 +134,7 @@ def gallery(runs: Path) -> Iterator[Path]:
 def test_the_gallery_lists_videos_with_provenance_and_serves_byte_ranges(
     viewer: Server, gallery: Path, run_id: str
 ) -> None:
-    videos = viewer.json("GET", f"/api/runs/{run_id}/videos")
+    videos = viewer.call("GET", f"/api/runs/{run_id}/videos")
     assert [v["name"] for v in videos] == ["clip.v2.mp4", "old.mp4"]  # newest first; no hidden, link or non-video
     clip, old = videos
     assert clip["provenance"] == {"product": "episode", "frames": 3} and clip["error"] is None
@@ -183,11 +148,11 @@ def test_the_gallery_lists_videos_with_provenance_and_serves_byte_ranges(
     assert part.getheader("content-range") == "bytes 1000-1999/10240"
     download = viewer.request("GET", clip["url"] + "?download=1")
     assert download.getheader("content-disposition") == 'attachment; filename="clip.v2.mp4"'
-    deleted = viewer.json("DELETE", clip["url"])
+    deleted = viewer.call("DELETE", clip["url"])
     assert deleted["name"] == "clip.v2.mp4" and not (gallery / "clip.v2.mp4").exists()
     assert not (gallery / "clip.v2.mp4.json").exists()
-    assert "its videos are: old.mp4" in viewer.json("GET", clip["url"], status=404)["error"]
-    assert viewer.json("GET", "/api/runs/nope/videos", status=404)["error"].startswith("no run 'nope'")
+    assert "its videos are: old.mp4" in viewer.call("GET", clip["url"], status=404)["error"]
+    assert viewer.call("GET", "/api/runs/nope/videos", status=404)["error"].startswith("no run 'nope'")
 
 
 @pytest.mark.parametrize(
@@ -239,7 +204,7 @@ def test_an_episode_job_renders_the_episode_with_progress(viewer: Server, runs: 
     assert job["state"] in ("queued", "running") and job["params"] == {"overlay": "raw", "episode": EPISODE}
     seen = []
     deadline = time.monotonic() + 240
-    while (job := viewer.json("GET", f"/api/jobs/{job['id']}"))["state"] in ("queued", "running"):
+    while (job := viewer.call("GET", f"/api/jobs/{job['id']}"))["state"] in ("queued", "running"):
         seen.append((job["frames"], job["progress"]))
         assert time.monotonic() < deadline, job
         time.sleep(0.05)
@@ -249,13 +214,13 @@ def test_an_episode_job_renders_the_episode_with_progress(viewer: Server, runs: 
     assert [p for _, p in seen] == sorted(p for _, p in seen)
     frames = decode_video(runs / "breakout" / "videos" / job["video"])
     assert len(frames) == EPISODE_FRAMES and frames[0].shape == (840, 640, 3)
-    [video] = [v for v in viewer.json("GET", f"/api/runs/{run_id}/videos") if v["name"] == job["video"]]
+    [video] = [v for v in viewer.call("GET", f"/api/runs/{run_id}/videos") if v["name"] == job["video"]]
     assert video["provenance"]["episodes"][0]["index"] == EPISODE and video["provenance"]["overlay"] == "raw"
     assert video["provenance"]["frames"] == EPISODE_FRAMES
-    assert viewer.json("GET", "/api/jobs")[0]["id"] == job["id"]
-    assert viewer.json("DELETE", f"/api/jobs/{job['id']}")["state"] == "done"  # forgotten, the video kept
-    assert job["id"] not in [j["id"] for j in viewer.json("GET", "/api/jobs")]
-    viewer.json("DELETE", video["url"])
+    assert viewer.call("GET", "/api/jobs")[0]["id"] == job["id"]
+    assert viewer.call("DELETE", f"/api/jobs/{job['id']}")["state"] == "done"  # forgotten, the video kept
+    assert job["id"] not in [j["id"] for j in viewer.call("GET", "/api/jobs")]
+    viewer.call("DELETE", video["url"])
     assert _videos(runs) == []
 
 
@@ -274,23 +239,23 @@ def test_a_cancelled_job_stops_and_leaves_no_video(viewer: Server, runs: Path, r
     body = {"product": "timelapse", "overlay": "raw", "duration": 60}
     job = viewer.submit(run_id, body)
     queued = viewer.submit(run_id, {"product": "progression", "overlay": "raw"})
-    assert viewer.json("GET", f"/api/jobs/{queued['id']}")["state"] == "queued"  # one runs at a time
+    assert viewer.call("GET", f"/api/jobs/{queued['id']}")["state"] == "queued"  # one runs at a time
     deadline = time.monotonic() + 240
-    while (job := viewer.json("GET", f"/api/jobs/{job['id']}"))["frames"] < 10:
+    while (job := viewer.call("GET", f"/api/jobs/{job['id']}"))["frames"] < 10:
         assert job["state"] == "running" and time.monotonic() < deadline, job
         time.sleep(0.1)
     assert 0 < job["progress"] < 1 and job["total"] > 1000
     [temporary] = _videos(runs)  # the encoder writes a hidden file, moved into place only when complete
     assert temporary.startswith(".timelapse-60s-raw-") and f"-{job['id']}.mp4." in temporary, temporary
     assert temporary.endswith(".part.mp4")
-    assert viewer.json("GET", f"/api/runs/{run_id}/videos") == []
-    assert viewer.json("DELETE", f"/api/jobs/{queued['id']}")["state"] == "cancelled"
+    assert viewer.call("GET", f"/api/runs/{run_id}/videos") == []
+    assert viewer.call("DELETE", f"/api/jobs/{queued['id']}")["state"] == "cancelled"
     started = time.monotonic()
-    cancelled = viewer.json("DELETE", f"/api/jobs/{job['id']}")
+    cancelled = viewer.call("DELETE", f"/api/jobs/{job['id']}")
     assert cancelled["state"] == "cancelled" and cancelled["video"] is None and cancelled["error"] is None
     assert time.monotonic() - started < 10
     assert _videos(runs) == []  # neither the video nor the encoder's temporary file
-    assert [j["state"] for j in viewer.json("GET", "/api/jobs")][:2] == ["cancelled", "cancelled"]
+    assert [j["state"] for j in viewer.call("GET", "/api/jobs")][:2] == ["cancelled", "cancelled"]
 
 
 @pytest.mark.slow
@@ -301,7 +266,7 @@ def test_the_queue_is_bounded_and_close_stops_every_job(runs: Path, run_id: str)
         ids = [server.submit(run_id, body)["id"] for _ in range(3)]
         message = server.submit(run_id, body, 503)["error"]
         assert "2 render jobs are waiting already (at most 2)" in message
-        assert [j["state"] for j in server.json("GET", "/api/jobs")] == ["queued", "queued", "running"]
+        assert [j["state"] for j in server.call("GET", "/api/jobs")] == ["queued", "queued", "running"]
         server.wait(ids[0], {"running"})
         time.sleep(1.0)  # the renderer is importing or rendering: close must stop it either way
     finally:
