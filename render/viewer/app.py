@@ -32,7 +32,7 @@ from render.products import RenderSource
 from render.viewer.errors import BadRequestError, NotFoundError, UnreadableError, ViewerError
 from render.viewer.frames import FrameCache
 from render.viewer.jobs import JobQueue, job_routes
-from render.viewer.readings import Readings, read_metrics
+from render.viewer.readings import Metrics, Readings
 from render.viewer.runs import RunCatalogue, RunEntry
 from render.viewer.training import TrainingManager, training_routes
 from replay.errors import ReplayError
@@ -59,6 +59,7 @@ def create_app(
     catalogue = RunCatalogue(folders)
     cache = FrameCache(cache_size)
     readings = Readings()
+    run_metrics = Metrics()
     jobs = jobs if jobs is not None else JobQueue()
     training = training if training is not None else TrainingManager(folders)
 
@@ -88,7 +89,7 @@ def create_app(
 
     def metrics(request: Request) -> Response:
         entry = _readable(catalogue, request.path_params["run_id"])
-        return StrictJSONResponse(read_metrics(entry.path))
+        return StrictJSONResponse(run_metrics.of(entry.path))
 
     def episode_readings(request: Request) -> Response:
         entry = _readable(catalogue, request.path_params["run_id"])

@@ -19,6 +19,33 @@ from replay.run_folder import RunFolder
 METRIC_FILES = {"episodes": "episodes.csv", "updates": "updates.csv"}
 
 
+class Metrics:
+    """:func:`read_metrics` of each run, read again only when one of its files changed (size or time)."""
+
+    def __init__(self) -> None:
+        self._read: dict[Path, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def of(self, run: Path) -> dict[str, Any]:
+        key = tuple(_stamp(run / name) for name in METRIC_FILES.values())
+        with self._lock:
+            known = self._read.get(run)
+            if known is not None and known[0] == key:
+                return known[1]
+        metrics = read_metrics(run)
+        with self._lock:
+            self._read[run] = (key, metrics)
+        return metrics
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
 def read_metrics(run: Path) -> dict[str, Any]:
     """The run's ``episodes.csv`` and ``updates.csv`` as ``{"episodes": {column: [...]}, "updates": {...}}``:
     numbers where a cell reads as one (finite), else the text; a missing file is ``{}`` with its name in

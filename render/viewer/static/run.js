@@ -159,7 +159,8 @@ async function refresh() {
   const updates = metrics.updates;
   stats(run);
   curve(run, episodes, updates);
-  document.body.dataset.ready = "1"; // the curve answers hovers and clicks; the rest is drawn in the next task
+  if (!document.body.dataset.ready) performance.mark("ready"); // the curve answers hovers and clicks
+  document.body.dataset.ready = "1"; // the rest is drawn in the next task
   await new Promise((resolve) => setTimeout(resolve, 0));
   lines("losses", "Losses", updates, [["policy_loss", "policy loss", "#2563eb"], ["value_loss", "value loss", "#c92a2a"]], "loss");
   lines("entropy", "Policy entropy", updates, [["entropy", "entropy", "#7048e8"]], "nats");
@@ -167,6 +168,7 @@ async function refresh() {
   lines("speed", "Training speed", updates, [["steps_per_second", "env steps/s", "#2b8a3e"]], "env steps/s");
   milestones(run, episodes, updates);
   opener(episodes);
+  if (!document.body.dataset.complete) performance.mark("complete");
   document.body.dataset.complete = "1";
   return run.live;
 }

@@ -44,6 +44,7 @@ async function refresh() {
     h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 8, class: "muted" },
       "No runs found. Train one (Training, above) or start the viewer with --runs DIR."))));
   where.replaceChildren(table);
+  if (!document.body.dataset.ready) performance.mark("ready");
   document.body.dataset.ready = "1";
   return runs.some((run) => run.live);
 }
