@@ -4,8 +4,9 @@ episodes on the learning curve), in Debian's Chromium driven by Playwright.
 Each round opens each page in a fresh browser context (cold: nothing cached, Plotly's 4.8 MB bundle fetched and
 compiled) and then again in the same context (warm: the bundle from the browser's cache). Times are the page's
 own, from the navigation's start: ``ready`` when the runs table is listed or the learning curve is drawn and
-answers hovers and clicks, ``complete`` when the run page's other charts and tables are drawn too. The viewer runs in this process (uvicorn in a thread), its run summary read once
-before the rounds, as a running viewer has it.
+answers hovers and clicks, ``complete`` when the run page's other charts and tables are drawn too. The viewer
+runs in this process (uvicorn in a thread), its run summary read once before the rounds, as a running viewer
+has it.
 
 Run:  python tests/bench/bench_viewer_pages.py [--rounds 5] [--json bench_viewer_pages.json]
 """
