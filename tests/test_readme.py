@@ -24,6 +24,8 @@ SETUP = "python3 -m venv .venv"  # the set-up block starts so
 SMALL_RUN = "ppo.num_envs=2 eval.episodes=1 eval.max_episode_frames=2000 checkpoint.milestones=2 progress=false"
 # README line -> the same command at a tiny size (training a few updates, rendering a few frames).
 TINY = {
+    # the server runs until Ctrl-C (tests/render/test_viewer.py starts it); here it lists what it would serve
+    "python -m render.viewer": "python -m render.viewer --list",
     "python -m replay.train env.id=ALE/Breakout-v5 total_steps=50000 seed=1 run_dir=data/runs/quick": (
         f"python -m replay.train env.id=ALE/Breakout-v5 total_steps=1024 seed=1 run_dir=data/runs/quick {SMALL_RUN}"
     ),

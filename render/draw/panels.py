@@ -318,7 +318,10 @@ class ReturnChart:
         self._plot = Rect(rect.x + tick_width, rect.y + head, rect.w - tick_width, rect.h - head - bottom)
         if self._plot.h < 16 or self._plot.w < 16:
             raise TextRoomError(f"the {rect.w}x{rect.h} return chart has no room for its plot at this font scale")
-        self.dirty = (Rect(rect.x, rect.y + head, rect.w, rect.h - head),)
+        # anti-aliased lines and the marker's disc (radius 4) reach past the plot's top and right edges: restored
+        # with it, or a redraw blends over the last one's and a frame's pixels depend on the frames before it
+        bleed = 6
+        self.dirty = (Rect(rect.x, rect.y + head - bleed, rect.w + bleed, rect.h - head + bleed),)
         self._curve: tuple | None = None  # the episode's curve: key, x, y, top, bottom, steps
 
     def draw_static(self, template: np.ndarray) -> None:
