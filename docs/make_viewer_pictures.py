@@ -47,7 +47,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         runs = Path(scratch) / "runs"
-        shutil.copytree(ROOT / "data" / "sample" / "breakout", runs / "breakout", ignore=shutil.ignore_patterns("videos"))
+        shutil.copytree(
+            ROOT / "data" / "sample" / "breakout", runs / "breakout", ignore=shutil.ignore_patterns("videos")
+        )
         server = Server([runs])
         run = next(r["id"] for r in server.json("/api/runs") if r["path"].endswith("breakout"))
         try:
