@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from replay.errors import DesyncError, ReplayError
 from replay.reader import EpisodeRecord, TrajectoryLog
+from replay.run_folder import RunFolder
 
 
 @dataclass(frozen=True)
@@ -155,12 +156,13 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m replay.verify",
         description="Re-simulate every episode of a trajectory log and check it against the recording.",
     )
-    parser.add_argument("path", type=Path, help="trajectory log (.h5)")
+    parser.add_argument("path", type=Path, help="a trajectory log (.h5), or a run folder (its trajectories.h5)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--workers", type=_positive, default=1, help="processes to split the lanes over")
     args = parser.parse_args(argv)
+    path = RunFolder(args.path).log if args.path.is_dir() and RunFolder(args.path).log.is_file() else args.path
     try:
-        report = verify(args.path, progress=not args.quiet, workers=args.workers)
+        report = verify(path, progress=not args.quiet, workers=args.workers)
     except ReplayError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
