@@ -11,6 +11,7 @@ from typing import Any
 
 _EXPORTS = {
     "EncoderError": "render.errors",
+    "EpisodeFrames": "render.products",
     "FrameExplanation": "render.explanations",
     "FullOverlay": "render.draw.overlays",
     "MinimalOverlay": "render.draw.overlays",

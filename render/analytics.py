@@ -56,8 +56,10 @@ class NetworkProbe:
 
     The probe hooks the model's layers for good: give it a model of its own (as
     :class:`render.policies.PolicyLibrary` does). The model needs submodules ``conv1``, ``conv2``, ``conv3``,
-    ``fc``, ``policy`` and ``value`` (as :class:`replay.train.network.ActorCritic` has) and ``forward(obs uint8 (B,
-    4, 84, 84)) -> (logits, value)``.
+    ``fc``, and either ``policy`` and ``value`` (as :class:`replay.train.network.ActorCritic` has, with
+    ``forward(obs uint8 (B, 4, 84, 84)) -> (logits, value)``) or, for a Q network (``model.head == "q"``, as
+    :class:`render.foreign.QNetwork`), one ``q`` head with ``forward(obs) -> q_values``. A Q network's frames carry
+    its Q-values, its value is the largest of them and its ``probabilities`` the greedy policy (one-hot).
 
     Example:
         >>> from replay.train.network import ActorCritic
@@ -72,11 +74,16 @@ class NetworkProbe:
         self.device = torch.device(self.settings.device)
         self.model = model.eval().to(self.device)
         modules = dict(model.named_children())
-        missing = [name for name in (*CONV_LAYERS, HIDDEN_LAYER, "policy", "value") if name not in modules]
+        self.head = getattr(model, "head", "policy")
+        self.heads = ("q",) if self.head == "q" else ("policy", "value")
+        missing = [name for name in (*CONV_LAYERS, HIDDEN_LAYER, *self.heads) if name not in modules]
         if missing:
-            raise ValueError(f"the network lacks layers {missing}; expected replay.train.network.ActorCritic's layout")
+            raise ValueError(
+                f"the network lacks layers {missing}; expected replay.train.network.ActorCritic's layout (or "
+                "render.foreign.QNetwork's)"
+            )
         self._modules = modules
-        self.n_actions = self._width("policy")
+        self.n_actions = self._width(self.head)
         self._captured: dict[str, torch.Tensor] = {}
         for name in (*CONV_LAYERS, HIDDEN_LAYER):
             modules[name].register_forward_hook(self._hook(name))
@@ -89,6 +96,8 @@ class NetworkProbe:
     def saliency(self, settings: SaliencySettings) -> SaliencyProbe:
         """A perturbation saliency probe of this network (kept while the settings stay). Run it after
         :meth:`analyze` on the same batch: this probe's hooks fire on the perturbed batches too."""
+        if self.head == "q":
+            raise ValueError("perturbation saliency reads a policy and a value head; this is a Q network")
         if self._saliency is None or self._saliency.settings != settings:
             self._saliency = SaliencyProbe(self.model, settings, str(self.device))
         return self._saliency
@@ -118,7 +127,7 @@ class NetworkProbe:
         if self._wiring is None:
             weights = {
                 key: self._layer(key).weight.detach().float().cpu().numpy()
-                for key in (*CONV_LAYERS, HIDDEN_LAYER, "policy", "value")
+                for key in (*CONV_LAYERS, HIDDEN_LAYER, *self.heads)
             }
             conv3_channels = weights["conv3"].shape[0]
             fc = weights[HIDDEN_LAYER][self._units]
@@ -128,8 +137,7 @@ class NetworkProbe:
                 (0, 1, weights["conv2"].sum(axis=(2, 3)), None),
                 (1, 2, weights["conv3"].sum(axis=(2, 3)), None),
                 (2, 3, fc, None),
-                (3, 4, weights["policy"][:, self._units], OUTPUT_LINKS),
-                (3, 5, weights["value"][:, self._units], OUTPUT_LINKS),
+                *((3, 4 + k, weights[head][:, self._units], OUTPUT_LINKS) for k, head in enumerate(self.heads)),
             ]
             links = []
             for source, target, strength, per_target in pairs:
@@ -152,12 +160,15 @@ class NetworkProbe:
         layers = [DiagramLayer(name, self._width(name), f"{self._width(name)} ch") for name in CONV_LAYERS]
         width = self._width(HIDDEN_LAYER)
         hidden = min(self.settings.hidden_sample, width)
-        return [
-            *layers,
-            DiagramLayer(HIDDEN_LAYER, hidden, f"{hidden} of {width}"),
-            DiagramLayer("policy", self.n_actions),
-            DiagramLayer("value", 1),
-        ]
+        heads = (
+            [DiagramLayer("q", self.n_actions)]
+            if self.head == "q"
+            else [
+                DiagramLayer("policy", self.n_actions),
+                DiagramLayer("value", 1),
+            ]
+        )
+        return [*layers, DiagramLayer(HIDDEN_LAYER, hidden, f"{hidden} of {width}"), *heads]
 
     def feature_rows(self) -> list[tuple[str, int]]:
         """The thumbnail rows matching :meth:`analyze`'s ``feature_maps``, after the 4-frame input row."""
@@ -176,9 +187,18 @@ class NetworkProbe:
         return results
 
     def _batch(self, observations: np.ndarray) -> list[FrameAnalytics]:
+        q_values = None
         with torch.inference_mode():
-            logits, values = self.model(torch.from_numpy(np.ascontiguousarray(observations)).to(self.device))
-        probabilities = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            outputs = self.model(torch.from_numpy(np.ascontiguousarray(observations)).to(self.device))
+            if self.head == "q":
+                q = outputs.float()
+                q_values, values = q.cpu().numpy(), q.max(dim=-1).values
+                probabilities = torch.nn.functional.one_hot(q.argmax(dim=-1), self.n_actions).float().cpu().numpy()
+            else:
+                logits, values = outputs
+                # as torch.distributions.Categorical(logits=...) computes them: what SB3 and CleanRL sample from
+                logits = logits.float()
+                probabilities = torch.softmax(logits - logits.logsumexp(-1, keepdim=True), -1).cpu().numpy()
         values = values.float().reshape(-1).cpu().numpy()
         # The network's blocks end in ReLU; clamping keeps a bare Conv2d/Linear layer honest too.
         maps = [self._captured[name].clamp_min(0).cpu().numpy() for name in CONV_LAYERS]
@@ -194,15 +214,22 @@ class NetworkProbe:
             np.clip(m[:, channels] / (scale * 2.0) * 255.0, 0, 255).astype(np.uint8)
             for m, channels, scale in zip(maps, self._channels, scales[:3], strict=True)
         ]
-        value_levels = np.clip(0.5 + values / (2.0 * scales[4]), 0.0, 1.0)
+        if q_values is None:
+            value_levels = np.clip(0.5 + values / (2.0 * scales[4]), 0.0, 1.0)
+            outputs = [(probabilities[i], value_levels[i : i + 1]) for i in range(len(observations))]
+        else:  # each frame's Q-values spread over [0, 1]: which action the network prefers, and by how much
+            low, high = q_values.min(axis=1, keepdims=True), q_values.max(axis=1, keepdims=True)
+            spread = (q_values - low) / np.maximum(high - low, 1e-12)
+            outputs = [(spread[i],) for i in range(len(observations))]
         channels = self.channels
         return [
             FrameAnalytics(
                 probabilities=probabilities[i],
                 value=float(values[i]),
-                levels=(*(level[i] for level in levels), probabilities[i], value_levels[i : i + 1]),
+                levels=(*(level[i] for level in levels), *outputs[i]),
                 feature_maps=tuple(t[i] for t in thumbnails),
                 channels=channels,
+                q_values=None if q_values is None else q_values[i],
             )
             for i in range(len(observations))
         ]

@@ -22,3 +22,7 @@ class SelectionError(RenderError, LookupError):
 
 class EncoderError(RenderError):
     """The video encoder was misused (e.g. a frame of the wrong size) or could not write its output."""
+
+
+class AgentViewError(RenderError, ValueError):
+    """What the agent saw cannot be re-derived from a log (e.g. its actions do not follow the wrappers named)."""

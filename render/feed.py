@@ -14,10 +14,12 @@ With ``emulator_frames``, each kept step also carries the screens of every frame
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing
 import pickle
 import queue
 import traceback
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from types import TracebackType
 
 import numpy as np
 
+from render.agent_view import agent_observations, view_for
 from render.errors import RenderError
 from replay import EpisodeRecord, TrajectoryLog
 from replay import log_format as fmt
@@ -41,6 +44,10 @@ class KeptStep:
     (the agent saw this frame, then acted): what the network's outputs on this frame explain. The episode's last
     frame has no action after it: ``action`` is ``None`` and ``policy_version`` the version that led to it.
     ``episode_reward`` counts every step up to this frame, drawn or not.
+
+    ``observation`` is what the network was given: for a Stable-Baselines3 run (:mod:`render.agent_view`), the
+    observation of the agent's decision being played out from this frame (before its first decision, that
+    decision's).
 
     ``screens`` (with ``emulator_frames``) are the emulator's frames from this one until the next agent frame: this
     frame first, then those emulated while its action played out (the next step's screens but its last, which is
@@ -74,6 +81,9 @@ def kept_steps(
     held: ReplayStep | None = None  # the frame before ``step``: its action is ``step``'s
     held_reward = 0.0
     replayed = log.replay(episode.index, frames=True, observations=observations, emulator_frames=emulator_frames)
+    view = view_for(log.metadata, episode.stream) if observations else None
+    if view is not None:
+        replayed = agent_observations(replayed, view, log.action_meanings, str(log.path))
     for step in replayed:
         if held is not None and (held.step % stride == 0):
             screens = None
@@ -378,13 +388,89 @@ def _work(
                     results.put((order, batch))
                 results.put((order, None))
     except BaseException as error:  # sent to the parent, which raises it
-        results.put(("error", _portable(error)))
+        results.put(("error", portable(error)))
 
 
-def _portable(error: BaseException) -> BaseException:
+def portable(error: BaseException) -> BaseException:
     """The error itself if it survives pickling, else a RenderError carrying its traceback."""
     try:
         pickle.loads(pickle.dumps(error))
         return error
     except Exception:
         return RenderError(f"re-simulation failed in a worker process:\n{traceback.format_exc()}")
+
+
+@dataclass(frozen=True)
+class Packed:
+    """An array zlib-compressed at level 1 (an Atari frame ~1.4 KB, a stack of 4 84x84 observations ~0.8 KB, in
+    ~0.1 ms), to keep many episodes' steps in memory or send them between processes."""
+
+    data: bytes
+    shape: tuple[int, ...]
+    dtype: str
+
+    @classmethod
+    def of(cls, array: np.ndarray) -> Packed:
+        array = np.ascontiguousarray(array)
+        return cls(zlib.compress(array.data, 1), array.shape, array.dtype.str)
+
+    def array(self) -> np.ndarray:
+        return np.frombuffer(zlib.decompress(self.data), np.dtype(self.dtype)).reshape(self.shape).copy()
+
+
+def pack(kept: KeptStep) -> KeptStep:
+    """``kept`` with its frame and observation :class:`Packed` (screens are not kept)."""
+    observation = None if kept.observation is None else Packed.of(kept.observation)
+    return dataclasses.replace(kept, frame=Packed.of(kept.frame), observation=observation, screens=None)
+
+
+def unpack(kept: KeptStep) -> KeptStep:
+    """The inverse of :func:`pack`."""
+    observation = None if kept.observation is None else kept.observation.array()
+    return dataclasses.replace(kept, frame=kept.frame.array(), observation=observation)
+
+
+def serve_episodes(jobs: multiprocessing.queues.Queue, results: multiprocessing.queues.Queue, chunk: int = 16) -> None:
+    """Worker process of a long-lived replay service: for each job ``(number, log path, episode record)`` send
+    ``(number, "steps", [packed kept steps])`` in chunks as it re-simulates the whole episode (stride 1, with
+    observations), then ``(number, "done", rewards)``, or ``(number, "error", error)``; ``None`` ends it.
+
+    Logs stay open between jobs, so a lane's env left where an episode ended serves the next episode of that lane
+    without seeking; a log whose episode record no longer matches (a live run grew) is opened again."""
+    logs: dict[str, TrajectoryLog] = {}
+    try:
+        while (job := jobs.get()) is not None:
+            number, path, expected = job
+            try:
+                log = logs.get(path)
+                if log is None or not _holds(log, expected):
+                    if log is not None:
+                        log.close()
+                    log = logs[path] = TrajectoryLog(path)
+                if not _holds(log, expected):
+                    raise RenderError(f"{path}: episode {expected.index} is no longer the one asked for; open it again")
+                rewards = np.zeros(expected.length, np.float64)
+                batch: list[KeptStep] = []
+                for kept in kept_steps(log, expected, 1, observations=True, rewards=rewards):
+                    batch.append(pack(kept))
+                    if len(batch) == chunk:
+                        results.put((number, "steps", batch))
+                        batch = []
+                if batch:
+                    results.put((number, "steps", batch))
+                results.put((number, "done", rewards))
+            except Exception as error:  # sent to the parent, which raises it where the episode is asked for
+                results.put((number, "error", portable(error)))
+    finally:
+        for log in logs.values():
+            log.close()
+
+
+def _holds(log: TrajectoryLog, episode: EpisodeRecord) -> bool:
+    return 0 <= episode.index < len(log.episodes) and same_steps(log.episodes[episode.index], episode)
+
+
+def same_steps(known: EpisodeRecord, episode: EpisodeRecord) -> bool:
+    """Whether two records name the same steps (a live run's unfinished episode grows; its reward is NaN)."""
+    where = ("index", "stream", "env_index", "start_step", "length", "finished")
+    return all(getattr(known, name) == getattr(episode, name) for name in where)

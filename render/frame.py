@@ -15,6 +15,8 @@ class FrameAnalytics:
     hidden units, the action probabilities, the value). ``feature_maps`` holds one ``(k, h, w)`` uint8 stack
     per conv layer, 255 being that layer's hottest activation, and ``channels`` the channel numbers they show.
     ``saliency``, when asked for, holds the policy's and the value's ``(84, 84)`` perturbation saliency maps.
+    A Q network's frame (DQN) holds its ``q_values``; its ``value`` is the largest and its ``probabilities`` the
+    greedy policy (one-hot on the largest).
     """
 
     probabilities: np.ndarray
@@ -23,6 +25,7 @@ class FrameAnalytics:
     feature_maps: tuple[np.ndarray, ...]
     channels: tuple[tuple[int, ...], ...] = ()
     saliency: tuple[np.ndarray, np.ndarray] | None = None
+    q_values: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -10,10 +10,15 @@ run's learning ledger (``replay.train.rebuild``): lag 0. Where a rebuild cannot 
 the ledger, another thread count, machine or torch) the frame falls back to the nearest saved checkpoint, its
 :class:`CheckpointUse` carries the reason, and the library says it once (:attr:`PolicyLibrary.exact_problem`, a
 line on stderr). A damaged ledger or resume point is an error, never a network drawn as exact.
+
+Checkpoints are this project's ``v<version>.pt``, or those of another trainer (:mod:`render.foreign`): a
+Stable-Baselines3 run's ``v<version>.zip`` and SB3 ``CheckpointCallback`` files, resolved to the version they
+hold by :func:`replay.sb3.checkpoint_versions`; an SB3 zip or a CleanRL model file given by hand.
 """
 
 from __future__ import annotations
 
+import bisect
 import sys
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -21,8 +26,10 @@ from pathlib import Path
 
 from render.analytics import NetworkProbe, ProbeSettings
 from render.errors import MissingCheckpointError
+from render.foreign import is_foreign, load_foreign_policy
 from render.frame import CheckpointUse
-from replay.errors import CheckpointError, NotRebuildableError, UnverifiedRebuildError
+from replay.errors import CheckpointError, NotRebuildableError, ReplayError, UnverifiedRebuildError
+from replay.run_folder import SB3_CHECKPOINT_FILE
 from replay.train.checkpoints import CheckpointIndex, CheckpointRef, load_policy
 from replay.train.rebuild import Rebuilder
 
@@ -79,12 +86,14 @@ class PolicyLibrary:
         self._keep = keep
         self._probes: OrderedDict[Path, tuple[NetworkProbe, CheckpointRef]] = OrderedDict()
         self._index: CheckpointIndex | None = None
+        self._foreign: dict[int, Path] = {}
         self._single: CheckpointRef | None = None
         if checkpoints is not None:
             self._index = CheckpointIndex(checkpoints)
-            if not len(self._index):
+            self._foreign = _foreign_versions(Path(checkpoints))
+            if not len(self._index) and not self._foreign:
                 raise MissingCheckpointError(
-                    f"{checkpoints} holds no v<version>.pt checkpoint; the full overlay needs one "
+                    f"{checkpoints} holds no v<version>.pt or v<version>.zip checkpoint; the full overlay needs one "
                     "(pass checkpoint=<file> or use overlay=minimal / overlay=raw)"
                 )
         else:
@@ -116,6 +125,14 @@ class PolicyLibrary:
                 self._say(str(error))
                 return
 
+    @property
+    def head(self) -> str:
+        """``policy`` (actor-critics) or ``q`` (Q networks): what the checkpoints' networks output (the first
+        loaded decides; a run trains one kind)."""
+        if not self._probes:
+            raise RuntimeError("PolicyLibrary.head is known once a network is loaded (lookup)")
+        return next(iter(self._probes.values()))[0].head
+
     def lookup(self, policy_version: int) -> tuple[NetworkProbe, CheckpointUse]:
         """The probe for the network that best explains ``policy_version`` and how it was chosen."""
         if self.exact:
@@ -123,13 +140,10 @@ class PolicyLibrary:
             if rebuilt is not None:
                 return rebuilt
         if self._single is not None:
-            ref = self._single
+            path = self._single.path
         else:
-            try:
-                ref, _ = self._index.lookup(policy_version)
-            except CheckpointError as error:
-                raise MissingCheckpointError(str(error)) from error
-        probe, ref = self._load(ref.path)
+            path = self._nearest(policy_version)
+        probe, ref = self._load(path)
         note = "not exact: see the sidecar" if self.exact and self.exact_problem else None
         use = CheckpointUse(ref.path.name, ref.policy_version, policy_version - ref.policy_version, note)
         return probe, use
@@ -163,6 +177,27 @@ class PolicyLibrary:
             self.exact_problem = reason
             print(f"checkpoint=exact: falling back to the nearest saved checkpoints: {reason}", file=sys.stderr)
 
+    def _nearest(self, policy_version: int) -> Path:
+        candidates: list[tuple[int, Path]] = []
+        if len(self._index):
+            try:
+                ref, _ = self._index.lookup(policy_version)
+                candidates.append((ref.policy_version, ref.path))
+            except CheckpointError:
+                pass
+        versions = sorted(self._foreign)
+        position = bisect.bisect_right(versions, policy_version) - 1
+        if position >= 0:
+            candidates.append((versions[position], self._foreign[versions[position]]))
+        if not candidates:
+            saved = sorted({*self._index.versions, *versions})
+            raise MissingCheckpointError(
+                f"no checkpoint at or before policy_version={policy_version} in {self._index.directory} (saved "
+                f"versions: {saved}); the run may not have saved its first checkpoint yet: render its later "
+                "episodes, or pass checkpoint=<file> to explain every frame with that one"
+            )
+        return max(candidates)[1]
+
     def recalibrate(self) -> None:
         """Let every loaded probe choose its scales, thumbnails and hidden units afresh from its next batch."""
         for probe, _ in self._probes.values():
@@ -170,15 +205,63 @@ class PolicyLibrary:
 
     def ref(self, policy_version: int) -> CheckpointRef | None:
         """The reference of the checkpoint saved at exactly ``policy_version``, if the run has one."""
-        if self._index is None or policy_version not in self._index.versions:
+        if self._index is None:
             return None
-        return self._index.ref(policy_version)
+        if policy_version in self._index.versions:
+            return self._index.ref(policy_version)
+        if policy_version in self._foreign:
+            return self._load(self._foreign[policy_version])[1]
+        return None
 
     def _load(self, path: Path) -> tuple[NetworkProbe, CheckpointRef]:
         if path not in self._probes:
-            model, ref = load_policy(path, env_id=self._env_id, n_actions=self._n_actions)
+            if is_foreign(path):
+                model, ref = self._load_foreign(path)
+            else:
+                model, ref = load_policy(path, env_id=self._env_id, n_actions=self._n_actions)
             self._probes[path] = (NetworkProbe(model, self._settings), ref)
             while len(self._probes) > self._keep:
                 self._probes.popitem(last=False)
         self._probes.move_to_end(path)
         return self._probes[path]
+
+    def _load_foreign(self, path: Path) -> tuple[object, CheckpointRef]:
+        model, found = load_foreign_policy(path, n_actions=self._n_actions)
+        versions = {p: v for v, p in self._foreign.items()}
+        ref = CheckpointRef(
+            path=path,
+            policy_version=versions.get(path, 0),
+            global_step=-1 if found.num_timesteps is None else found.num_timesteps,
+            milestone=None,
+            env_id=self._env_id or "",  # an SB3 zip or a CleanRL file does not name its game in plain text
+            n_actions=found.n_actions,
+            arch=found.layout,
+            dtype="float32",
+        )
+        return model, ref
+
+
+def _foreign_versions(checkpoints: Path) -> dict[int, Path]:
+    """A Stable-Baselines3 run's checkpoints by the version they hold: ``v<version>.zip`` in ``checkpoints/``, and
+    ``CheckpointCallback`` files anywhere in the run folder (through ``replay.sb3``, which reads the run's
+    version history), the versioned name winning where both hold a version."""
+    versioned = {
+        int(m.group(1)): path
+        for path in sorted(checkpoints.iterdir())
+        if (m := SB3_CHECKPOINT_FILE.match(path.name))
+    } if checkpoints.is_dir() else {}  # fmt: skip
+    run = checkpoints.parent
+    if not any(run.rglob("*_steps.zip")):
+        return versioned
+    try:
+        from replay.sb3 import checkpoint_versions
+    except ImportError as error:
+        raise MissingCheckpointError(f"{run} holds SB3 CheckpointCallback files: {error}") from None
+    try:
+        found = checkpoint_versions(run)
+    except ReplayError as error:
+        raise MissingCheckpointError(str(error)) from None
+    by_version: dict[int, Path] = {}
+    for path, version in found.items():
+        by_version.setdefault(version, path)
+    return {**by_version, **versioned}

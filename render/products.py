@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import groupby
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from render.agent_view import view_for
 from render.config import (
     OVERLAYS,
     EpisodeProductConfig,
@@ -40,7 +42,7 @@ from render.draw.story import (
 from render.draw.style import Style
 from render.encoder import VideoEncoder
 from render.errors import MissingCheckpointError, RenderConfigError, SelectionError
-from render.feed import ReplayFeed, auto_workers, kept_count, seek_distance
+from render.feed import KeptStep, ReplayFeed, auto_workers, kept_count, seek_distance
 from render.frame import FrameContext
 from render.pipeline import Rendered, encode_frames
 from render.policies import EXACT, PolicyLibrary, exact_source
@@ -162,21 +164,129 @@ def render_still(
 ) -> np.ndarray:
     """One frame of an episode as the episode product draws it (RGB uint8 HxWx3): step ``step`` (0 is the reset
     frame) of ``episode`` (an index, or ``best``/``worst``/``last`` among ``tag``), with ``overlay``."""
-    with _Session(source, overlay or OverlayConfig(), VideoConfig(progress=False), workers=0) as session:
+    with EpisodeFrames(source, episode=episode, overlay=overlay, tag=tag) as frames:
+        return frames.frame(step)
+
+
+class EpisodeFrames:
+    """The frames of one episode as the episode product draws them, from one open log, overlay and
+    re-simulation: a step after the last one asked for continues from there, an earlier one re-simulates
+    from the reset frame. Not thread-safe; the viewer serialises its calls.
+
+    Example:
+        >>> with EpisodeFrames(RenderSource.resolve(run="data/sample/breakout", log=None, checkpoint=None),
+        ...                    episode=3, overlay=OverlayConfig(kind="raw")) as frames:  # doctest: +SKIP
+        ...     first, later = frames.frame(0), frames.frame(40)
+    """
+
+    def __init__(
+        self,
+        source: RenderSource,
+        *,
+        episode: str | int = "best",
+        overlay: OverlayConfig | None = None,
+        tag: str = "any",
+    ) -> None:
+        self._session = _Session(source, overlay or OverlayConfig(), VideoConfig(progress=False), workers=0)
         try:
-            chosen = pick_episode(session.log.episodes, episode, tag)
-        except SelectionError as error:
-            raise SelectionError(f"{source.log}: {error}") from None
-        if not 0 <= step <= chosen.length:
+            try:
+                self.episode = pick_episode(self._session.log.episodes, episode, tag)
+            except SelectionError as error:
+                raise SelectionError(f"{source.log}: {error}") from None
+            self._session.prepare([self.episode], 1)
+        except BaseException:
+            self._session.__exit__(None, None, None)
+            raise
+        self._frames: Iterator[Rendered] | None = self._session.frames(0)
+        self._next = 0  # the step self._frames yields next
+
+    def __enter__(self) -> EpisodeFrames:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._frames is not None:
+            self._frames = None
+            self._session.__exit__(None, None, None)
+
+    def frame(self, step: int) -> np.ndarray:
+        """Step ``step`` of the episode (0 is the reset frame, ``episode.length`` the last), a new array."""
+        if self._frames is None:
+            raise RuntimeError("these episode frames are closed")
+        if not 0 <= step <= self.episode.length:
             raise SelectionError(
-                f"{source.log}: episode {chosen.index} has steps 0..{chosen.length}, not step {step}; pick a step "
-                "in that range"
+                f"{self._session.source.log}: episode {self.episode.index} has steps 0..{self.episode.length}, not "
+                f"step {step}; pick a step in that range"
             )
-        session.prepare([chosen], 1)
-        for index, frame in enumerate(session.frames(0)):
-            if index == step:
-                return frame.image.copy()
-    raise AssertionError("unreachable: an episode yields length + 1 frames")
+        if step < self._next:
+            self._rewind()
+        for rendered in self._frames:
+            self._next += 1
+            if self._next == step + 1:
+                return rendered.image.copy()
+        raise AssertionError("unreachable: an episode yields length + 1 frames")
+
+    def _rewind(self) -> None:
+        """Start again from the reset frame with a fresh overlay (it keeps history, e.g. the value chart)."""
+        session = self._session
+        session.close_feed(session.feed)
+        session.build_overlay(self.episode.policy_versions[0])
+        session.feed = session.open_feed(session.clips)
+        self._frames, self._next = session.frames(0), 0
+
+
+class EpisodeScenes:
+    """Any episode of one log as the episode product draws it, from kept steps re-simulated elsewhere: the frame
+    contexts of an episode (:meth:`scene`) and overlays to draw them (:meth:`overlay`).
+
+    The viewer re-simulates an episode once, in a process of its own, keeps its steps and draws any of them in any
+    order: an overlay's canvas redraws each part whose inputs differ from the frame it drew last, whichever frame
+    that was, so the bytes are those of a sequential render. Safe across threads: each scene has network probes
+    of its own (they recalibrate at an episode's start and keep its first batch's scales).
+    """
+
+    def __init__(self, source: RenderSource, overlay: OverlayConfig | None = None) -> None:
+        self._session = _Session(source, overlay or OverlayConfig(), VideoConfig(progress=False), workers=0)
+        self.kind = self._session.overlay_config.kind
+        self._lock = threading.Lock()
+
+    @property
+    def log(self) -> TrajectoryLog:
+        return self._session.log
+
+    @property
+    def needs_rewards(self) -> bool:
+        """Whether a frame needs the whole episode's rewards (the return that followed, the return chart)."""
+        return self.kind != "raw"
+
+    def episode(self, index: int) -> EpisodeRecord:
+        try:
+            return pick_episode(self._session.log.episodes, index, "any")
+        except SelectionError as error:
+            raise SelectionError(f"{self._session.source.log}: {error}") from None
+
+    def overlay(self, episode: EpisodeRecord) -> Overlay:
+        """A new overlay for ``episode``'s frames (refused, for ``full``, where its observations do not fit the
+        network or the run has no checkpoint)."""
+        with self._lock:
+            self._session.explain([episode])
+            return self._session.build_overlay(episode.policy_versions[0])
+
+    def scene(
+        self, episode: EpisodeRecord, steps: Iterable[KeptStep], rewards: np.ndarray | None = None
+    ) -> Iterator[FrameContext]:
+        """``episode``'s frame contexts from all its kept ``steps`` (stride 1, in order) and, unless the overlay is
+        ``raw``, every step's ``rewards``."""
+        if self.needs_rewards and rewards is None:
+            raise ValueError(f"overlay={self.kind} needs episode {episode.index}'s rewards")
+        with self._lock:
+            policies = self._session._policies() if self.kind == "full" else None
+        return self._session.scene_of(Clip(episode, 1), steps, rewards, policies)
+
+    def close(self) -> None:
+        self._session.__exit__(None, None, None)
 
 
 def render_timelapse(
@@ -344,6 +454,7 @@ def make_overlay(
     *,
     progress_bar: bool = False,
     return_note: str = "",
+    algorithm: str = "PPO",
 ) -> Overlay:
     """Build the overlay ``overlay.kind`` names; ``full`` takes its diagram layout from the policies'
     network; ``progress_bar`` draws training progress along the bottom of ``raw`` (the others show it anyway);
@@ -369,8 +480,10 @@ def make_overlay(
             width=overlay.width,
             height=overlay.height,
             style=style,
-            return_note=return_note,
+            title=f"{algorithm} Neural Activity Viewer",
+            return_note=return_note if probe.head != "q" else f"value: max Q; {return_note}".strip("; "),
             saliency=overlay.saliency,
+            q_values=probe.head == "q",
         )
 
     try:
@@ -606,7 +719,7 @@ class _Session:
         """The overlay ``overlay.kind`` names (after :meth:`explain`), kept as :attr:`overlay`."""
         self.overlay = make_overlay(
             self.overlay_config, self.video, self.log.game, self.log.action_meanings, self.policies, first_version,
-            progress_bar=progress_bar, return_note=return_note(self.schedule),
+            progress_bar=progress_bar, return_note=return_note(self.schedule), algorithm=self._algorithm(),
         )  # fmt: skip
         return self.overlay
 
@@ -632,12 +745,18 @@ class _Session:
     def scene(self, clip: Clip, feed: ReplayFeed, order: int) -> Iterator[FrameContext]:
         """The frame contexts of ``clip``, the ``order``-th episode of ``feed``, with analytics when the overlay
         needs them and each frame's return that followed (the rewards come first from the feed)."""
+        rewards = feed.rewards(order) if feed.with_rewards else None
+        return self.scene_of(clip, feed.steps(order), rewards, self.policies)
+
+    def scene_of(
+        self, clip: Clip, steps: Iterable[KeptStep], rewards: np.ndarray | None, policies: PolicyLibrary | None
+    ) -> Iterator[FrameContext]:
+        """The frame contexts of ``clip`` from its kept ``steps`` (re-simulated anywhere), explained by
+        ``policies`` (``None``: no analytics), with ``rewards`` (every step's) for the return that followed."""
         config = self.overlay_config
         saliency = SaliencySettings(stride=config.saliency_stride) if config.saliency else None
         settings = SceneSettings(clip.stride, config.value_history, config.batch_size, saliency)
-        rewards = feed.rewards(order) if feed.with_rewards else None
-        steps = feed.steps(order)
-        return episode_scene(clip.episode, steps, self.schedule, settings, self.policies, self.used, rewards)
+        return episode_scene(clip.episode, steps, self.schedule, settings, policies, self.used, rewards)
 
     def frames(self, order: int) -> Iterator[Rendered]:
         """The rendered frames of the ``order``-th prepared episode (the overlay's buffer and its damage); with
@@ -775,12 +894,21 @@ class _Session:
         folder = source.checkpoint.parent if source.checkpoint is not None else source.checkpoints
         return None if folder is None or self.overlay_config.kind != "full" else str(folder.resolve())
 
+    def _algorithm(self) -> str:
+        """The algorithm that trained the run, as a Stable-Baselines3 run's log names it (this project's: PPO)."""
+        model = self.log.metadata.get("sb3_model")
+        return str(model.get("algorithm", "PPO")) if isinstance(model, dict) else "PPO"
+
     def _check_observations(self, episodes: Sequence[EpisodeRecord]) -> None:
         """The full overlay feeds the recorded observations to the network: refuse, before any work, a log whose
         observations the network cannot take (e.g. raw RGB screens from an env without the Atari
         preprocessing)."""
+        metadata = self.log.metadata
         for stream in sorted({episode.stream for episode in episodes}):
             info = self.log.streams[stream]
+            view = view_for(metadata, stream)  # an SB3 run: the network's input is re-derived from the screens
+            if view is not None and view.observation_shape == tuple(OBS_SHAPE):
+                continue
             if tuple(info.obs_shape) != tuple(OBS_SHAPE) or info.obs_dtype != "uint8":
                 raise RenderConfigError(
                     f"{self.source.log}: overlay=full runs the network on the recorded observations, but stream "

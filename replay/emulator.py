@@ -210,6 +210,11 @@ def _check_wrapper_state(wrappers: Any) -> None:
         raise ValueError(f"bad wrapper state {str(wrappers)[:200]}")
 
 
+def lives(env: gym.Env) -> int:
+    """The lives the emulator counts now (0.4 us)."""
+    return int(base_env(env).ale.lives())
+
+
 def screen(env: gym.Env) -> np.ndarray:
     """The frame ``env.unwrapped.render()`` shows in rgb_array mode, whatever render_mode the env has."""
     return base_env(env).ale.getScreenRGB()

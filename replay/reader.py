@@ -61,6 +61,9 @@ class ReplayStep:
     from, then one per frame its wrappers emulate (no-op starts, a FIRE): a single screen for a bare
     ``ALE/<Game>-v5``. A position that emulated nothing (a vector env's lane sitting out a partial reset, a step
     after the game ended) has none. Shown one per 1/60 s, an episode's screens play at the game's real speed.
+
+    ``lives`` is the emulator's count after the step (``ale.lives()``), what wrappers above the recorder that end
+    an agent's episode at a life lost (SB3's ``EpisodicLifeEnv``) read.
     """
 
     step: int
@@ -72,6 +75,7 @@ class ReplayStep:
     terminated: bool = False
     truncated: bool = False
     screens: tuple[np.ndarray, ...] | None = None
+    lives: int | None = None
 
 
 @dataclass(frozen=True)
@@ -282,6 +286,7 @@ class TrajectoryLog:
                 terminated=item.terminated,
                 truncated=item.truncated,
                 screens=item.screens,
+                lives=item.lives,
             )
 
     def lane(self, stream: int, lane: int) -> Lane:

@@ -124,10 +124,20 @@ def skip_unread_screens(env: gym.Env) -> bool:
     return True
 
 
-def check_rebuildable(env: gym.Env) -> None:
+_AROUND_SINGLE = "outside RecordTrajectory (around the recorder)"
+# A vector recorder has no per-env outside: a sub-env's wrapper goes below it, where replay must rebuild it.
+_AROUND_VECTOR = (
+    "as a vector wrapper around RecordVectorTrajectory (gymnasium.wrappers.vector, whose RecordVideo films what "
+    "CleanRL's capture_video does), or use wrappers replay rebuilds (docs/vector-envs.md maps CleanRL's and SB3's "
+    "Atari wrappers to them)"
+)
+
+
+def check_rebuildable(env: gym.Env, *, around: str = _AROUND_SINGLE) -> None:
     """Refuse a wrapper stack that replay could not rebuild from the env spec stored in the log: a wrapper that
     does not record its constructor arguments, or one that replay will not import (a log may name only ALE envs
-    and gymnasium's or this project's wrappers, so that reading it runs no one else's code)."""
+    and gymnasium's or this project's wrappers, so that reading it runs no one else's code). ``around`` says
+    where such a wrapper can go instead."""
     spec = env.spec
     if spec is None:
         raise RecordingError(
@@ -147,7 +157,7 @@ def check_rebuildable(env: gym.Env) -> None:
             if type(layer).__name__ not in recorded:
                 raise RecordingError(
                     f"wrapper {type(layer).__name__} is not in the env spec, so replay could not rebuild it; "
-                    "apply it outside RecordTrajectory (around the recorder) instead"
+                    f"instead, apply it {around}"
                 )
             if time_limits:
                 # The spec keeps only max_episode_steps, and gym.make puts that TimeLimit right above the base
@@ -155,21 +165,20 @@ def check_rebuildable(env: gym.Env) -> None:
                 raise RecordingError(
                     f"a TimeLimit above {type(layer).__name__} cannot be rebuilt where it is (an env spec only "
                     "keeps max_episode_steps, which gym.make applies to the base env); apply the TimeLimit "
-                    "outside RecordTrajectory (around the recorder), or pass max_episode_steps to gym.make"
+                    f"{around}, or pass max_episode_steps to gym.make"
                 )
         layer = layer.env
     if time_limits > 1:
         raise RecordingError(
             f"{time_limits} TimeLimit wrappers are stacked, and an env spec keeps one; keep the one gym.make adds "
-            "for max_episode_steps and apply any other outside RecordTrajectory (around the recorder)"
+            f"for max_episode_steps and apply any other {around}"
         )
     for name, count in stateful.items():
         if count > 1:  # snapshots store one state per class (and an AsyncVectorEnv can read only the first)
             raise RecordingError(
-                f"{count} {name} wrappers are stacked, and a recorder keeps the state of one; apply the others "
-                "outside RecordTrajectory (around the recorder)"
+                f"{count} {name} wrappers are stacked, and a recorder keeps the state of one; apply the others {around}"
             )
-    outside = "apply it outside RecordTrajectory (around the recorder) instead"
+    outside = f"instead, apply it {around}"
     for wrapper in spec.additional_wrappers:
         if wrapper.kwargs is None:
             raise RecordingError(
@@ -193,18 +202,40 @@ def check_rebuildable(env: gym.Env) -> None:
 
 
 def check_vector_rebuildable(env: VectorEnv) -> None:
-    """:func:`check_rebuildable` for every sub-env. An ``AsyncVectorEnv``'s sub-envs live in other
-    processes, so its first env factory is called once more here, as gymnasium itself does for the spaces (the
-    sub-envs' specs are checked equal before this)."""
-    if isinstance(env, gym.vector.SyncVectorEnv):
-        for sub_env in env.envs:
-            check_rebuildable(sub_env)
-    elif isinstance(env, gym.vector.AsyncVectorEnv):
-        probe = env.env_fns[0]()
+    """:func:`check_rebuildable` for every sub-env of a ``SyncVectorEnv`` or ``AsyncVectorEnv`` (under any vector
+    wrappers); any other vector env is refused. An ``AsyncVectorEnv``'s sub-envs live in other processes, so its
+    first env factory is called once more here, as gymnasium itself does for the spaces: their specs may not even
+    cross the pipe (a ``RecordVideo``'s trigger is a function)."""
+    vector = env.unwrapped
+    if isinstance(vector, gym.vector.SyncVectorEnv):
+        for sub_env in vector.envs:
+            check_rebuildable(sub_env, around=_AROUND_VECTOR)
+    elif isinstance(vector, gym.vector.AsyncVectorEnv):
+        probe = vector.env_fns[0]()
         try:
-            check_rebuildable(probe)
+            check_rebuildable(probe, around=_AROUND_VECTOR)
         finally:
             probe.close()
+    else:
+        raise RecordingError(
+            f"{_vector_kind(vector)} cannot be recorded: it gives no access to its sub-envs' emulator states, "
+            "which snapshots and sync checks read (docs/vector-envs.md says what recording it would take). "
+            'Build the envs with gym.make_vec("ALE/<Game>-v5", num_envs=n, vectorization_mode="sync" or "async", '
+            "wrappers=[...]), or gym.vector.SyncVectorEnv / AsyncVectorEnv of gym.make thunks"
+        )
+
+
+def _vector_kind(env: VectorEnv) -> str:
+    """How a vector env is named in a refusal: ale-py's and envpool's by name (envpool is not imported)."""
+    cls = type(env)
+    if any(base.__module__.split(".")[0] == "envpool" for base in cls.__mro__):
+        return f"an envpool vector env ({cls.__module__}.{cls.__qualname__})"
+    if cls.__module__.startswith("ale_py"):
+        return (
+            f"ale-py's native vector env ({cls.__module__}.{cls.__qualname__}, what gym.make_vec returns for ALE "
+            "games by default)"
+        )
+    return f"the vector env {cls.__module__}.{cls.__qualname__} (only SyncVectorEnv and AsyncVectorEnv are recorded)"
 
 
 def stateful_wrappers(spec: EnvSpec) -> list[type]:

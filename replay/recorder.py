@@ -28,7 +28,7 @@ from replay.emulator import (
 )
 from replay.errors import RecordingError
 from replay.rebuild import check_rebuildable, check_vector_rebuildable, stateful_wrappers
-from replay.writer import StreamWriter, TrajectoryWriter, check_appendable
+from replay.writer import RecordBuffer, StreamWriter, TrajectoryWriter, check_appendable
 
 ACTION_IDLE = 255  # a lane that neither stepped nor reset at a position (partial vector resets)
 
@@ -70,7 +70,7 @@ class _Recording:
 
     def __init__(
         self,
-        destination: str | Path | TrajectoryWriter,
+        destination: str | Path | TrajectoryWriter | RecordBuffer,
         spec: gym.envs.registration.EnvSpec | None,
         game: str,
         n_lanes: int,
@@ -96,7 +96,7 @@ class _Recording:
             raise ValueError(f"expected a positive snapshot_interval, got {snapshot_interval!r}")
         if sync_interval < 1:
             raise ValueError(f"expected a positive sync_interval, got {sync_interval!r}")
-        if isinstance(destination, TrajectoryWriter):
+        if isinstance(destination, (TrajectoryWriter, RecordBuffer)):
             self.writer, self.owns_writer = destination, False
         else:
             check_appendable(Path(destination), spec.id, game, action_meanings)
@@ -169,7 +169,7 @@ class _Recording:
         """A reset of the lanes flagged in ``lanes`` (a list or a bool array, one flag per lane)."""
         lanes = _per_lane(lanes)
         self._fold_rewards()
-        self._cut(lanes)
+        self._cut(lanes, by_reset=True)
         if self.batched:
             self.stream.record_position(np.array([0 if r else ACTION_IDLE for r in lanes], dtype=fmt.ACTION_DTYPE))
         else:
@@ -261,7 +261,7 @@ class _Recording:
         if self.writer.closed:
             return
         self._fold_rewards()
-        self._cut([True] * self.n_lanes)
+        self._cut([True] * self.n_lanes, by_reset=False)
         if self.owns_writer:
             self.writer.close()
         else:
@@ -274,11 +274,19 @@ class _Recording:
                 self._reward[lane] = 0.0
                 self._version_first[lane] = int(self.policy_version)
 
-    def _cut(self, lanes: list[bool]) -> None:
-        """Keep episodes cut short (by reset or close) as unfinished: nothing the env did is lost."""
+    def _cut(self, lanes: list[bool], *, by_reset: bool) -> None:
+        """Keep episodes cut short: nothing the env did is lost.
+
+        One the caller ends with ``reset()`` after at least one step is truncated, as gymnasium means it: ended
+        from outside the game. That is how a ``TimeLimit`` around the recorder ends episodes, and the truncated
+        flag it returns never passes down to the recorder. One cut by ``close()`` (the end of training) is
+        unfinished: nothing ended it.
+        """
+        last = self.stream.position - 1
         for lane in self._lanes:
             if lanes[lane] and self._start[lane] >= 0:
-                self._close_episode(lane, self.stream.position - 1, False, False, False)
+                truncated = by_reset and last > self._start[lane]
+                self._close_episode(lane, last, False, truncated, truncated)
 
     def _close_episode(self, lane: int, last: int, terminated: bool, truncated: bool, finished: bool) -> None:
         start = int(self._start[lane])
@@ -346,8 +354,12 @@ class _RecorderHandle:
     _recording: _Recording
 
     @property
-    def writer(self) -> TrajectoryWriter:
+    def writer(self) -> TrajectoryWriter | RecordBuffer:
         return self._recording.writer
+
+    def finish_recording(self) -> None:
+        """Stop recording, the env left open: episodes in flight are kept as unfinished, a shared writer flushed."""
+        self._recording.close()
 
     @property
     def stream_index(self) -> int:
@@ -506,6 +518,8 @@ class RecordVectorTrajectory(_RecorderHandle, VectorWrapper):
         tag: str = "train",
     ) -> None:
         super().__init__(env)
+        # First: another kind of vector env has no call(), and a stack replay refuses may not cross the pipe.
+        check_vector_rebuildable(env)
         mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED):
             raise RecordingError(
@@ -517,8 +531,11 @@ class RecordVectorTrajectory(_RecorderHandle, VectorWrapper):
         specs = env.call("spec")
         games = env.call("_game")
         if len(set(games)) != 1 or len({s.to_json() for s in specs}) != 1:
-            raise RecordingError(f"expected identical sub-envs, got games {sorted(set(games))}")
-        check_vector_rebuildable(env)
+            differing = sorted({s.to_json() for s in specs})
+            raise RecordingError(
+                f"expected identical sub-envs (one spec rebuilds every lane), got games {sorted(set(games))} and "
+                f"{len(differing)} different env specs: {differing}; build every sub-env with the same thunk"
+            )
         self._recording = _Recording(
             path,
             specs[0],

@@ -43,7 +43,7 @@ class Emitted:
     observation: np.ndarray | None
     # Every screen emulated at this position, oldest first (see replay.screens); None unless asked for.
     screens: tuple[np.ndarray, ...] | None = None
-    lives: int = 0  # the emulator's life count after this position (what ALE envs put in info["lives"])
+    lives: int | None = None  # the emulator's lives after this position (wrappers such as SB3's read them)
 
 
 @dataclass
@@ -194,7 +194,6 @@ def _run(
     else:
         env = rebuild.make_env(lane.spec, lane.source)
     tap = _tap(env) if emulator_frames else None
-    lives = env.unwrapped.ale.lives
     if kind is AnchorKind.LIVE:
         trusted_frames, trusted_obs = True, Trust.VERIFIED
     elif kind is AnchorKind.SEED:
@@ -248,7 +247,7 @@ def _run(
                 emulator.screen(env) if frames else None,
                 np.array(observation) if observations else None,
                 tap.take() if tap is not None else None,
-                lives(),
+                emulator.lives(env),
             )
             emitted_any = True
         actions = np.empty(0, dtype=np.uint8)
@@ -309,7 +308,7 @@ def _run(
                         emulator.screen(env) if frames else None,
                         np.array(observation) if observations and event != "idle" else None,
                         tap.take() if tap is not None else None,
-                        lives(),
+                        emulator.lives(env),
                     )
                 )
             if held and trusted_frames and (not observations or trusted_obs is Trust.VERIFIED):

@@ -5,7 +5,8 @@ viewer read it::
 
     <run>/
         trajectories.h5        the log: every training and evaluation episode (replay.TrajectoryLog)
-        checkpoints/           v<version>.pt policies, and resume.pt, the trainer's state to continue from
+        checkpoints/           v<version>.pt policies, and resume.pt, the trainer's state to continue from;
+                               v<version>.zip for a Stable-Baselines3 run (replay.sb3.RecordCallback)
             resume_points/     v<version>.pt: full training states kept at a cadence, where rebuilds start
         learning.jsonl         the learning ledger: per update its weights' digest, per launch what decides the bits
         rebuilt/               v<version>.pt: policy versions rebuilt exactly from the ledger (a bounded cache)
@@ -15,6 +16,7 @@ viewer read it::
         tensorboard/           the same scalars for TensorBoard (when the tensorboard extra is installed)
         videos/                what python -m render makes of the run when no output= is given
         hydra/                 Hydra's record of each launch
+        sb3-versions.csv       a Stable-Baselines3 run: the num_timesteps at which each policy version began
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ UPDATES = "updates.csv"
 TENSORBOARD = "tensorboard"
 VIDEOS = "videos"
 HYDRA = "hydra"
+SB3_VERSIONS = "sb3-versions.csv"
 CHECKPOINT_FILE = re.compile(r"^v(\d{6,})\.pt$")  # v<policy version, 6 digits or more>.pt
+SB3_CHECKPOINT_FILE = re.compile(r"^v(\d{6,})\.zip$")  # the same, saved by Stable-Baselines3's model.save
 
 
 def checkpoint_name(policy_version: int) -> str:
@@ -46,6 +50,16 @@ def checkpoint_name(policy_version: int) -> str:
         'v000042.pt'
     """
     return f"v{policy_version:06d}.pt"
+
+
+def sb3_checkpoint_name(policy_version: int) -> str:
+    """The file name of a Stable-Baselines3 run's checkpoint of a policy version (``replay.sb3``).
+
+    Example:
+        >>> sb3_checkpoint_name(42)
+        'v000042.zip'
+    """
+    return f"v{policy_version:06d}.zip"
 
 
 @dataclass(frozen=True)
@@ -111,8 +125,10 @@ class RunFolder:
         return self.path / HYDRA
 
     def checkpoint_versions(self) -> list[int]:
-        """The policy versions with a checkpoint file in ``checkpoints/``, in order (none if it does not exist)."""
+        """The policy versions with a checkpoint file in ``checkpoints/`` (the trainer's ``.pt`` or an SB3 run's
+        ``.zip``), in order (none if it does not exist). SB3 ``CheckpointCallback`` files:
+        ``replay.sb3.checkpoint_versions``."""
         if not self.checkpoints.is_dir():
             return []
-        found = (CHECKPOINT_FILE.match(p.name) for p in self.checkpoints.iterdir())
-        return sorted(int(m.group(1)) for m in found if m)
+        found = (CHECKPOINT_FILE.match(p.name) or SB3_CHECKPOINT_FILE.match(p.name) for p in self.checkpoints.iterdir())
+        return sorted({int(m.group(1)) for m in found if m})

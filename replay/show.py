@@ -67,6 +67,7 @@ def episode_json(e: EpisodeRecord) -> dict[str, Any]:
         "total_reward": _number(e.total_reward),
         "policy_versions": [e.policy_versions[0], e.policy_versions[-1]] if e.policy_versions else [],
         "finished": e.finished,
+        "ended_by": e.ended_by,
     }
 
 
@@ -171,7 +172,7 @@ def format_summary(s: RunSummary) -> str:
 
 def format_episodes(episodes: Sequence[EpisodeRecord]) -> str:
     header = (
-        f"{'index':>6} {'tag':<5} {'env':>3} {'start step':>10} {'length':>7} {'return':>8} {'versions':>11}  finished"
+        f"{'index':>6} {'tag':<5} {'env':>3} {'start step':>10} {'length':>7} {'return':>8} {'versions':>11}  ended by"
     )
     rows = [header]
     for e in episodes:
@@ -179,7 +180,7 @@ def format_episodes(episodes: Sequence[EpisodeRecord]) -> str:
         versions = f"{e.policy_versions[0]}-{e.policy_versions[-1]}" if e.policy_versions else "-"
         rows.append(
             f"{e.index:>6} {e.tag:<5} {e.env_index:>3} {e.start_step:>10} {e.length:>7} {reward:>8} {versions:>11}  "
-            f"{'yes' if e.finished else 'no'}"
+            f"{e.ended_by}"
         )
     return "\n".join(rows)
 

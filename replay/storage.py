@@ -57,17 +57,30 @@ def open_for_reading(path: Path) -> h5py.File:
     """
     for attempt in range(_READ_ATTEMPTS):
         try:
-            return h5py.File(path, "r", locking=False)
+            return _refreshed(h5py.File(path, "r", locking=False))
         except OSError as error:
             if not _left_by_writer(path, error):
                 raise
         try:
-            return h5py.File(path, "r", locking=False, swmr=True)
+            return _refreshed(h5py.File(path, "r", locking=False, swmr=True))
         except OSError as error:
             if _OPEN_FOR_WRITE not in str(error) or attempt == _READ_ATTEMPTS - 1:
                 raise
         time.sleep(0.05 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def _refreshed(handle: h5py.File) -> h5py.File:
+    """``handle`` showing everything a live writer flushed so far. HDF5 opens a file once per process: a second
+    open while another handle is open shares that handle's view as of its own opening (a reader of a growing log
+    saw it stop growing), until each dataset is refreshed."""
+    if handle.swmr_mode:
+        try:
+            handle.visititems(lambda _, item: item.refresh() if isinstance(item, h5py.Dataset) else None)
+        except BaseException:
+            handle.close()
+            raise
+    return handle
 
 
 def _left_by_writer(path: Path, error: OSError) -> bool:
@@ -267,8 +280,10 @@ class WriterLock:
             except BlockingIOError:
                 os.close(fd)
                 raise RecordingError(
-                    f"{path}: another process is recording to this log ({self.path} is locked); stop it, or record "
-                    "to another path"
+                    f"{path}: another process is recording to this log, or another writer in this one ({self.path} "
+                    "is locked); stop it, or record to another path. Several envs record into one log through one "
+                    "writer: pass it on (RecordTrajectory(env, other_recorder.writer)), and for Stable-Baselines3 "
+                    "(SubprocVecEnv workers too) build the envs with replay.sb3.make_atari_env(..., run_dir=...)"
                 ) from None
             try:
                 current = os.stat(self.path)

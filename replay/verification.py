@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from replay.errors import DesyncError, ReplayError
 from replay.reader import EpisodeRecord, TrajectoryLog
+from replay.run_folder import RunFolder
 
 
 @dataclass(frozen=True)
@@ -113,10 +114,14 @@ def _check_episode(
             ended = step.terminated or step.truncated
             if step.step < episode.length and ended:
                 return EpisodeProblem(episode.index, step.step, "the game ended here, earlier than recorded")
+            # A truncation the re-simulated stack does not make was the caller's: a reset() that ended the episode,
+            # such as a TimeLimit around the recorder does (the recorder stores it as truncated).
+            by_caller = episode.truncated and not episode.terminated and not ended
             if (
                 step.step == episode.length
                 and episode.finished
                 and ((step.terminated, step.truncated) != (episode.terminated, episode.truncated))
+                and not by_caller
             ):
                 return EpisodeProblem(
                     episode.index,
@@ -151,12 +156,13 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m replay.verify",
         description="Re-simulate every episode of a trajectory log and check it against the recording.",
     )
-    parser.add_argument("path", type=Path, help="trajectory log (.h5)")
+    parser.add_argument("path", type=Path, help="a trajectory log (.h5), or a run folder (its trajectories.h5)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--workers", type=_positive, default=1, help="processes to split the lanes over")
     args = parser.parse_args(argv)
+    path = RunFolder(args.path).log if args.path.is_dir() and RunFolder(args.path).log.is_file() else args.path
     try:
-        report = verify(args.path, progress=not args.quiet, workers=args.workers)
+        report = verify(path, progress=not args.quiet, workers=args.workers)
     except ReplayError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

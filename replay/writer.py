@@ -9,6 +9,7 @@ everything up to the last flush, and other processes can read the log while it g
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import resource
@@ -62,12 +63,19 @@ class TrajectoryWriter:
             raise
         self._datasets: dict[str, h5py.Dataset] = {}
         self._streams: list[StreamWriter] = []
+        self._received: list[tuple[int, StreamRecords]] = []  # records of recorders in other processes
         self._episodes: list[tuple] = []
         self._episodes_on_disk = len(self._dataset(fmt.DATASET_EPISODES))
+        self._file_streams = len(self._file[fmt.GROUP_STREAMS])  # made by earlier writers
         self._last_flush = time.monotonic()
         self._refused = False
         self._failure: str | None = None  # why a write failed: the file was let go, later calls repeat it
         self.closed = False
+
+    @property
+    def n_streams(self) -> int:
+        """Streams in the log, this writer's included."""
+        return self._file_streams + len(self._streams)
 
     @property
     def n_episodes(self) -> int:
@@ -112,6 +120,47 @@ class TrajectoryWriter:
         stream = StreamWriter(self, index, n_lanes)
         self._streams.append(stream)
         return stream
+
+    def add_buffered_stream(self, header: StreamHeader) -> int:
+        """Create the stream of a recorder in another process (its :class:`RecordBuffer`'s header); returns its index
+        for :meth:`append_buffered`."""
+        return self.add_stream(**dataclasses.asdict(header)).index
+
+    def append_buffered(self, stream: int, drained: BufferedRecords) -> None:
+        """Take what a :class:`RecordBuffer` recorded into stream ``stream`` (made by :meth:`add_buffered_stream`):
+        written at the next flush, like this process's own records."""
+        self._check_open()
+        self._received.extend((stream, records) for records in drained.records)
+        for row in drained.episodes:
+            self._episodes.append((stream, *row[1:]))
+
+    def write_records(self, index: int, records: StreamRecords) -> None:
+        """Append one stream's records to the file (inside ``_writing``)."""
+        group = f"{fmt.GROUP_STREAMS}/{fmt.stream_name(index)}"
+        if records.actions.shape[1]:
+            actions = self._dataset(f"{group}/{fmt.DATASET_ACTIONS}")
+            start = actions.shape[1]
+            actions.resize(start + records.actions.shape[1], axis=1)
+            actions[:, start:] = records.actions
+        if records.snapshot_bytes:
+            _append(
+                self._dataset(f"{group}/{fmt.DATASET_SNAPSHOT_BYTES}"), np.frombuffer(records.snapshot_bytes, np.uint8)
+            )
+        for name, rows in (
+            (fmt.DATASET_RESETS, records.resets),
+            (fmt.DATASET_VERSIONS, records.versions),
+            (fmt.DATASET_SYNC, records.sync),
+            (fmt.DATASET_SNAPSHOTS, records.snapshots),
+        ):
+            if len(rows):
+                _append(self._dataset(f"{group}/{name}"), rows)
+
+    def __reduce__(self) -> Any:
+        raise RecordingError(
+            f"{self.path}: an open TrajectoryWriter cannot be sent to another process (it holds the log's HDF5 "
+            "file and lock); with Stable-Baselines3's SubprocVecEnv use replay.sb3.make_atari_env(..., run_dir=...), "
+            "which records every worker into one log, and with gymnasium RecordVectorTrajectory over an AsyncVectorEnv"
+        )
 
     def set_metadata(self, key: str, value: Any) -> None:
         """Store a JSON-able run fact (total steps, config...) in the log."""
@@ -190,6 +239,9 @@ class TrajectoryWriter:
         with self._writing():
             for stream in self._streams:
                 stream._write()
+            for index, records in self._received:
+                self.write_records(index, records)
+            self._received.clear()
             if self._episodes:
                 self._flush_datasets()  # the steps reach the disk before the episode rows that refer to them
                 _append(self._dataset(fmt.DATASET_EPISODES), np.array(self._episodes, dtype=fmt.EPISODE_DTYPE))
@@ -216,6 +268,7 @@ class TrajectoryWriter:
         space again; a write that fails anyway (the disk filled after this check) ends the writer (``_writing``).
         """
         pending = sum(stream.pending_bytes for stream in self._streams) + len(self._episodes) * 64
+        pending += sum(records.nbytes for _, records in self._received)
         needed = 2 * pending + _SPACE_MARGIN
         room = shutil.disk_usage(self.path.parent).free
         limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
@@ -277,7 +330,7 @@ class TrajectoryWriter:
 class StreamWriter:
     """Buffers one stream's records; the owning TrajectoryWriter decides when they reach the file."""
 
-    def __init__(self, owner: TrajectoryWriter, index: int, n_lanes: int) -> None:
+    def __init__(self, owner: TrajectoryWriter | RecordBuffer, index: int, n_lanes: int) -> None:
         self.owner = owner
         self.index = index
         self.n_lanes = n_lanes
@@ -380,26 +433,124 @@ class StreamWriter:
             self._write()
 
     def _write(self) -> None:
-        group = f"{fmt.GROUP_STREAMS}/{fmt.stream_name(self.index)}"
-        if self._n_actions:
-            actions = self.owner._dataset(f"{group}/{fmt.DATASET_ACTIONS}")
-            actions.resize(self._written_positions + self._n_actions, axis=1)
-            actions[:, self._written_positions :] = self._actions[:, : self._n_actions]
-            self._written_positions += self._n_actions
-            self._n_actions = 0
-        if self._snapshot_blobs:
-            blobs = np.frombuffer(b"".join(self._snapshot_blobs), np.uint8)
-            _append(self.owner._dataset(f"{group}/{fmt.DATASET_SNAPSHOT_BYTES}"), blobs)
-            self._snapshot_blobs.clear()
-        for name, rows, dtype in (
-            (fmt.DATASET_RESETS, self._resets, fmt.RESET_DTYPE),
-            (fmt.DATASET_VERSIONS, self._versions, fmt.VERSION_DTYPE),
-            (fmt.DATASET_SYNC, self._sync, fmt.SYNC_DTYPE),
-            (fmt.DATASET_SNAPSHOTS, self._snapshots, fmt.SNAPSHOT_DTYPE),
-        ):
-            if rows:
-                _append(self.owner._dataset(f"{group}/{name}"), np.array(rows, dtype=dtype))
-                rows.clear()
+        self.owner.write_records(self.index, self.take())
+
+    def take(self) -> StreamRecords:
+        """Hand over the records buffered since the last take (the next ones continue the same positions)."""
+        records = StreamRecords(
+            actions=self._actions[:, : self._n_actions].copy(),
+            resets=np.array(self._resets, dtype=fmt.RESET_DTYPE),
+            versions=np.array(self._versions, dtype=fmt.VERSION_DTYPE),
+            sync=np.array(self._sync, dtype=fmt.SYNC_DTYPE),
+            snapshots=np.array(self._snapshots, dtype=fmt.SNAPSHOT_DTYPE),
+            snapshot_bytes=b"".join(self._snapshot_blobs),
+        )
+        self._written_positions += self._n_actions
+        self._n_actions = 0
+        for rows in (self._resets, self._versions, self._sync, self._snapshots, self._snapshot_blobs):
+            rows.clear()
+        return records
+
+
+@dataclass(frozen=True)
+class StreamRecords:
+    """One stream's records between two flushes, as the log stores them: positions continue from the last
+    records of the same stream, snapshot rows point into the stream's blob as a whole. Plain arrays and bytes,
+    so a recorder in another process can hand them to the one writer (``RecordBuffer``)."""
+
+    actions: np.ndarray  # (n_lanes, positions) uint8
+    resets: np.ndarray
+    versions: np.ndarray
+    sync: np.ndarray
+    snapshots: np.ndarray
+    snapshot_bytes: bytes
+
+    @property
+    def nbytes(self) -> int:
+        tables = (self.resets, self.versions, self.sync, self.snapshots)
+        return self.actions.nbytes + sum(t.nbytes for t in tables) + len(self.snapshot_bytes)
+
+
+@dataclass(frozen=True)
+class StreamHeader:
+    """What ``TrajectoryWriter.add_stream`` is given to create a stream: its attributes."""
+
+    spec_json: str
+    env_id: str
+    game: str
+    rom_md5: str
+    tag: str
+    n_lanes: int
+    snapshot_interval: int
+    sync_interval: int
+    action_meanings: list[str]
+    obs_shape: tuple[int, ...]
+    obs_dtype: str
+
+
+@dataclass(frozen=True)
+class BufferedRecords:
+    """What a :class:`RecordBuffer` held: its stream's header, records, and the episode rows that ended."""
+
+    header: StreamHeader | None
+    records: tuple[StreamRecords, ...]
+    episodes: tuple[tuple, ...]
+
+
+class RecordBuffer:
+    """The writer of a recorder in a process that does not hold the log (a Stable-Baselines3 ``SubprocVecEnv``
+    worker): it keeps what the recorder records until :meth:`drain` hands it over, to be written by the log's one
+    :class:`TrajectoryWriter` (:meth:`TrajectoryWriter.append_buffered`). One stream per buffer.
+
+    Nothing reaches a file from here: whoever holds the log drains every buffer at its flush deadline and before
+    the recorders stop, so the log's crash safety is the writer's (``flush_seconds``).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)  # the log the records are for, named in messages
+        self.closed = False
+        self._header: StreamHeader | None = None
+        self._stream: StreamWriter | None = None
+        self._records: list[StreamRecords] = []
+        self._episodes: list[tuple] = []
+
+    def add_stream(self, **header: Any) -> StreamWriter:
+        if self._stream is not None:
+            raise RecordingError(f"a RecordBuffer for {self.path} holds one stream; give each recorder its own")
+        self._header = StreamHeader(**header)
+        self._stream = StreamWriter(self, 0, int(header["n_lanes"]))
+        return self._stream
+
+    def add_episode(self, row: tuple) -> int:
+        self._episodes.append(row)
+        return len(self._episodes) - 1
+
+    def maybe_flush(self) -> None:
+        """The log's writer flushes; a buffer waits to be drained."""
+
+    def flush(self) -> None:
+        """As :meth:`maybe_flush`."""
+
+    def close(self) -> None:
+        self.closed = True
+
+    def write_records(self, index: int, records: StreamRecords) -> None:
+        del index  # the one stream
+        self._records.append(records)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        yield
+
+    def drain(self) -> BufferedRecords:
+        """Everything recorded since the last drain (the header each time: the first drain creates the stream)."""
+        if self._stream is not None:
+            self._records.append(self._stream.take())
+        kept = tuple(records for records in self._records if records.nbytes)
+        drained = BufferedRecords(self._header, kept, tuple(self._episodes))
+        self._records.clear()
+        self._episodes.clear()
+        return drained
 
 
 # A whole generator every 128 snapshots bounds the draws replayed on decode (~1 M at interval 1024: ~5 ms).

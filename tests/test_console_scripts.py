@@ -15,6 +15,7 @@ SCRIPTS = {
     "ale-replay-render": "render",
     "ale-replay-verify": "replay.verify",
     "ale-replay-show": "replay.show",
+    "ale-replay-viewer": "render.viewer",
 }
 
 

@@ -24,6 +24,8 @@ SETUP = "python3 -m venv .venv"  # the set-up block starts so
 SMALL_RUN = "ppo.num_envs=2 eval.episodes=1 eval.max_episode_frames=2000 checkpoint.milestones=2 progress=false"
 # README line -> the same command at a tiny size (training a few updates, rendering a few frames).
 TINY = {
+    # the server runs until Ctrl-C (tests/render/test_viewer.py starts it); here it lists what it would serve
+    "python -m render.viewer": "python -m render.viewer --list",
     "python -m replay.train env.id=ALE/Breakout-v5 total_steps=50000 seed=1 run_dir=data/runs/quick": (
         f"python -m replay.train env.id=ALE/Breakout-v5 total_steps=1024 seed=1 run_dir=data/runs/quick {SMALL_RUN}"
     ),
@@ -86,11 +88,23 @@ def test_the_readme_has_its_blocks_and_every_tiny_command_stands_for_one_of_its_
 
 
 def test_the_python_blocks_run_as_written(root: Path) -> None:
-    script = "\n\n".join(blocks("python"))
+    """Every Python block but the Stable-Baselines3 recipe (real training: the slow case below)."""
+    script = "\n\n".join(block for block in blocks("python") if "stable_baselines3" not in block)
     done = run([sys.executable, "-c", script], root)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "983 1031 339.0 (326, 327)" in done.stdout  # the value the reading block's comment shows
     assert "all episodes replay exactly" in done.stdout
+
+
+@pytest.mark.slow
+def test_the_stable_baselines3_recipe_trains_into_a_run_that_replays(root: Path) -> None:
+    (recipe,) = [block for block in blocks("python") if "stable_baselines3" in block]
+    done = run([sys.executable, "-c", recipe], root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = re.search(r'run_dir="([^"]+)"', recipe).group(1)
+    done = run([sys.executable, "-m", "replay.verify", run_dir], root)
+    assert done.returncode == 0 and "all episodes replay exactly" in done.stdout, done.stdout + done.stderr
+    assert sorted(p.name for p in (root / run_dir / "checkpoints").glob("v*.zip"))[0] == "v000000.zip"
 
 
 @pytest.mark.slow

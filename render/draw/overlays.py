@@ -354,8 +354,10 @@ class FullOverlay:
         title: str = "PPO Neural Activity Viewer",
         return_note: str = "",
         saliency: bool = False,
+        q_values: bool = False,
     ) -> None:
         self.style = style or Style()
+        self.q_values = q_values
         self.width, self.height = width, height
         self.title = f"{game.upper()} - {title}"
         self.action_names = tuple(action_names)
@@ -376,7 +378,8 @@ class FullOverlay:
         self._progress_text = Rect(bar.x, top, label_width, bar.bottom + 3 - top)
         self.progress_bar = _ProgressBar(Rect(bar.x + label_width, bar.y, bar.w - label_width, bar.h), self.style)
         self.stats = StatsPanel(layout.stats, self.stats_rows, palette, painter)
-        self.bars = PolicyBars(layout.bars, self.action_names, palette, painter, title="Policy: action probabilities")
+        bars_title = "Q-values (greedy action in accent)" if q_values else "Policy: action probabilities"
+        self.bars = PolicyBars(layout.bars, self.action_names, palette, painter, title=bars_title, q_values=q_values)
         self.value = ValueChart(layout.value, palette, painter, note=return_note)
         layers = [
             DiagramLayer(layer.label, layer.size, layer.detail, _output_names(layer, self.action_names))
@@ -487,7 +490,10 @@ class FullOverlay:
             update_name(context.policy_version),
         )
         self.stats.draw(image, values, due)
-        self.bars.draw(image, analytics.probabilities, context.action, due)
+        if self.q_values and analytics.q_values is None:
+            raise ValueError(f"the Q-value overlay got no Q-values for episode {context.episode} step {context.step}")
+        shown = analytics.q_values if self.q_values else analytics.probabilities
+        self.bars.draw(image, shown, context.action, due)
         history = context.value_history if context.value_history is not None else np.array([analytics.value])
         self.value.draw(
             image,
@@ -509,10 +515,11 @@ class FullOverlay:
 
 
 def _output_names(layer: DiagramLayer, action_names: Sequence[str]) -> tuple[str, ...]:
-    """The names of an output layer's nodes: the actions for ``policy``, ``value`` for the critic."""
+    """The names of an output layer's nodes: the actions for ``policy`` (or a Q network's ``q``), ``value`` for
+    the critic."""
     if layer.names:
         return layer.names
-    if layer.label == "policy" and layer.size == len(action_names):
+    if layer.label in ("policy", "q") and layer.size == len(action_names):
         return tuple(action_names)
     if layer.label == "value" and layer.size == 1:
         return ("value",)

@@ -74,13 +74,25 @@ class StatsPanel:
 
 
 class PolicyBars:
-    """One horizontal bar per action with its probability; the action taken is highlighted."""
+    """One horizontal bar per action with its probability; the action taken is highlighted.
+
+    ``q_values=True`` draws a Q network's action values instead: each number is the Q-value, the bars run from the
+    frame's lowest Q-value (empty) to its highest (full), and the greedy action's bar is drawn in the accent colour.
+    """
 
     def __init__(
-        self, rect: Rect, action_names: Sequence[str], palette: Palette, painter: TextPainter, *, title: str
+        self,
+        rect: Rect,
+        action_names: Sequence[str],
+        palette: Palette,
+        painter: TextPainter,
+        *,
+        title: str,
+        q_values: bool = False,
     ) -> None:
         if not action_names:
             raise ValueError("expected at least one action name, got none")
+        self.q_values = q_values
         self.rect = rect
         self.names = tuple(action_names)
         self._palette = palette
@@ -91,7 +103,7 @@ class PolicyBars:
         self._row = (rect.h - head) / len(self.names)
         self._size = float(np.clip(self._row * 0.62 * 720 / max(1, painter.pixels(720)), 9.0, 14.0))
         label_width = max(painter.width(name, self._size) for name in self.names) + 18
-        number_width = painter.width("100%", self._size) + 8
+        number_width = painter.width("-00.000" if q_values else "100%", self._size) + 8
         self._top = rect.y + head
         self._track = Rect(
             rect.x + label_width,
@@ -116,13 +128,25 @@ class PolicyBars:
             fill(template, Rect(self._track.x, y, self._track.w, self._track.h), self._palette.bar_track)
 
     def draw(self, image: np.ndarray, probabilities: np.ndarray, taken: int | None, due: Due = always) -> None:
-        widths = tuple(np.rint(np.clip(probabilities, 0.0, 1.0) * self._track.w).astype(int).tolist())
-        texts = tuple(f"{p:4.0%}" for p in probabilities)
+        """``probabilities`` (or, with ``q_values``, the Q-values) of each action; ``taken`` the action played."""
+        greedy = None
+        if self.q_values:
+            values = np.asarray(probabilities, np.float64)
+            greedy = int(np.argmax(values))
+            low, high = float(values.min()), float(values.max())
+            fractions = (values - low) / (high - low) if high > low else np.ones_like(values)
+            texts = tuple(f"{q:+.3f}" for q in values)
+        else:
+            fractions = np.clip(probabilities, 0.0, 1.0)
+            texts = tuple(f"{p:4.0%}" for p in probabilities)
+        widths = tuple(np.rint(fractions * self._track.w).astype(int).tolist())
         # The bars move with every small change of a probability, the rounded percentages far less often.
         if due("bars", (widths, taken), (self._arrows, self._fills)):
             for i, width in enumerate(widths):
                 if width:
                     color = self._palette.highlight if i == taken else self._palette.bar
+                    if i == greedy and i != taken:
+                        color = self._palette.accent
                     fill(image, Rect(self._track.x, self._row_top(i), int(width), self._track.h), color)
             if taken is not None and 0 <= taken < len(self.names):
                 y = self._row_top(taken) + self._track.h // 2
@@ -294,7 +318,10 @@ class ReturnChart:
         self._plot = Rect(rect.x + tick_width, rect.y + head, rect.w - tick_width, rect.h - head - bottom)
         if self._plot.h < 16 or self._plot.w < 16:
             raise TextRoomError(f"the {rect.w}x{rect.h} return chart has no room for its plot at this font scale")
-        self.dirty = (Rect(rect.x, rect.y + head, rect.w, rect.h - head),)
+        # anti-aliased lines and the marker's disc (radius 4) reach past the plot's top and right edges: restored
+        # with it, or a redraw blends over the last one's and a frame's pixels depend on the frames before it
+        bleed = 6
+        self.dirty = (Rect(rect.x, rect.y + head - bleed, rect.w + bleed, rect.h - head + bleed),)
         self._curve: tuple | None = None  # the episode's curve: key, x, y, top, bottom, steps
 
     def draw_static(self, template: np.ndarray) -> None:

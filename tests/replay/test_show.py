@@ -44,6 +44,7 @@ def test_the_json_episodes_are_the_logs_episodes() -> None:
             "total_reward",
             "policy_versions",
             "finished",
+            "ended_by",
         }
         assert (row["tag"], row["env_index"], row["start_step"], row["length"]) == (
             e.tag,
@@ -52,6 +53,7 @@ def test_the_json_episodes_are_the_logs_episodes() -> None:
             e.length,
         )
         assert row["total_reward"] == e.total_reward and row["finished"] == e.finished
+        assert row["ended_by"] == e.ended_by
         assert row["policy_versions"] == [e.policy_versions[0], e.policy_versions[-1]]
     summary = document["summary"]
     assert summary["game"] == "Breakout" and summary["env_id"] == "ALE/Breakout-v5"
