@@ -460,6 +460,11 @@ class RecordTrajectory(_RecorderHandle, gym.Wrapper):
         )
         self._episode_over = True
         self._n_actions = int(env.action_space.n)
+        # A random frame skip (e.g. Breakout-v4) is drawn from the base env's np_random: a draw from it above the
+        # recorder (SB3's NoopResetEnv) would shift every later skip, and the log could not replay. Its position
+        # after each call is kept and checked before the next.
+        self._skip_rng = base.np_random.bit_generator if isinstance(getattr(base, "_frameskip", 1), tuple) else None
+        self._skip_rng_at: Any = None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         if options:
@@ -468,7 +473,23 @@ class RecordTrajectory(_RecorderHandle, gym.Wrapper):
         observation, info = self.env.reset(seed=seeds[0])
         self._recording.on_reset([True], seeds, observation)
         self._episode_over = False
+        self._note_skip_rng()
         return observation, info
+
+    def _note_skip_rng(self) -> None:
+        if self._skip_rng is not None:
+            self._skip_rng = base_env(self.env).np_random.bit_generator  # a seeded reset makes a new generator
+            self._skip_rng_at = self._skip_rng.state["state"]
+
+    def _check_skip_rng(self) -> None:
+        if self._skip_rng is not None and self._skip_rng.state["state"] != self._skip_rng_at:
+            spec = self.env.spec.id if self.env.spec is not None else "this env"
+            raise RecordingError(
+                f"{self.writer.path}: {spec} draws its random frame skip from the env's np_random, and a wrapper "
+                "around the recorder drew from it too (SB3's AtariWrapper does, for its no-op starts), so the log "
+                "could not replay. Record an env with a fixed frame skip: 'BreakoutNoFrameskip-v4', or "
+                "'ALE/Breakout-v5' with frameskip=1, under AtariWrapper; or use replay.sb3.make_atari_env"
+            )
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict]:
         if self._recording.closed:
@@ -477,11 +498,14 @@ class RecordTrajectory(_RecorderHandle, gym.Wrapper):
             raise RecordingError("call reset() before step(): the episode is over (or never began)")
         if not (isinstance(action, (int, np.integer)) and 0 <= action < self._n_actions):
             _check_actions(np.asarray(action).reshape(-1), self._n_actions)  # a 0-d array passes, others raise
+        self._check_skip_rng()
         observation, reward, terminated, truncated, info = self.env.step(action)
         ended = bool(terminated or truncated)
         if ended or not self._recording.on_quiet_step(action, reward):
             self._full_step(action, reward, terminated, truncated, observation)
         self._episode_over = ended
+        if self._skip_rng is not None:
+            self._skip_rng_at = self._skip_rng.state["state"]
         return observation, reward, terminated, truncated, info
 
     def _full_step(
