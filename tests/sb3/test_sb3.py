@@ -70,7 +70,7 @@ def _train(algorithm: str, vec_env_cls: type, run_dir: Path, steps: int) -> tupl
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("algorithm", "vec_env_cls"),
-    [("PPO", DummyVecEnv), ("PPO", SubprocVecEnv), ("A2C", SubprocVecEnv), ("DQN", DummyVecEnv)],
+    [(algorithm, vec) for algorithm in ("PPO", "A2C", "DQN") for vec in (DummyVecEnv, SubprocVecEnv)],
 )
 def test_a_trained_run_is_one_run_that_replays_with_the_versions_training_saw(
     tmp_path: Path, algorithm: str, vec_env_cls: type
