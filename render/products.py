@@ -684,7 +684,7 @@ class _Session:
         except ValueError as error:
             raise RenderConfigError(str(error)) from None
         self.log = TrajectoryLog(source.log)
-        self.schedule = TrainingSchedule.from_metadata(self.log.metadata)
+        self.schedule = TrainingSchedule.of_log(self.log)
         self.policies: PolicyLibrary | None = None
         self.overlay: Overlay | None = None
         self.feed: ReplayFeed | None = None

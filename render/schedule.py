@@ -7,10 +7,14 @@ arithmetic the trainer uses for milestones and the learning-rate schedule.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from replay import rebuild
+from replay.reader import TrajectoryLog
 
 _CONFIG_PREFIX = "train_config_v"
 
@@ -52,6 +56,21 @@ class TrainingSchedule:
             bool(ppo.get("clip_reward", False)),
             None if skip is None else int(skip),
         )
+
+    @classmethod
+    def of_log(cls, log: TrajectoryLog) -> TrainingSchedule:
+        """:meth:`from_metadata` of ``log``'s metadata. A Stable-Baselines3 run (``replay.sb3``) records below
+        SB3's own frame skip, on the base env: a recorded step there is one step of the base env, its ``frameskip``
+        frames (1 for ``*NoFrameskip-v4``), so that is its frame skip (a random frame skip, which ``replay.sb3``
+        refuses, would leave it unknown)."""
+        schedule = cls.from_metadata(log.metadata)
+        if schedule.frame_skip is not None or "sb3" not in log.metadata or not log.streams:
+            return schedule
+        spec = rebuild.spec_from_json(log.streams[0].spec_json, str(log.path))
+        skip = spec.kwargs.get("frameskip")
+        if isinstance(skip, int) and not isinstance(skip, bool) and skip > 0:
+            return dataclasses.replace(schedule, frame_skip=skip)
+        return schedule
 
     def progress(self, policy_version: int) -> float | None:
         """Training progress in [0, 1] of the policy after ``policy_version`` updates."""

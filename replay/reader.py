@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,18 @@ class StreamInfo:
     snapshot_interval: int
     sync_interval: int
     spec_json: str
+
+
+# An ALE env id: the game, then gymnasium's variants of it (``-ram``, ``NoFrameskip``, ``Deterministic``).
+_ENV_ID = re.compile(r"^(?:.*/)?(?P<game>.+?)(?:-ram)?(?:NoFrameskip|Deterministic)?-v\d+$")
+
+
+def game_name(env_id: str) -> str:
+    """The game's display name in an ALE env id: ``"Breakout"`` for ``BreakoutNoFrameskip-v4``,
+    ``BreakoutDeterministic-v4``, ``Breakout-v4``, ``Breakout-ram-v4`` and ``ALE/Breakout-v5``; an id of another
+    shape is shown whole."""
+    match = _ENV_ID.match(env_id)
+    return match.group("game") if match else env_id
 
 
 def _json_tuple(text: str) -> tuple:
@@ -192,8 +205,8 @@ class TrajectoryLog:
 
     @property
     def game(self) -> str:
-        """The game's display name, e.g. ``"Breakout"``."""
-        return self.env_id.split("/")[-1].rsplit("-v", 1)[0] if self.streams else ""
+        """The game's display name, e.g. ``"Breakout"`` (see :func:`game_name`)."""
+        return game_name(self.env_id) if self.streams else ""
 
     @property
     def action_meanings(self) -> list[str]:
@@ -216,6 +229,18 @@ class TrajectoryLog:
                 f"(0..{len(self.episodes) - 1}); list them with TrajectoryLog(path).episodes"
             )
         return self.episodes[index]
+
+    def noop_start(self, index: int) -> int | None:
+        """The no-op steps a wrapper above the recorder played right after the reset that began episode ``index``
+        (SB3's ``NoopResetEnv``, as ``replay.sb3`` records them); ``None`` where the log does not say (a log
+        recorded otherwise, or before they were recorded)."""
+        episode = self.episode(index)
+        group = self._file[fmt.GROUP_STREAMS][fmt.stream_name(episode.stream)]
+        if fmt.DATASET_NOOP_STARTS not in group:
+            return None
+        table = self._table(group, fmt.DATASET_NOOP_STARTS, fmt.NOOP_START_DTYPE, self.streams[episode.stream])
+        found = table[(table["position"] == episode.start_step) & (table["lane"] == episode.env_index)]
+        return int(found["noops"][-1]) if len(found) else None
 
     # -- re-simulation -----------------------------------------------------------------------------------------
 
