@@ -7,6 +7,7 @@ boundaries, policy versions, sparse ALE snapshots (with RNG) and cheap sync chec
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, SupportsFloat
@@ -402,6 +403,24 @@ def _vector_wrapper_states(
     return read
 
 
+def _wrappers_around(recorder: gym.Env, frame: Any) -> list[gym.Env]:
+    """The wrappers whose ``env`` chain leads to ``recorder``, found as ``self`` of the frames calling it (its
+    first reset is called through each of them)."""
+    found: list[gym.Env] = []
+    for _ in range(64):
+        if frame is None:
+            break
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, gym.Wrapper) and candidate is not recorder and candidate not in found:
+            inner: Any = candidate
+            while isinstance(inner, gym.Wrapper) and inner is not recorder:
+                inner = inner.env
+            if inner is recorder:
+                found.append(candidate)
+        frame = frame.f_back
+    return found
+
+
 class RecordTrajectory(_RecorderHandle, gym.Wrapper):
     """Record every episode of an ALE env to a trajectory log for exact replay later.
 
@@ -465,16 +484,33 @@ class RecordTrajectory(_RecorderHandle, gym.Wrapper):
         # after each call is kept and checked before the next.
         self._skip_rng = base.np_random.bit_generator if isinstance(getattr(base, "_frameskip", 1), tuple) else None
         self._skip_rng_at: Any = None
+        # The wrappers around the recorder, found on the call stack of its first reset: a policy_version set on
+        # one of them (SB3's VecEnv.set_attr sets it on the outermost) never reaches the recorder.
+        self._outer: list[gym.Env] | None = None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         if options:
             raise RecordingError(f"reset options cannot be replayed yet, got {options!r}; reset without them")
         seeds = self._recording.seeds_for_reset([True], seed)
+        if self._outer is None:
+            self._outer = _wrappers_around(self, sys._getframe(1))
+        self._check_outer()
         observation, info = self.env.reset(seed=seeds[0])
         self._recording.on_reset([True], seeds, observation)
         self._episode_over = False
         self._note_skip_rng()
         return observation, info
+
+    def _check_outer(self) -> None:
+        for wrapper in self._outer or ():
+            if "policy_version" in vars(wrapper):
+                raise RecordingError(
+                    f"{self.writer.path}: policy_version was set on {type(wrapper).__name__}, a wrapper around the "
+                    "recorder, where it never reaches the recorder (gymnasium 1.x passes no attribute down; SB3's "
+                    "VecEnv.set_attr sets it on the outermost wrapper), so every step would be recorded with the "
+                    "wrong version. Record SB3 with replay.sb3.make_atari_env and replay.sb3.RecordCallback, or set "
+                    "it with venv.env_method('set_wrapper_attr', 'policy_version', n) on envs never given set_attr"
+                )
 
     def _note_skip_rng(self) -> None:
         if self._skip_rng is not None:
@@ -499,6 +535,8 @@ class RecordTrajectory(_RecorderHandle, gym.Wrapper):
         if not (isinstance(action, (int, np.integer)) and 0 <= action < self._n_actions):
             _check_actions(np.asarray(action).reshape(-1), self._n_actions)  # a 0-d array passes, others raise
         self._check_skip_rng()
+        if self._outer:
+            self._check_outer()
         observation, reward, terminated, truncated, info = self.env.step(action)
         ended = bool(terminated or truncated)
         if ended or not self._recording.on_quiet_step(action, reward):

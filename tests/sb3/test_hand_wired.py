@@ -46,3 +46,21 @@ def test_a_random_frame_skip_alone_still_records(tmp_path: Path) -> None:
         env.step(env.action_space.sample())
     env.close()
     assert verify(tmp_path / "v4-alone.h5").ok
+
+
+def test_set_attr_of_a_policy_version_that_never_reaches_the_recorder_is_refused(tmp_path: Path) -> None:
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    def make() -> gym.Env:
+        return AtariWrapper(RecordTrajectory(gym.make("BreakoutNoFrameskip-v4"), tmp_path / "hand.h5"))
+
+    venv = DummyVecEnv([make])
+    venv.seed(0)
+    venv.reset()
+    venv.step([1])
+    venv.set_attr("policy_version", 3)  # lands on AtariWrapper's own __dict__ under gymnasium 1.x
+    with pytest.raises(RecordingError, match=r"policy_version was set on AtariWrapper.*replay\.sb3\.make_atari_env"):
+        venv.step([1])
+    venv.close()
+    with TrajectoryLog(tmp_path / "hand.h5") as log:  # what was recorded before stays readable
+        assert log.episodes
