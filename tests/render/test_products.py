@@ -414,8 +414,9 @@ def test_worker_errors_reach_the_renderer(run_dir: Path) -> None:
 @pytest.mark.parametrize(
     "signum",
     [
-        signal.SIGKILL,
-        pytest.param(signal.SIGTERM, marks=pytest.mark.slow),  # handled like SIGINT: the slow suite covers both
+        # ~13 s each (a render started and killed): the slow suite, for the fast suite's 5 minutes
+        pytest.param(signal.SIGKILL, marks=pytest.mark.slow),
+        pytest.param(signal.SIGTERM, marks=pytest.mark.slow),  # handled like SIGINT
         pytest.param(signal.SIGINT, marks=pytest.mark.slow),
     ],
     ids=["KILL", "TERM", "INT"],

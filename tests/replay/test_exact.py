@@ -71,7 +71,8 @@ def test_vector_env_replays_bit_exactly_in_fresh_process(tmp_path, game, setting
         assert late, "expected episodes that start after autoresets"
 
 
-@pytest.mark.parametrize("setting", [STICKY, PREPROCESSED])
+# the preprocessed stack (~6 s) in the slow suite, for the fast suite's 5 minutes
+@pytest.mark.parametrize("setting", [STICKY, pytest.param(PREPROCESSED, marks=pytest.mark.slow)])
 def test_seeks_into_the_middle_match_the_recording(tmp_path, setting):
     path = tmp_path / "log.h5"
     recorded = record_vector(path, "Breakout", setting, 900, n_envs=2, snapshot_interval=64, sync_interval=8)
