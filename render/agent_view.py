@@ -11,8 +11,7 @@ step spans several recorded steps.
 serves them, and checks every action the wrappers play against the recorded one), so the observations it hands
 out are those the network received during training, byte for byte, and each agent decision is tied to the
 recorded step at which the agent acted. The only draw the wrappers make, the number of no-ops after a reset, is
-recorded by ``replay.sb3`` (:meth:`replay.TrajectoryLog.noop_start`); for logs without it, it is read back from the
-recorded actions: the no-ops run until the ``FIRE`` of ``FireResetEnv``, and are ambiguous in a game without FIRE.
+read back from the recorded actions: the no-ops run until the ``FIRE`` of ``FireResetEnv``.
 """
 
 from __future__ import annotations
@@ -96,11 +95,8 @@ class _LoggedAtari(gym.Env):
 
     metadata: dict[str, Any] = {"render_modes": []}
 
-    def __init__(
-        self, steps: Iterator[ReplayStep], meanings: Sequence[str], source: str, view: Sb3AtariView, noops: int | None
-    ) -> None:
+    def __init__(self, steps: Iterator[ReplayStep], meanings: Sequence[str], source: str, view: Sb3AtariView) -> None:
         self._steps = steps
-        self._recorded_noops = noops
         self._ahead: deque[ReplayStep] = deque()
         self._meanings = list(meanings)
         self._source, self._view = source, view
@@ -169,15 +165,7 @@ class _LoggedAtari(gym.Env):
     def _noops(self) -> int:
         """The no-ops ``NoopResetEnv`` drew after this reset: the NOOPs recorded before the first other action.
         With ``FireResetEnv`` that action is its FIRE; without it, the agent's first action, and NOOPs the agent
-        chose could not be told apart from drawn ones: the count the log records, where it does, settles it."""
-        if self._recorded_noops is not None:
-            if not 1 <= self._recorded_noops <= self._view.noop_max:
-                raise AgentViewError(
-                    f"{self._source}: the log records {self._recorded_noops} no-ops after this reset, where "
-                    f"NoopResetEnv(noop_max={self._view.noop_max}) plays 1..{self._view.noop_max}; it was not "
-                    "recorded under SB3's AtariWrapper with these arguments"
-                )
-            return self._recorded_noops
+        chose could not be told apart from drawn ones."""
         count = 0
         while (following := self.peek(count)) is not None and following.action == 0 and count <= self._view.noop_max:
             count += 1
@@ -200,15 +188,10 @@ class _LoggedAtari(gym.Env):
 
 
 def agent_steps(
-    steps: Iterable[ReplayStep],
-    view: Sb3AtariView,
-    action_meanings: Sequence[str],
-    source: str = "the log",
-    noops: int | None = None,
+    steps: Iterable[ReplayStep], view: Sb3AtariView, action_meanings: Sequence[str], source: str = "the log"
 ) -> Iterator[AgentStep]:
     """Each of an episode's re-simulated ``steps`` (from its reset, with observations and lives), with the agent's
-    decision at it where the agent acted; ``source`` names the log in errors, ``noops`` is the number of
-    ``NoopResetEnv``'s no-ops after the reset where the log records it (``TrajectoryLog.noop_start``)."""
+    decision at it where the agent acted; ``source`` names the log in errors."""
     try:
         from stable_baselines3.common.atari_wrappers import AtariWrapper, NoopResetEnv
         from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecTransposeImage
@@ -216,7 +199,7 @@ def agent_steps(
         raise AgentViewError(
             f"re-deriving what an SB3 agent saw needs stable-baselines3 ({error}); {SB3_INSTALL}"
         ) from None
-    logged = _LoggedAtari(iter(steps), action_meanings, source, view, noops)
+    logged = _LoggedAtari(iter(steps), action_meanings, source, view)
     kwargs = {f.name: getattr(view, f.name) for f in dataclasses.fields(view) if f.name != "n_stack"}
     try:
         wrapped = AtariWrapper(logged, **kwargs)
@@ -255,15 +238,10 @@ def agent_steps(
 
 
 def decisions(
-    steps: Iterable[ReplayStep],
-    view: Sb3AtariView,
-    action_meanings: Sequence[str],
-    source: str = "the log",
-    noops: int | None = None,
+    steps: Iterable[ReplayStep], view: Sb3AtariView, action_meanings: Sequence[str], source: str = "the log"
 ) -> Iterator[Decision]:
     """The agent's decisions in an episode's re-simulated ``steps`` (see :func:`agent_steps`)."""
-    made = agent_steps(steps, view, action_meanings, source, noops)
-    return (s.decision for s in made if s.decision is not None)
+    return (s.decision for s in agent_steps(steps, view, action_meanings, source) if s.decision is not None)
 
 
 def view_for(metadata: dict[str, Any], stream: int) -> Sb3AtariView | None:
@@ -292,18 +270,14 @@ def view_for(metadata: dict[str, Any], stream: int) -> Sb3AtariView | None:
 
 
 def agent_observations(
-    steps: Iterable[ReplayStep],
-    view: Sb3AtariView,
-    action_meanings: Sequence[str],
-    source: str = "the log",
-    noops: int | None = None,
+    steps: Iterable[ReplayStep], view: Sb3AtariView, action_meanings: Sequence[str], source: str = "the log"
 ) -> Iterator[ReplayStep]:
     """An episode's re-simulated ``steps``, each carrying as ``observation`` the network's input of the decision
     played out from it: the latest decision at or before the step; the steps before the first decision (the
     no-ops and FIRE of a reset) carry the first decision's, the last steps after the final decision its."""
     early: list[ReplayStep] = []
     current: np.ndarray | None = None
-    for item in agent_steps(steps, view, action_meanings, source, noops):
+    for item in agent_steps(steps, view, action_meanings, source):
         if item.decision is not None:
             current = item.decision.observation
         if current is None:

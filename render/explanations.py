@@ -105,7 +105,7 @@ def explain(
         view = view_for(log.metadata, chosen.stream)
         if view is not None:
             replayed = log.replay(chosen.index, frames=False, observations=True)
-            made = decisions(replayed, view, log.action_meanings, str(log_path), log.noop_start(chosen.index))
+            made = decisions(replayed, view, log.action_meanings, str(log_path))
             frames: Iterator[Decision] = (d for d in made if start <= d.step < stop)
         else:
             frames = _recorded_frames(log, chosen.index, start, stop, last)

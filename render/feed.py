@@ -83,8 +83,7 @@ def kept_steps(
     replayed = log.replay(episode.index, frames=True, observations=observations, emulator_frames=emulator_frames)
     view = view_for(log.metadata, episode.stream) if observations else None
     if view is not None:
-        noops = log.noop_start(episode.index)
-        replayed = agent_observations(replayed, view, log.action_meanings, str(log.path), noops)
+        replayed = agent_observations(replayed, view, log.action_meanings, str(log.path))
     for step in replayed:
         if held is not None and (held.step % stride == 0):
             screens = None

@@ -14,9 +14,6 @@ A log is one HDF5 file::
         sync               compound (position, lane, state_crc, obs_crc): cheap checks of the emulator
         snapshots          compound (position, lane, offset, nbytes, ref, state_crc, obs_crc)
         snapshot_bytes     uint8 blob: zlib-compressed ALE states (with RNG) and np_random states
-        noop_starts        compound (position, lane, noops): the no-op steps a wrapper above the recorder played
-                           right after the reset at ``position`` (SB3's NoopResetEnv, written by ``replay.sb3``);
-                           absent from streams written before it, empty where nothing reported them
 
 A *position* counts the calls a stream made: reset events and steps share one clock per stream, so lane ``j``'s
 history is: at each position either a reset (if listed in ``resets``) or a step with ``actions[j, position]``.
@@ -65,7 +62,6 @@ DATASET_VERSIONS = "versions"
 DATASET_SYNC = "sync"
 DATASET_SNAPSHOTS = "snapshots"
 DATASET_SNAPSHOT_BYTES = "snapshot_bytes"
-DATASET_NOOP_STARTS = "noop_starts"  # optional: a reader that does not know it loses nothing it needs to replay
 
 NO_SEED = -1
 NO_REF = -1
@@ -86,7 +82,6 @@ EPISODE_DTYPE = np.dtype(
 )
 RESET_DTYPE = np.dtype([("position", "<i8"), ("lane", "<i4"), ("seed", "<i8")])
 VERSION_DTYPE = np.dtype([("position", "<i8"), ("version", "<i8")])
-NOOP_START_DTYPE = np.dtype([("position", "<i8"), ("lane", "<i4"), ("noops", "<i4")])
 SYNC_DTYPE = np.dtype([("position", "<i8"), ("lane", "<i4"), ("state_crc", "<u4"), ("obs_crc", "<u4")])
 SNAPSHOT_DTYPE = np.dtype(
     [

@@ -230,18 +230,6 @@ class TrajectoryLog:
             )
         return self.episodes[index]
 
-    def noop_start(self, index: int) -> int | None:
-        """The no-op steps a wrapper above the recorder played right after the reset that began episode ``index``
-        (SB3's ``NoopResetEnv``, as ``replay.sb3`` records them); ``None`` where the log does not say (a log
-        recorded otherwise, or before they were recorded)."""
-        episode = self.episode(index)
-        group = self._file[fmt.GROUP_STREAMS][fmt.stream_name(episode.stream)]
-        if fmt.DATASET_NOOP_STARTS not in group:
-            return None
-        table = self._table(group, fmt.DATASET_NOOP_STARTS, fmt.NOOP_START_DTYPE, self.streams[episode.stream])
-        found = table[(table["position"] == episode.start_step) & (table["lane"] == episode.env_index)]
-        return int(found["noops"][-1]) if len(found) else None
-
     # -- re-simulation -----------------------------------------------------------------------------------------
 
     def replay(

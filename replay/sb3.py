@@ -12,9 +12,7 @@ The recipe (three added lines, the rest is SB3's own)::
 log holds every emulated step (``MaxAndSkipEnv``'s four, ``NoopResetEnv``'s no-ops, ``FireResetEnv``'s FIRE) and
 its env spec names only the ALE env, which replay rebuilds. SB3's wrappers are in no spec and are not rebuilt;
 ``make_atari_env``'s arguments and the model's frame stack are stored as log metadata (``sb3``, ``sb3_model``) for
-whoever re-applies them (the renderer). The one draw of those wrappers that the screens cannot tell, the number of
-``NoopResetEnv``'s no-ops after a reset (NOOPs the agent may choose too, in a game without FIRE), is recorded with
-each reset: its ``AtariWrapper`` tells the recorder when a reset is over.
+whoever re-applies them (the renderer).
 
 **One run over worker processes: one log, one writer, in the main process.** Each env's recorder makes its own
 stream (streams in env order: stream ``i`` is env ``i`` of a new log). With ``DummyVecEnv`` the recorders write
@@ -58,7 +56,7 @@ import signal
 import time
 import warnings
 from pathlib import Path
-from typing import Any, SupportsFloat
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -70,9 +68,8 @@ from replay.run_folder import SB3_VERSIONS, RunFolder, sb3_checkpoint_name
 from replay.writer import BufferedRecords, RecordBuffer, TrajectoryWriter
 
 try:
-    from stable_baselines3.common.atari_wrappers import AtariWrapper
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.env_util import make_atari_env as _sb3_make_atari_env
     from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 except ImportError as error:  # pragma: no cover - the sb3 extra is missing
     raise ImportError(
@@ -128,11 +125,7 @@ def make_atari_env(
     first_stream = writer.n_streams
     factory = _RecordedAtariEnv(env_id, key, os.getpid(), snapshot_interval, sync_interval)
     try:
-        # SB3's make_atari_env is make_vec_env with wrapper_class=AtariWrapper: here its subclass that reports
-        # NoopResetEnv's no-ops to the recorder.
-        venv = make_vec_env(
-            factory, n_envs, seed=seed, vec_env_cls=vec_env_cls, wrapper_class=_NoopReportingAtariWrapper, **kwargs
-        )
+        venv = _sb3_make_atari_env(factory, n_envs, seed=seed, vec_env_cls=vec_env_cls, **kwargs)
     except BaseException:
         _WRITERS.pop(key, None)
         writer.close()
@@ -174,34 +167,7 @@ class _RecordedAtariEnv:
 
 
 class _SB3Recorder(RecordTrajectory):
-    """A recorder whose records the main process can collect through SB3's ``env_method``, and which records the
-    no-ops of SB3's ``NoopResetEnv`` after each reset (:class:`_NoopReportingAtariWrapper` says when they end)."""
-
-    def __init__(self, env: gym.Env, destination: TrajectoryWriter | RecordBuffer, **kwargs: Any) -> None:
-        super().__init__(env, destination, **kwargs)
-        self._reset_position: int | None = None  # of the reset whose no-ops are being counted
-        self._counting = False
-        self._noops = 0
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
-        result = super().reset(seed=seed, options=options)
-        self._reset_position, self._counting, self._noops = self.recorded_positions - 1, True, 0
-        return result
-
-    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict]:
-        if self._counting:  # NoopResetEnv's NOOPs come first; FireResetEnv's FIRE, if any, ends them
-            if action == 0:
-                self._noops += 1
-            else:
-                self._counting = False
-        return super().step(action)
-
-    def end_of_reset(self) -> None:
-        """The wrappers' reset returned: the NOOPs since the base env's reset were ``NoopResetEnv``'s, none the
-        agent's. (A reset of ``EpisodicLifeEnv`` after a life lost resets nothing here, and notes nothing.)"""
-        if self._reset_position is not None and not self._recording.closed:
-            self._recording.stream.record_noop_start(self._reset_position, 0, self._noops)
-        self._reset_position, self._counting = None, False
+    """A recorder whose records the main process can collect through SB3's ``env_method``."""
 
     @property
     def recorded_positions(self) -> int:
@@ -215,28 +181,6 @@ class _SB3Recorder(RecordTrajectory):
             self.finish_recording()
         writer = self.writer
         return writer.drain() if isinstance(writer, RecordBuffer) else None
-
-
-class _NoopReportingAtariWrapper(AtariWrapper):
-    """SB3's ``AtariWrapper`` that tells the recorder below it when each reset is over, so that the recorder knows
-    how many of the NOOPs after the base env's reset ``NoopResetEnv`` drew: the agent chose none of them.
-
-    Without it those no-ops are ambiguous in a game without FIRE whose agent's first action is NOOP (see
-    ``render.agent_view``). The draw itself is not repeated here: it comes from ``env.unwrapped.np_random``,
-    above the recorder, and counting what was played is exact whatever SB3 draws.
-    """
-
-    def __init__(self, env: gym.Env, **kwargs: Any) -> None:
-        super().__init__(env, **kwargs)
-        layer = env
-        while not isinstance(layer, _SB3Recorder):
-            layer = layer.env  # the env of _RecordedAtariEnv, under SB3's Monitor
-        self._recorder = layer
-
-    def reset(self, **kwargs: Any) -> tuple[Any, dict]:
-        observation, info = super().reset(**kwargs)
-        self._recorder.end_of_reset()
-        return observation, info
 
 
 class RecordedVecEnv(VecEnvWrapper):

@@ -151,7 +151,6 @@ class TrajectoryWriter:
             (fmt.DATASET_VERSIONS, records.versions),
             (fmt.DATASET_SYNC, records.sync),
             (fmt.DATASET_SNAPSHOTS, records.snapshots),
-            (fmt.DATASET_NOOP_STARTS, records.noop_starts),
         ):
             if len(rows):
                 _append(self._dataset(f"{group}/{name}"), rows)
@@ -343,7 +342,6 @@ class StreamWriter:
         self._versions: list[tuple] = []
         self._sync: list[tuple] = []
         self._snapshots: list[tuple] = []
-        self._noop_starts: list[tuple] = []
         self._snapshot_blobs: list[bytes] = []
         self._blob_size = 0
         self._n_snapshots = 0
@@ -353,7 +351,7 @@ class StreamWriter:
     @property
     def pending_bytes(self) -> int:
         """Bytes buffered for the next write (before compression)."""
-        rows = len(self._resets) + len(self._versions) + len(self._sync) + len(self._snapshots) + len(self._noop_starts)
+        rows = len(self._resets) + len(self._versions) + len(self._sync) + len(self._snapshots)
         return self.n_lanes * self._n_actions + 40 * rows + sum(len(b) for b in self._snapshot_blobs)
 
     @property
@@ -380,11 +378,6 @@ class StreamWriter:
         if seed is not None:
             self._generator_bases.pop(lane, None)  # a seeded reset reseeds the sticky-action generator
         self._resets.append((position, lane, fmt.NO_SEED if seed is None else int(seed)))
-
-    def record_noop_start(self, position: int, lane: int, noops: int) -> None:
-        """The no-op steps a wrapper above the recorder played after the reset at ``position`` (see
-        ``log_format``)."""
-        self._noop_starts.append((position, lane, noops))
 
     def record_version(self, position: int, version: int) -> None:
         self._versions.append((position, version))
@@ -451,13 +444,11 @@ class StreamWriter:
             sync=np.array(self._sync, dtype=fmt.SYNC_DTYPE),
             snapshots=np.array(self._snapshots, dtype=fmt.SNAPSHOT_DTYPE),
             snapshot_bytes=b"".join(self._snapshot_blobs),
-            noop_starts=np.array(self._noop_starts, dtype=fmt.NOOP_START_DTYPE),
         )
         self._written_positions += self._n_actions
         self._n_actions = 0
-        for rows in (self._resets, self._versions, self._sync, self._snapshots, self._noop_starts):
+        for rows in (self._resets, self._versions, self._sync, self._snapshots, self._snapshot_blobs):
             rows.clear()
-        self._snapshot_blobs.clear()
         return records
 
 
@@ -473,11 +464,10 @@ class StreamRecords:
     sync: np.ndarray
     snapshots: np.ndarray
     snapshot_bytes: bytes
-    noop_starts: np.ndarray
 
     @property
     def nbytes(self) -> int:
-        tables = (self.resets, self.versions, self.sync, self.snapshots, self.noop_starts)
+        tables = (self.resets, self.versions, self.sync, self.snapshots)
         return self.actions.nbytes + sum(t.nbytes for t in tables) + len(self.snapshot_bytes)
 
 
@@ -607,7 +597,6 @@ def _create_stream(group: h5py.Group, attributes: dict[str, Any], n_lanes: int) 
         (fmt.DATASET_VERSIONS, fmt.VERSION_DTYPE),
         (fmt.DATASET_SYNC, fmt.SYNC_DTYPE),
         (fmt.DATASET_SNAPSHOTS, fmt.SNAPSHOT_DTYPE),
-        (fmt.DATASET_NOOP_STARTS, fmt.NOOP_START_DTYPE),
     ):
         _table(group, name, dtype)
     group.create_dataset(
