@@ -250,6 +250,12 @@ class _Resimulator:
                 self._next()
 
 
+# One overlay draws at a time, across players: the drawing code keeps caches shared between overlays (text,
+# thumbnails), and a seek test once drew a minimal frame that differed from the sequential one while another
+# player's frames were being drawn ahead. PNG encoding, the larger share, still runs in parallel.
+_DRAW_LOCK = threading.Lock()
+
+
 class _Player:
     """One episode being watched with one overlay: an overlay of its own, and the PNGs of the steps around the
     playhead, drawn ahead in ``pool``."""
@@ -258,7 +264,6 @@ class _Player:
         self.track, self._pool = track, pool
         self._overlay: Overlay = scenes.overlay(track.episode)
         self._scene = track.scene(scenes)
-        self._draw_lock = threading.Lock()
         self._lock = threading.Lock()
         self._ready: dict[int, Future[bytes]] = {}
         self._last: int | None = None
@@ -311,7 +316,7 @@ class _Player:
         frame = kept.frame.array()
         observation = kept.observation.array() if shows_observation else None
         context = dataclasses.replace(context, frame=frame, observation=observation)
-        with self._draw_lock:
+        with _DRAW_LOCK:
             image = self._overlay.render(context).copy()
         return encode_png(image)
 
