@@ -20,6 +20,7 @@ starts in parallel processes; killed, it continues with what is not rebuilt yet.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -39,7 +40,7 @@ from replay.train.checkpoints import checkpoint_path, load_policy, read_resume_s
 from replay.train.ledger import Ledger, Session
 from replay.train.network import ActorCritic
 from replay.train.randomness import ROLLOUT, SHUFFLE, update_generator
-from replay.train.rollouts import LoggedRollout, LoggedRollouts
+from replay.train.rollouts import LoggedRollout, LoggedRollouts, RolloutsAhead
 
 KEEP = 64  # rebuilt versions kept on disk by on-demand rebuilds (~6.7 MB each)
 
@@ -172,10 +173,18 @@ def _raise(failure: tuple[str, str, int] | None) -> None:
 
 
 def replay_segment(
-    run: Path, segment: Segment, *, progress: bool = False, on_update: Callable[[int], None] | None = None
+    run: Path,
+    segment: Segment,
+    *,
+    progress: bool = False,
+    on_update: Callable[[int], None] | None = None,
+    overlap: bool = True,
 ) -> None:
     """Replay the learning from ``segment.start`` to its last target in this process, writing each target to
-    ``<run>/rebuilt/``; ``on_update`` is called with each version made."""
+    ``<run>/rebuilt/``; ``on_update`` is called with each version made.
+
+    With ``overlap`` the next update's rollout is re-simulated in a thread while the learner runs the current one
+    (the bits are the same either way: the rollouts are read in order, the learner runs here)."""
     folder = RunFolder(run)
     records = ledger.read(folder.ledger)
     session = records.session_of(segment.start)
@@ -185,7 +194,10 @@ def replay_segment(
         model, optimizer, global_step = _start(folder, records, session, segment.start, log)
         if segment.start in segment.targets:
             _keep(folder, model, segment.start, global_step, log.env_id)
-        rollouts = LoggedRollouts(log, session, segment.start) if last > segment.start else None
+        count = last - segment.start
+        rollouts = LoggedRollouts(log, session, segment.start) if count else None
+        ahead = RolloutsAhead(rollouts, count) if overlap and rollouts is not None else None
+        source = ahead or rollouts
         bar = tqdm(
             total=last - segment.start,
             disable=not progress,
@@ -193,9 +205,9 @@ def replay_segment(
             desc=f"rebuilding v{segment.start}..v{last}",
             leave=False,
         )
-        with bar:
+        with bar, ahead or contextlib.nullcontext():
             for update in range(segment.start, last):
-                _replay_update(folder, model, optimizer, rollouts.next(), session, records)
+                _replay_update(folder, model, optimizer, source.next(), session, records)
                 global_step += config.batch_size
                 if update + 1 in segment.targets:
                     _keep(folder, model, update + 1, global_step, log.env_id)

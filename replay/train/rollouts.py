@@ -11,6 +11,8 @@ action and the log holds none, so those are left to the rebuilt policy's own dra
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -146,3 +148,50 @@ class LoggedRollouts:
                     f"by the ledger, the log says version {found} played it; the log and the ledger are of "
                     "different runs"
                 )
+
+
+class RolloutsAhead:
+    """The next ``count`` rollouts of ``rollouts``, each re-simulated in a thread while the caller learns from the
+    one before (the emulator and the learner's torch kernels run without holding the GIL at the same time).
+
+    At most one rollout waits, so memory stays at two rollouts. A re-simulation error is raised by :meth:`next`
+    for the rollout it struck; :meth:`close` stops the thread (also when the caller failed first).
+    """
+
+    def __init__(self, rollouts: LoggedRollouts, count: int) -> None:
+        self._ready: queue.Queue[LoggedRollout | BaseException] = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._fill, args=(rollouts, count), name="rollouts-ahead", daemon=True)
+        self._thread.start()
+
+    def _fill(self, rollouts: LoggedRollouts, count: int) -> None:
+        for _ in range(count):
+            try:
+                item: LoggedRollout | BaseException = rollouts.next()
+            except BaseException as error:  # handed to the caller, who raises it
+                item = error
+            while not self._stop.is_set():
+                try:
+                    self._ready.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if self._stop.is_set() or isinstance(item, BaseException):
+                return
+
+    def next(self) -> LoggedRollout:
+        """The next rollout, waiting for its re-simulation."""
+        item = self._ready.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def __enter__(self) -> RolloutsAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
