@@ -116,3 +116,23 @@ def test_bench_saliency_compares_the_probe_with_the_forward_pass_and_the_naive_l
     assert variants["stride 6"]["patches"] == 196 and variants["stride 12"]["patches"] == 49
     assert 0 < variants["stride 12"]["policy_correlation"] < variants["stride 6"]["policy_correlation"] <= 1
     assert list(tmp_path.iterdir()) == [out]
+
+
+def test_bench_rebuild_sets_the_trainer_beside_its_rebuilds_and_prices_each_cadence(tmp_path):
+    out = tmp_path / "bench_rebuild.json"
+    command = [sys.executable, str(BENCH / "bench_rebuild.py"), "--updates", "3", "--cadences", "1", "3"]
+    command += ["--project", "250", "--no-parallel", "--json", str(out)]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    (row,) = report["rounds"]
+    assert row["trainer"]["seconds_per_update"] > 0 and row["rebuild_overlapped"]["seconds_per_update"] > 0
+    assert (
+        row["ratio_overlapped"]
+        == row["trainer"]["seconds_per_update"] / row["rebuild_overlapped"]["seconds_per_update"]
+    )
+    by_cadence = {t["cadence"]: t for t in report["trade_off"]}
+    assert sorted(by_cadence) == [1, 3, 250]
+    assert by_cadence[1]["MB_per_1M"] > by_cadence[3]["MB_per_1M"] > by_cadence[250]["MB_per_1M"]
+    assert by_cadence[3]["measured_worst_seconds"] > by_cadence[1]["measured_worst_seconds"]
+    assert "MB per 1M steps" in done.stdout and list(tmp_path.iterdir()) == [out]
