@@ -115,6 +115,14 @@ class Rebuilder:
                 by_start.setdefault(self.start_of(version), []).append(version)
         return [Segment(start, tuple(targets)) for start, targets in sorted(by_start.items())]
 
+    def segments(self) -> list[Segment]:
+        """Every replay that rebuilds the whole run, one per start, rebuilt or not: the same list in every process
+        (jobs that share the run out by it must not see each other's progress)."""
+        by_start: dict[int, list[int]] = {}
+        for version in range(self.ledger.last_version + 1):
+            by_start.setdefault(self.start_of(version), []).append(version)
+        return [Segment(start, tuple(targets)) for start, targets in sorted(by_start.items())]
+
     def threads_for(self, segment: Segment) -> int:
         return self.threads or self.ledger.session_of(segment.start).threads
 
@@ -301,6 +309,20 @@ def _differs(folder: RunFolder, session: Session, version: int, found: str, expe
 
 def _keep(folder: RunFolder, model: ActorCritic, version: int, global_step: int, env_id: str) -> None:
     save_checkpoint(folder.rebuilt, model, policy_version=version, global_step=global_step, env_id=env_id)
+
+
+def share(segments: list[Segment], part: int, parts: int) -> list[Segment]:
+    """Part ``part`` of ``parts`` of ``segments``, the parts balanced by updates to replay: the longest segment
+    goes to the part with the fewest updates so far (ties to the lowest part), the same in every process."""
+    if not 0 <= part < parts:
+        raise ValueError(f"part={part} is not one of 0..{parts - 1} (parts={parts})")
+    loads, mine = [0] * parts, []
+    for segment in sorted(segments, key=lambda s: (-(max(s.targets) - s.start), s.start)):
+        lightest = loads.index(min(loads))
+        loads[lightest] += max(segment.targets) - segment.start
+        if lightest == part:
+            mine.append(segment)
+    return sorted(mine, key=lambda s: s.start)
 
 
 def rebuild_run(run: str | Path, *, workers: int = 1, threads: int | None = None, progress: bool = True) -> int:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -147,3 +150,28 @@ def test_a_run_resumed_with_another_thread_count_rebuilds_each_part_with_its_own
     assert [(s.start, s.targets) for s in rebuilder.plan(range(7))] == [(0, (0, 1, 2)), (3, (3, 4, 5, 6))]
     rebuilder.prepare(range(7))
     assert all(rebuilder.cached(v) for v in range(7))
+
+
+@pytest.mark.slow
+def test_a_launcher_sweep_shares_the_rebuild_out_one_segment_per_job(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    truth, sparse = runs
+    run = tmp_path / "run"
+    shutil.copytree(sparse, run, ignore=shutil.ignore_patterns("rebuilt"))
+    root = Path(__file__).resolve().parents[2]
+    sweep = tmp_path / "sweep"
+    command = [sys.executable, "-m", "replay.train.rebuild_jobs", "-m", "hydra/launcher=submitit_local"]
+    command += [f"hydra.sweep.dir={sweep}", f"run={run}", "parts=2", "part=0,1", "progress=false"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    logs = "".join(p.read_text() for p in sweep.glob(".submitit/*/*_log.err"))  # each job's stderr
+    said = sorted(line for line in logs.splitlines() if line.startswith("part "))
+    assert [line.split(" in ")[0] for line in said] == [
+        f"part 0 of 2: rebuilt 4 versions of {run}",  # the segment from the seed: versions 0..3
+        f"part 1 of 2: rebuilt 3 versions of {run}",  # the segment from the resume point at 4: 4..6
+    ]
+    assert len({p.parent.name for p in sweep.glob(".submitit/*/*_result.pkl")}) == 2  # a process per job
+    for version in range(7):
+        mine = torch.load(checkpoint_path(RunFolder(run).rebuilt, version), weights_only=True)["state_dict"]
+        theirs = torch.load(checkpoint_path(RunFolder(truth).checkpoints, version), weights_only=True)["state_dict"]
+        assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
