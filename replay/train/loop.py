@@ -143,6 +143,22 @@ def train(
             bar.write(f"eval v{run.version}: return {total:g} in {length} steps")
 
     model, optimizer, envs = run.model, run.optimizer, run.envs
+
+    def save_state(keep: bool) -> None:
+        """Write ``resume.pt`` as of now; with ``keep``, also keep it as a resume point, recorded in the ledger."""
+        point = resume_point_path(folder.resume_points, run.version)
+        digest = save_resume_state(
+            folder.checkpoints,
+            model,
+            optimizer,
+            policy_version=run.version,
+            global_step=run.global_step,
+            env_id=config.env.id,
+            keep_as=point if keep else None,
+        )
+        if keep:
+            learning.resume_point(run.version, point.name, digest)
+
     stopped = True
     try:
         if run.restarting:
@@ -157,16 +173,7 @@ def train(
             )
         elif run.version < run.num_updates and not resume_point_path(folder.resume_points, run.version).is_file():
             # What this launch learns differs from what a kill cut short: its rebuilds start from its own state.
-            digest = save_resume_state(
-                folder.checkpoints,
-                model,
-                optimizer,
-                policy_version=run.version,
-                global_step=run.global_step,
-                env_id=config.env.id,
-                keep_as=resume_point_path(folder.resume_points, run.version),
-            )
-            learning.resume_point(run.version, resume_point_path(folder.resume_points, run.version).name, digest)
+            save_state(keep=True)
         if run.version >= run.num_updates:  # only that evaluation was left: no training envs reset, no empty episodes
             stopped = False
             return folder.path
@@ -248,20 +255,9 @@ def train(
             scalars.update(run.global_step, lr, stats, steps_per_second)
             learning.update(run.version, lr, model)  # before the resume state, as the update's row
             point_every = config.checkpoint.resume_point_every
-            point = resume_point_path(folder.resume_points, run.version)
             keep = point_every > 0 and run.version % point_every == 0
             if keep or run.version % config.checkpoint.resume_every_updates == 0 or run.version == run.num_updates:
-                digest = save_resume_state(
-                    folder.checkpoints,
-                    model,
-                    optimizer,
-                    policy_version=run.version,
-                    global_step=run.global_step,
-                    env_id=config.env.id,
-                    keep_as=point if keep else None,
-                )
-                if keep:
-                    learning.resume_point(run.version, point.name, digest)
+                save_state(keep=keep)
             every = config.checkpoint.every_updates
             if run.version in run.milestones or (every > 0 and run.version % every == 0):
                 checkpoint(run.milestones.get(run.version))

@@ -60,6 +60,21 @@ export function showError(where, error) {
   where.replaceChildren(h("p", { class: "error" }, String(error.message || error)));
 }
 
+// Calls refresh() again and again: soon while it says work is under way (it returns true), rarely otherwise; a
+// failed refresh shows its error in `problem` and the polling goes on.
+export function poll(refresh, problem, busyMs, idleMs) {
+  const again = async () => {
+    let busy = false;
+    try {
+      busy = await refresh();
+    } catch (error) {
+      showError(problem, error);
+    }
+    setTimeout(again, busy ? busyMs : idleMs);
+  };
+  again();
+}
+
 export function runLink(id) { return `/runs/${encodeURIComponent(id)}`; }
 export function episodeLink(id, index, step, overlay) {
   const query = new URLSearchParams();

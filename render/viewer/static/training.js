@@ -1,5 +1,5 @@
 // Training from the viewer: start a run, follow it live (its run page), stop it as Ctrl-C does, resume it.
-import { getJSON, h, postJSON, runLink, showError } from "/static/common.js";
+import { getJSON, h, poll, postJSON, runLink, showError } from "/static/common.js";
 
 const ui = Object.fromEntries(["start", "game", "total-steps", "seed", "problem", "trainers"].map((id) => [id, document.getElementById(id)]));
 
@@ -45,15 +45,6 @@ async function refresh() {
   return trainers.some((t) => ["starting", "running", "stopping"].includes(t.state));
 }
 
-async function loop() {
-  let busy = false;
-  try {
-    busy = await refresh();
-  } catch (error) {
-    showError(ui.problem, error);
-  }
-  setTimeout(loop, busy ? 1000 : 5000);
-}
 
 ui.start.addEventListener("submit", (event) => {
   event.preventDefault();
@@ -63,4 +54,4 @@ ui.start.addEventListener("submit", (event) => {
 getJSON("/api/training/games").then((games) => {
   ui.game.replaceChildren(...games.map((g) => h("option", { value: g.game, selected: g.game === "Breakout" }, g.game)));
 }).catch((error) => showError(ui.problem, error));
-loop();
+poll(refresh, ui.problem, 1000, 5000);

@@ -1,6 +1,6 @@
 // A run's videos: a form that starts a render job (the real renderer, in the viewer's bounded queue), the jobs
 // with a live progress bar and cancel, and the gallery of the run's videos with what each shows (its sidecar).
-import { bytes, getJSON, h, pathParts, postJSON, runLink, showError } from "/static/common.js";
+import { bytes, getJSON, h, pathParts, poll, postJSON, runLink, showError } from "/static/common.js";
 
 const runId = pathParts().run;
 const ui = Object.fromEntries(["title", "run-link", "make", "product", "episode", "duration", "layout", "overlays",
@@ -90,15 +90,6 @@ async function refresh() {
   return jobs.some((job) => job.state === "queued" || job.state === "running");
 }
 
-async function loop() {
-  let busy = false;
-  try {
-    busy = await refresh();
-  } catch (error) {
-    showError(ui.problem, error);
-  }
-  setTimeout(loop, busy ? 700 : 4000);
-}
 
 ui.make.addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -121,4 +112,4 @@ ui.title.textContent = `Videos · ${runId}`;
 document.title = `Videos · ${runId} · ale-replay viewer`;
 ui["run-link"].href = runLink(runId);
 fields();
-loop();
+poll(refresh, ui.problem, 700, 4000);
