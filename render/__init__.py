@@ -11,7 +11,7 @@ from typing import Any
 
 _EXPORTS = {
     "EncoderError": "render.errors",
-    "EpisodeFrames": "render.products",
+    "EpisodeFrames": "render.episode",
     "FrameExplanation": "render.explanations",
     "FullOverlay": "render.draw.overlays",
     "MinimalOverlay": "render.draw.overlays",
@@ -19,14 +19,14 @@ _EXPORTS = {
     "RawOverlay": "render.draw.overlays",
     "RenderConfigError": "render.errors",
     "RenderError": "render.errors",
-    "RenderResult": "render.products",
-    "RenderSource": "render.products",
+    "RenderResult": "render.source",
+    "RenderSource": "render.source",
     "SelectionError": "render.errors",
     "VideoEncoder": "render.encoder",
     "explain": "render.explanations",
     "render_episode": "render.products",
     "render_progression": "render.products",
-    "render_still": "render.products",
+    "render_still": "render.episode",
     "render_timelapse": "render.products",
 }
 __all__ = sorted(_EXPORTS)

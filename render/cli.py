@@ -29,7 +29,8 @@ from omegaconf.errors import OmegaConfBaseException
 from render.config import RenderConfig, register_configs
 from render.errors import RenderConfigError, RenderError
 from render.policies import EXACT
-from render.products import RenderResult, RenderSource, render_episode, render_progression, render_timelapse
+from render.products import render_episode, render_progression, render_timelapse
+from render.source import RenderResult, RenderSource
 from replay.command import refuse, register_help, run_app
 from replay.errors import ReplayError
 from replay.run_folder import RunFolder

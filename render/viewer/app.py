@@ -28,7 +28,7 @@ from starlette.staticfiles import StaticFiles
 
 from render.config import OVERLAYS
 from render.errors import RenderError
-from render.products import RenderSource
+from render.source import RenderSource
 from render.viewer.errors import BadRequestError, NotFoundError, UnreadableError, ViewerError
 from render.viewer.frames import FrameCache
 from render.viewer.jobs import JobQueue, job_routes

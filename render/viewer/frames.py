@@ -37,10 +37,11 @@ import numpy as np
 
 from render.config import OverlayConfig
 from render.draw.overlays import Overlay
+from render.episode import EpisodeScenes
 from render.errors import RenderError
 from render.feed import KeptStep, same_steps, serve_episodes, unpack
 from render.frame import FrameContext
-from render.products import EpisodeScenes, RenderSource
+from render.source import RenderSource
 from replay import EpisodeRecord
 
 # zlib level 1 without PNG's row filters: lossless, and half the time of OpenCV's default filters (a 1280x720

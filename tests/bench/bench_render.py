@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from timing import cpu_seconds
 
+from render import RenderSource, render_timelapse
 from render.analytics import ProbeSettings
 from render.config import OverlayConfig, SelectionConfig, TimelapseProductConfig, VideoConfig
 from render.draw.compose import blank
@@ -56,7 +57,6 @@ from render.draw.overlays import FullOverlay
 from render.encoder import VideoEncoder
 from render.feed import kept_steps
 from render.policies import PolicyLibrary
-from render.products import RenderSource, render_timelapse
 from render.scenes import SceneSettings, episode_scene
 from render.schedule import TrainingSchedule
 from replay import RecordTrajectory, TrajectoryLog

@@ -50,7 +50,8 @@ import torch
 from bench_render import Clock, EncoderTap, build_run
 
 import render.pipeline as pipeline
-import render.products as products
+import render.session as session
+from render import RenderResult, RenderSource, render_timelapse
 from render.analytics import ProbeSettings
 from render.config import OverlayConfig, SelectionConfig, TimelapseProductConfig, VideoConfig
 from render.draw.overlays import FullOverlay
@@ -58,7 +59,6 @@ from render.encoder import VideoEncoder
 from render.feed import kept_steps
 from render.pipeline import I420Converter, Rendered
 from render.policies import PolicyLibrary
-from render.products import RenderSource, render_timelapse
 from render.scenes import SceneSettings, episode_scene
 from render.schedule import TrainingSchedule
 from replay import TrajectoryLog, rebuild
@@ -257,7 +257,7 @@ def bench_env(steps: int = 2000, rounds: int = 4) -> dict:
     return {name: float(np.median(values)) for name, values in found.items()}
 
 
-def _render(run: Path, out: Path) -> products.RenderResult:
+def _render(run: Path, out: Path) -> RenderResult:
     return render_timelapse(
         RenderSource.resolve(run=run, log=None, checkpoint=None),
         out,
@@ -286,7 +286,7 @@ class _NoEncoder:
 
 
 def bench_producer(run: Path, out: Path) -> dict:
-    with mock.patch.object(products, "VideoEncoder", _NoEncoder), Clock() as clock:
+    with mock.patch.object(session, "VideoEncoder", _NoEncoder), Clock() as clock:
         result = _render(run, out)
     return clock.row(result.frames)
 
@@ -332,7 +332,7 @@ def bench_threads(run: Path, out: Path, rounds: int) -> dict:
             if kind == "alone":
                 alone()
                 continue
-            with mock.patch.object(products, "encode_frames", timed):
+            with mock.patch.object(session, "encode_frames", timed):
                 _render(run, out)
     return {name: float(np.median(values)) for name, values in found.items()}
 
@@ -342,7 +342,7 @@ def bench_queue(run: Path, out: Path, rounds: int) -> dict:
     encode = pipeline.encode_frames
     for r in range(rounds):
         for depth in ("8", "32") if r % 2 == 0 else ("32", "8"):
-            queued = mock.patch.object(products, "encode_frames", lambda f, e, d=int(depth): encode(f, e, prefetch=d))
+            queued = mock.patch.object(session, "encode_frames", lambda f, e, d=int(depth): encode(f, e, prefetch=d))
             with queued, Clock() as clock:
                 result = _render(run, out)
             row = clock.row(result.frames)

@@ -35,8 +35,8 @@ import numpy as np
 
 from render import EpisodeFrames, RenderSource, render_still
 from render.config import OverlayConfig
+from render.episode import EpisodeScenes
 from render.feed import kept_steps
-from render.products import EpisodeScenes
 from render.viewer import FrameCache, create_app, encode_png
 from replay import TrajectoryLog
 

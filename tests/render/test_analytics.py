@@ -14,9 +14,10 @@ from render.errors import SelectionError
 from render.feed import auto_workers, kept_count, runs
 from render.frame import FrameContext
 from render.policies import PolicyLibrary
-from render.products import human_steps, milestone_episodes, timelapse_stride
+from render.products import human_steps, timelapse_stride
 from render.schedule import TrainingSchedule
 from render.selection import evenly, every, pick_episode, progress_range
+from render.story import milestone_episodes
 from replay import EpisodeRecord
 from replay.train.checkpoints import save_checkpoint
 from replay.train.network import ActorCritic

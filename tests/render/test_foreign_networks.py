@@ -265,8 +265,8 @@ def test_explain_gives_what_the_sb3_agent_saw_and_answered_in_training(tmp_path:
                     for a, b in zip(held.state_dict().values(), versioned.state_dict().values(), strict=True)
                 )
 
+    from render import RenderSource, render_still
     from render.config import OverlayConfig
-    from render.products import RenderSource, render_still
 
     still = render_still(RenderSource.resolve(run=run, log=None, checkpoint=None), episode=0, step=120,
                          overlay=OverlayConfig(kind="full"))  # fmt: skip

@@ -25,6 +25,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from render import RenderSource, render_episode, render_progression, render_timelapse
 from render.cli import run_product
 from render.config import (
     EpisodeProductConfig,
@@ -40,7 +41,6 @@ from render.draw.style import Palette
 from render.encoder import VideoEncoder
 from render.errors import EncoderError, MissingCheckpointError, RenderConfigError, SelectionError
 from render.feed import ReplayFeed
-from render.products import RenderSource, render_episode, render_progression, render_timelapse
 from render.schedule import TrainingSchedule
 from render.story import LearningCurve
 from replay import EpisodeIndexError, RecordTrajectory, TrajectoryLog

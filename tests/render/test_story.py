@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from helpers import decode_video
 
+from render import RenderSource, render_progression, render_timelapse
 from render.config import OverlayConfig, ProgressionProductConfig, SelectionConfig, TimelapseProductConfig, VideoConfig
 from render.draw.overlays import RawOverlay
 from render.draw.story import (
@@ -24,7 +25,6 @@ from render.draw.story import (
 from render.draw.style import Palette
 from render.feed import kept_count
 from render.frame import FrameContext
-from render.products import RenderSource, render_progression, render_timelapse
 from render.schedule import TrainingSchedule
 from render.selection import highlights
 from render.story import LearningCurve, clip_stride, milestone_episodes, screens
