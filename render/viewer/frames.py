@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import multiprocessing
@@ -34,6 +35,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from render.config import OverlayConfig
 from render.draw.overlays import Overlay
@@ -53,6 +55,11 @@ MAX_STRIDE = 8  # requests this far apart count as playback at that stride (spee
 GREENZONE_BYTES = 256 * 2**20
 _CONTEXT_BYTES = 600  # a frame context's own objects, beside its arrays
 _NO_FRAME = np.zeros((0, 0, 3), np.uint8)  # a kept context's frame: the greenzone holds it packed
+# The network's threads while frame contexts are made (full): one, as ``python -m render`` (torch_threads) and the
+# trainer use. Beside the re-simulation worker and other work, two threads on two cores wait on each other: a cold
+# seek's forward passes took 3-9x as long on a busy 2-core machine (same outputs, bit for bit). Set per thread: torch
+# keeps the count per thread, and a request's thread may not be the one that set it.
+TORCH_THREADS = 1
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -75,7 +82,7 @@ class _Scene:
         self._lock = threading.Lock()
 
     def context(self, step: int) -> tuple[FrameContext, bool]:
-        with self._lock:
+        with self._lock, _torch_threads(TORCH_THREADS):
             if self._source is None:
                 self._source = self._make()
             while len(self.contexts) <= step:
@@ -85,6 +92,20 @@ class _Scene:
                 self.contexts.append((_stripped(context), context.observation is not None))
                 self.bytes += _context_bytes(context)
             return self.contexts[step]
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    """Torch's intra-op threads set to ``count`` in this thread for the block, then set back."""
+    before = torch.get_num_threads()
+    if before == count:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class _Track:
