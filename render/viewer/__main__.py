@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn  # after the arguments: --help stays quick
 
-    from render.viewer.app import create_app
+    from render.viewer.app import PLOTLY_BASIC, create_app
 
     try:
         listener = _listen(args.host, args.port)
@@ -55,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     shown = f"[{host}]" if ":" in host else host
     print(f"ale-replay viewer: http://{shown}:{port}/ (runs from {', '.join(map(str, args.runs))}; Ctrl-C stops)")
+    if not PLOTLY_BASIC.is_file():
+        print(
+            "note: serving plotly's full bundle (4.8 MB): a run page's first visit takes ~1 s longer; "
+            "`npm ci --prefix render/viewer` installs the basic bundle",
+            file=sys.stderr,
+        )
     sys.stdout.flush()
     config = uvicorn.Config(create_app(args.runs), log_level="warning")
     uvicorn.Server(config).run(sockets=[listener])

@@ -182,3 +182,30 @@ def test_the_command_prints_its_url_and_serves_the_runs(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_the_charts_bundle_is_npms_basic_one_when_installed_else_the_python_packages(
+    viewer: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import plotly
+
+    from render.viewer import app
+
+    full = Path(plotly.__file__).with_name("package_data") / "plotly.min.js"
+    status, kind, body = viewer.get("/vendor/plotly.min.js")
+    assert status == 200 and kind.startswith("text/javascript")
+    expected = app.PLOTLY_BASIC if app.PLOTLY_BASIC.is_file() else full  # `npm ci --prefix render/viewer` or not
+    assert body == expected.read_bytes()
+    monkeypatch.setattr(app, "PLOTLY_BASIC", tmp_path / "not-installed.js")
+    assert viewer.get("/vendor/plotly.min.js")[2] == full.read_bytes()
+
+
+@pytest.mark.skipif(not (ROOT / "render/viewer/package-lock.json").is_file(), reason="no npm lock file")
+def test_ci_installs_the_basic_bundle_the_lock_file_pins() -> None:
+    from render.viewer.app import PLOTLY_BASIC
+
+    lock = json.loads((ROOT / "render/viewer/package-lock.json").read_text())
+    version = lock["packages"]["node_modules/plotly.js-basic-dist-min"]["version"]
+    if not PLOTLY_BASIC.is_file():
+        pytest.skip("npm ci --prefix render/viewer has not run in this checkout")
+    assert f"plotly.js (basic - minified) v{version}" in PLOTLY_BASIC.read_text()[:200]
