@@ -70,8 +70,12 @@ def main() -> None:
     print(f"{'page':<22} {'median s':>9} {'max s':>7}   (goal: interactive within 1 s; {args.rounds} rounds)")
     for key, row in rows.items():
         print(f"{key:<22} {row['median_s']:>9.3f} {row['max_s']:>7.3f}")
+    from render.viewer.app import plotly_js
+
+    bundle = plotly_js()
+    print(f"charts bundle: {bundle.name} ({bundle.stat().st_size / 1e6:.1f} MB)")
     report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
-              "pages": rows}  # fmt: skip
+              "charts_bundle": {"file": str(bundle), "bytes": bundle.stat().st_size}, "pages": rows}  # fmt: skip
     partial = args.json.with_name(f".{args.json.name}.partial")
     partial.write_text(json.dumps(report, indent=2))
     os.replace(partial, args.json)
