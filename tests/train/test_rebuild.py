@@ -126,15 +126,20 @@ def test_the_whole_run_rebuilds_ahead_of_time_and_continues_after_a_kill(
     assert all(checkpoint_path(rebuilt, v).stat().st_ino == inodes[f"v{v:06d}.pt"] for v in (0, 1, 2, 3, 4, 6))
 
 
-@pytest.mark.slow  # ~1.5 s: explains frames of the sample run
-def test_a_run_recorded_before_the_ledger_keeps_the_nearest_checkpoints(tmp_path: Path) -> None:
-    sample = Path(__file__).resolve().parents[2] / "data/sample/breakout"
-    if not sample.is_dir():
-        pytest.skip("the sample run is not in this checkout")
-    frames = list(render.explain(sample, 983, checkpoint="exact", start=0, stop=2))
-    assert [f.checkpoint_version for f in frames] == [
-        f.checkpoint_version for f in render.explain(sample, 983, start=0, stop=2)
-    ]
+@pytest.mark.slow
+def test_a_run_recorded_before_the_ledger_keeps_the_nearest_checkpoints(
+    runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, sparse = runs
+    run = tmp_path / "run"
+    shutil.copytree(sparse, run, ignore=shutil.ignore_patterns("rebuilt", "learning.jsonl"))  # as before the ledger
+    episode = _training_episodes(run)[-1]
+    exact = list(render.explain(run, episode, checkpoint="exact"))
+    nearest = list(render.explain(run, episode))
+    assert [f.checkpoint_version for f in exact] == [f.checkpoint_version for f in nearest]
+    assert any(f.checkpoint_version != f.policy_version for f in exact)  # lagging, as before
+    assert "learning.jsonl" in capsys.readouterr().err  # and said why, naming the missing ledger
+    assert not RunFolder(run).rebuilt.exists()
 
 
 @pytest.mark.slow
