@@ -178,7 +178,8 @@ _ERROR_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><lin
 
 
 # plotly.js's basic bundle (scatter, bar, pie: all the run page draws), from npm (``render/viewer/package.json``):
-# 1.2 MB to compile on a first visit where the full bundle is 4.8 MB (a cold run page ready in ~0.5 s, not ~1.5 s).
+# 1.2 MB to compile on a first visit where the full bundle is 4.8 MB (a cold run page ready in 0.67 s, not 1.46 s:
+# python tests/bench/bench_viewer_pages.py).
 PLOTLY_BASIC = Path(__file__).with_name("node_modules") / "plotly.js-basic-dist-min" / "plotly-basic.min.js"
 
 

@@ -57,8 +57,9 @@ _CONTEXT_BYTES = 600  # a frame context's own objects, beside its arrays
 _NO_FRAME = np.zeros((0, 0, 3), np.uint8)  # a kept context's frame: the greenzone holds it packed
 # The network's threads while frame contexts are made (full): one, as ``python -m render`` (torch_threads) and the
 # trainer use. Beside the re-simulation worker and other work, two threads on two cores wait on each other: a cold
-# seek's forward passes took 3-9x as long on a busy 2-core machine (same outputs, bit for bit). Set per thread: torch
-# keeps the count per thread, and a request's thread may not be the one that set it.
+# seek's forward passes took a median 754 ms with two, 86 ms with one, side by side on a busy machine (the profile
+# in docs/notes.md), with the same outputs bit for bit. Set per thread: torch keeps the count per thread, and a
+# request's thread may not be the one that set it.
 TORCH_THREADS = 1
 
 

@@ -204,8 +204,6 @@ def replay_segment(
             _keep(folder, model, segment.start, global_step, log.env_id)
         count = last - segment.start
         rollouts = LoggedRollouts(log, session, segment.start) if count else None
-        ahead = RolloutsAhead(rollouts, count) if overlap and rollouts is not None else None
-        source = ahead or rollouts
         bar = tqdm(
             total=last - segment.start,
             disable=not progress,
@@ -213,7 +211,9 @@ def replay_segment(
             desc=f"rebuilding v{segment.start}..v{last}",
             leave=False,
         )
-        with bar, ahead or contextlib.nullcontext():
+        with bar, contextlib.ExitStack() as stack:
+            ahead = stack.enter_context(RolloutsAhead(rollouts, count)) if overlap and rollouts is not None else None
+            source = ahead or rollouts
             for update in range(segment.start, last):
                 _replay_update(folder, model, optimizer, source.next(), session, records)
                 global_step += config.batch_size

@@ -1,8 +1,11 @@
 """``python -m replay.train.rebuild_jobs``: a run's rebuild shared out as Hydra jobs, for launchers past one machine.
 
 The run's segments (one per start: version 0 and each resume point) are independent replays. Job ``part`` of
-``parts`` takes its share of them (balanced by updates, the same in every job, whatever the others have done)
-and rebuilds the versions of its share not rebuilt yet into ``<run>/rebuilt/``. With a shared file system, a
+``parts`` takes its share of them (balanced by updates, the same in every job whatever the others have rebuilt
+already) and rebuilds the versions of its share not rebuilt yet into ``<run>/rebuilt/``. The shares are computed
+from the ledger as each job reads it, so share out a finished run: a trainer still writing it adds resume points,
+and jobs started at different times could then disagree (a version no job rebuilt is rebuilt when first asked
+for, never drawn wrong). With a shared file system, a
 sweep over ``part`` on any Hydra launcher rebuilds the whole run, each machine one share::
 
     python -m replay.train.rebuild_jobs -m run=data/runs/breakout-1 parts=4 part=0,1,2,3 \\
@@ -55,6 +58,7 @@ ConfigStore.instance().store(name="rebuild_schema", node=RebuildJob)
 def rebuild_part(run: str | Path, part: int, parts: int, *, threads: int | None = None, progress: bool = True) -> int:
     """Rebuild share ``part`` of ``parts`` of ``run``; returns the versions rebuilt (those on disk already are
     skipped)."""
+    share([], part, parts)  # refuse a part outside the parts before opening the run
     rebuilder = Rebuilder(run, threads=threads, keep=None, progress=progress)
     mine = share(rebuilder.segments(), part, parts)
     count = 0

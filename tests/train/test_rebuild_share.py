@@ -17,7 +17,7 @@ def test_every_segment_goes_to_exactly_one_part() -> None:
     parts = [share(segments, part, 3) for part in range(3)]
     assert sorted(s.start for part in parts for s in part) == [0, 250, 500, 750]
     loads = [sum(max(s.targets) - s.start for s in part) for part in parts]
-    assert loads == [476, 249, 249]  # the two longest first, then the lightest part gets the next
+    assert loads == [476, 249, 249]  # the three longest first, one each, then the lightest part gets the fourth
 
 
 def test_more_parts_than_segments_leaves_some_jobs_idle() -> None:

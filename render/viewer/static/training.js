@@ -45,7 +45,6 @@ async function refresh() {
   return trainers.some((t) => ["starting", "running", "stopping"].includes(t.state));
 }
 
-
 ui.start.addEventListener("submit", (event) => {
   event.preventDefault();
   act("/api/training", { game: ui.game.value, total_steps: Number(ui["total-steps"].value), seed: Number(ui.seed.value) });

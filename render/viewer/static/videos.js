@@ -90,7 +90,6 @@ async function refresh() {
   return jobs.some((job) => job.state === "queued" || job.state === "running");
 }
 
-
 ui.make.addEventListener("submit", async (event) => {
   event.preventDefault();
   const product = ui.product.value;
