@@ -27,7 +27,7 @@ from omegaconf import MISSING, DictConfig
 
 from replay.command import refuse, run_app
 from replay.errors import ReplayError
-from replay.train.rebuild import Rebuilder, Segment, run_segment, share
+from replay.train.rebuild import Rebuilder, share
 
 COMMAND = "python -m replay.train.rebuild_jobs"
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -61,18 +61,9 @@ def rebuild_part(run: str | Path, part: int, parts: int, *, threads: int | None 
     share([], part, parts)  # refuse a part outside the parts before opening the run
     rebuilder = Rebuilder(run, threads=threads, keep=None, progress=progress)
     mine = share(rebuilder.segments(), part, parts)
-    count = 0
-    for segment in mine:
-        left = [v for v in segment.targets if not rebuilder.cached(v)]
-        if left:
-            run_segment(
-                rebuilder.folder.path,
-                Segment(segment.start, tuple(left)),
-                rebuilder.threads_for(segment),
-                progress,
-            )
-            count += len(left)
-    return count
+    left = [version for segment in mine for version in segment.targets if not rebuilder.cached(version)]
+    rebuilder.prepare(left)  # each version starts where its segment does, so these are the share's replays
+    return len(left)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="rebuild")

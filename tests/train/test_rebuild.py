@@ -36,6 +36,21 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return truth, sparse
 
 
+def _copy(run: Path, tmp_path: Path, *leave_out: str) -> Path:
+    """A copy of ``run`` to damage or rebuild, without its rebuilt versions (and ``leave_out``)."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("rebuilt", *leave_out))
+    return copy
+
+
+def _assert_rebuilt_equal_saved(run: Path, truth: Path, versions: range) -> None:
+    """Every rebuilt version of ``run`` holds the very tensors ``truth`` saved for it."""
+    for version in versions:
+        mine = torch.load(checkpoint_path(RunFolder(run).rebuilt, version), weights_only=True)["state_dict"]
+        theirs = torch.load(checkpoint_path(RunFolder(truth).checkpoints, version), weights_only=True)["state_dict"]
+        assert all(torch.equal(mine[k], theirs[k]) for k in theirs), version
+
+
 def _training_episodes(run: Path) -> list[int]:
     with TrajectoryLog(RunFolder(run).log) as log:
         return [e.index for e in log.episodes if e.tag == "train"]
@@ -67,8 +82,7 @@ def test_a_rebuild_under_another_thread_count_fails_its_digest_and_falls_back(
     runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, sparse = runs
-    run = tmp_path / "run"
-    shutil.copytree(sparse, run, ignore=shutil.ignore_patterns("rebuilt"))
+    run = _copy(sparse, tmp_path)
     with pytest.raises(UnverifiedRebuildError, match="rebuilt with 2 torch threads, trained with 1") as failed:
         Rebuilder(run, threads=2, progress=False).prepare([2])
     assert failed.value.version in (0, 1, 2)
@@ -85,8 +99,7 @@ def test_a_rebuild_under_another_thread_count_fails_its_digest_and_falls_back(
 @pytest.mark.slow
 def test_a_damaged_resume_point_or_ledger_digest_is_a_clear_error(runs: tuple[Path, Path], tmp_path: Path) -> None:
     _, sparse = runs
-    run = tmp_path / "run"
-    shutil.copytree(sparse, run, ignore=shutil.ignore_patterns("rebuilt"))
+    run = _copy(sparse, tmp_path)
     point = checkpoint_path(RunFolder(run).resume_points, 4)
     data = bytearray(point.read_bytes())
     data[-30_000] ^= 0x40  # a bit of Adam's state, inside the zip's stored tensor bytes
@@ -110,15 +123,11 @@ def test_the_whole_run_rebuilds_ahead_of_time_and_continues_after_a_kill(
     runs: tuple[Path, Path], tmp_path: Path
 ) -> None:
     truth, sparse = runs
-    run = tmp_path / "run"
-    shutil.copytree(sparse, run, ignore=shutil.ignore_patterns("rebuilt"))
+    run = _copy(sparse, tmp_path)
     assert main([str(run), "--workers", "2"]) == 0
     rebuilt = RunFolder(run).rebuilt
     assert sorted(p.name for p in rebuilt.glob("v*.pt")) == [f"v{v:06d}.pt" for v in range(7)]
-    for version in range(7):
-        mine = torch.load(checkpoint_path(rebuilt, version), weights_only=True)["state_dict"]
-        theirs = torch.load(checkpoint_path(RunFolder(truth).checkpoints, version), weights_only=True)["state_dict"]
-        assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+    _assert_rebuilt_equal_saved(run, truth, range(7))
     checkpoint_path(rebuilt, 5).unlink()  # as a kill would leave it: the rest stays, only v5 is made again
     inodes = {p.name: p.stat().st_ino for p in rebuilt.glob("v*.pt")}  # a rewrite is a new file (atomic rename)
     assert main([str(run)]) == 0
@@ -131,8 +140,7 @@ def test_a_run_recorded_before_the_ledger_keeps_the_nearest_checkpoints(
     runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, sparse = runs
-    run = tmp_path / "run"
-    shutil.copytree(sparse, run, ignore=shutil.ignore_patterns("rebuilt", "learning.jsonl"))  # as before the ledger
+    run = _copy(sparse, tmp_path, "learning.jsonl")  # as before the ledger
     episode = _training_episodes(run)[-1]
     exact = list(render.explain(run, episode, checkpoint="exact"))
     nearest = list(render.explain(run, episode))
@@ -160,8 +168,7 @@ def test_a_run_resumed_with_another_thread_count_rebuilds_each_part_with_its_own
 @pytest.mark.slow
 def test_a_launcher_sweep_shares_the_rebuild_out_one_segment_per_job(runs: tuple[Path, Path], tmp_path: Path) -> None:
     truth, sparse = runs
-    run = tmp_path / "run"
-    shutil.copytree(sparse, run, ignore=shutil.ignore_patterns("rebuilt"))
+    run = _copy(sparse, tmp_path)
     root = Path(__file__).resolve().parents[2]
     sweep = tmp_path / "sweep"
     command = [sys.executable, "-m", "replay.train.rebuild_jobs", "-m", "hydra/launcher=submitit_local"]
@@ -176,7 +183,4 @@ def test_a_launcher_sweep_shares_the_rebuild_out_one_segment_per_job(runs: tuple
         f"part 1 of 2: rebuilt 3 versions of {run}",  # the segment from the resume point at 4: 4..6
     ]
     assert len({p.parent.name for p in sweep.glob(".submitit/*/*_result.pkl")}) == 2  # a process per job
-    for version in range(7):
-        mine = torch.load(checkpoint_path(RunFolder(run).rebuilt, version), weights_only=True)["state_dict"]
-        theirs = torch.load(checkpoint_path(RunFolder(truth).checkpoints, version), weights_only=True)["state_dict"]
-        assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+    _assert_rebuilt_equal_saved(run, truth, range(7))
