@@ -1,16 +1,11 @@
 """Frames for the viewer: lossless PNGs of any step of any episode, from a greenzone of the episodes played.
 
-- **Re-simulation** runs in one long-lived worker process (:func:`render.feed.serve_episodes`): the emulator holds
-  the GIL, so a process of its own leaves this one free to draw and encode, and it keeps its logs (and their
-  lanes' live envs) open between episodes. An episode is re-simulated once, whole, from its reset: ``minimal``
-  and ``full`` need every step's reward before any frame (the return that followed). Its kept steps come back in
-  chunks as they are emulated, frame and observation zlib-compressed (~2 KB a step), so ``raw`` shows step k as
-  soon as the worker passes it. Episodes waiting for the worker go newest first: the one just asked for.
-- **The greenzone** (:class:`_Track`, one per episode, at most ``greenzone_bytes`` of them, least recently used out)
-  keeps those steps, the rewards, and per overlay the frame contexts made of them: for ``full`` the network's
-  analytics (batched as the sequential render batches them, probes calibrated on the episode's first batch), the
-  value history and the value axis's span so far. Everything drawing step k needs from the steps before it.
-  Contexts are made in order, on demand, up to the step asked for.
+- **Re-simulation** (:mod:`render.viewer.resimulator`): one worker process replays an episode once, whole, from its
+  reset: ``minimal`` and ``full`` need every step's reward before any frame (the return that followed). Its kept
+  steps come back in chunks as they are emulated, frame and observation zlib-compressed (~2 KB a step), so ``raw``
+  shows step k as soon as the worker passes it.
+- **The greenzone** (:mod:`render.viewer.greenzone`, a track per episode, at most ``greenzone_bytes`` of them,
+  least recently used out) keeps those steps, the rewards, and per overlay the frame contexts made of them.
 - **Drawing**: each (run, episode, overlay) being watched has a :class:`_Player` with an overlay of its own. Its
   canvas redraws a part when that part's inputs differ from those of the frame it drew last, whichever frame that
   was, so drawing step k after any other step gives a sequential render's bytes (tested against
@@ -22,28 +17,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import itertools
-import multiprocessing
-import queue
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from render.config import OverlayConfig
 from render.draw.overlays import Overlay
 from render.episode import EpisodeScenes
 from render.errors import RenderError
-from render.feed import KeptStep, same_steps, serve_episodes, unpack
-from render.frame import FrameContext
+from render.feed import same_steps
 from render.source import RenderSource
+from render.viewer.greenzone import GREENZONE_BYTES, Track
+from render.viewer.resimulator import Resimulator
 from replay import EpisodeRecord
 
 # zlib level 1 without PNG's row filters: lossless, and half the time of OpenCV's default filters (a 1280x720
@@ -52,15 +42,6 @@ PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRIT
 AHEAD = 12  # steps drawn ahead of the last one asked for (0.4 s at 30 frames/s)
 BEHIND = 30  # PNGs kept of the steps just played, for steps back
 MAX_STRIDE = 8  # requests this far apart count as playback at that stride (speed), farther as a seek
-GREENZONE_BYTES = 256 * 2**20
-_CONTEXT_BYTES = 600  # a frame context's own objects, beside its arrays
-_NO_FRAME = np.zeros((0, 0, 3), np.uint8)  # a kept context's frame: the greenzone holds it packed
-# The network's threads while frame contexts are made (full): one, as ``python -m render`` (torch_threads) and the
-# trainer use. Beside the re-simulation worker and other work, two threads on two cores wait on each other: a cold
-# seek's forward passes took a median 754 ms with two, 86 ms with one, side by side on a busy machine (the profile
-# in docs/notes.md), with the same outputs bit for bit. Set per thread: torch keeps the count per thread, and a
-# request's thread may not be the one that set it.
-TORCH_THREADS = 1
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -70,207 +51,6 @@ def encode_png(image: np.ndarray) -> bytes:
     if not ok:
         raise ValueError(f"could not encode a {image.shape} {image.dtype} frame as PNG")
     return encoded.tobytes()
-
-
-class _Scene:
-    """One overlay's frame contexts of a track's episode, made in order on demand and kept (frames left out)."""
-
-    def __init__(self, make: Callable[[], Iterator[FrameContext]]) -> None:
-        self._make = make
-        self._source: Iterator[FrameContext] | None = None
-        self.contexts: list[tuple[FrameContext, bool]] = []  # and whether it shows the step's observation
-        self.bytes = 0
-        self._lock = threading.Lock()
-
-    def context(self, step: int) -> tuple[FrameContext, bool]:
-        with self._lock, _torch_threads(TORCH_THREADS):
-            if self._source is None:
-                self._source = self._make()
-            while len(self.contexts) <= step:
-                context = next(self._source)
-                if context.step != len(self.contexts):
-                    raise RenderError(f"episode {context.episode}: step {context.step} came where {step} was due")
-                self.contexts.append((_stripped(context), context.observation is not None))
-                self.bytes += _context_bytes(context)
-            return self.contexts[step]
-
-
-@contextlib.contextmanager
-def _torch_threads(count: int) -> Iterator[None]:
-    """Torch's intra-op threads set to ``count`` in this thread for the block, then set back."""
-    before = torch.get_num_threads()
-    if before == count:
-        yield
-        return
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-class _Track:
-    """One episode's greenzone: its kept steps as re-simulated (packed), its rewards, and its scenes."""
-
-    def __init__(self, log: Path, episode: EpisodeRecord) -> None:
-        self.log, self.episode = log, episode
-        self.steps: list[KeptStep] = []
-        self.rewards: np.ndarray | None = None
-        self.error: BaseException | None = None
-        self.scenes: dict[str, _Scene] = {}
-        self._bytes = 0
-        self._changed = threading.Condition()
-
-    @property
-    def done(self) -> bool:
-        return self.rewards is not None or self.error is not None
-
-    @property
-    def bytes(self) -> int:
-        return self._bytes + sum(scene.bytes for scene in list(self.scenes.values()))
-
-    def add(self, steps: list[KeptStep]) -> None:
-        with self._changed:
-            self.steps.extend(steps)
-            self._bytes += sum(len(s.frame.data) + (len(s.observation.data) if s.observation else 0) for s in steps)
-            self._changed.notify_all()
-
-    def finish(self, rewards: np.ndarray | None, error: BaseException | None = None) -> None:
-        with self._changed:
-            self.rewards, self.error = rewards, error
-            self._changed.notify_all()
-
-    def step(self, index: int) -> KeptStep:
-        """Kept step ``index``, waiting for the worker to re-simulate it."""
-        with self._changed:
-            self._changed.wait_for(lambda: len(self.steps) > index or self.done)
-            if len(self.steps) > index:
-                return self.steps[index]
-            self._raise()
-            raise RenderError(f"episode {self.episode.index} was re-simulated without step {index}")
-
-    def whole(self) -> np.ndarray:
-        """Every step's reward, once the worker has re-simulated the whole episode."""
-        with self._changed:
-            self._changed.wait_for(lambda: self.done)
-            self._raise()
-            assert self.rewards is not None
-            return self.rewards
-
-    def kept_steps(self) -> Iterator[KeptStep]:
-        """The episode's kept steps unpacked, in order, as the worker re-simulates them."""
-        for index in range(self.episode.length + 1):
-            yield unpack(self.step(index))
-
-    def scene(self, scenes: EpisodeScenes) -> _Scene:
-        with self._changed:
-            if scenes.kind not in self.scenes:
-                rewards = self.whole if scenes.needs_rewards else lambda: None
-                self.scenes[scenes.kind] = _Scene(lambda: scenes.scene(self.episode, self.kept_steps(), rewards()))
-            return self.scenes[scenes.kind]
-
-    def _raise(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-
-class _Resimulator:
-    """The worker process and the tracks queued for it, the newest first: the episode just asked for."""
-
-    def __init__(self) -> None:
-        self._context = multiprocessing.get_context("spawn")
-        self._process: multiprocessing.process.BaseProcess | None = None
-        self._jobs: multiprocessing.queues.Queue | None = None
-        self._results: multiprocessing.queues.Queue | None = None
-        self._pending: list[_Track] = []
-        self._running: tuple[int, _Track] | None = None
-        self._numbers = itertools.count()
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def start(self) -> None:
-        """Start the worker now (it takes a second to import), rather than at the first episode."""
-        with self._lock:
-            self._ensure_process()
-
-    def submit(self, track: _Track) -> None:
-        with self._lock:
-            self._pending.append(track)
-            self._next()
-
-    def withdraw(self, track: _Track) -> None:
-        """Forget ``track`` if it is still waiting for the worker (it left the greenzone)."""
-        with self._lock:
-            if track in self._pending:
-                self._pending.remove(track)
-                track.finish(None, RenderError(f"episode {track.episode.index} left the greenzone before replaying"))
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            process, jobs = self._process, self._jobs
-            self._process = None
-        if process is not None:
-            jobs.put(None)
-            process.join(timeout=2)
-            if process.is_alive():
-                process.terminate()
-                process.join()
-
-    def _ensure_process(self) -> None:
-        if self._closed:
-            raise RenderError("the frame cache is closed")
-        if self._process is not None and self._process.is_alive():
-            return
-        self._jobs, self._results = self._context.Queue(), self._context.Queue()
-        self._process = self._context.Process(
-            target=serve_episodes, args=(self._jobs, self._results), name="viewer-resim", daemon=True
-        )
-        self._process.start()
-        threading.Thread(
-            target=self._receive, args=(self._process, self._results), name="viewer-resim-results", daemon=True
-        ).start()
-
-    def _next(self) -> None:
-        if self._running is not None or not self._pending:
-            return
-        track = self._pending.pop()
-        self._ensure_process()
-        number = next(self._numbers)
-        self._running = (number, track)
-        self._jobs.put((number, str(track.log), track.episode))
-
-    def _receive(self, process: multiprocessing.process.BaseProcess, results: multiprocessing.queues.Queue) -> None:
-        while True:
-            try:
-                number, kind, payload = results.get(timeout=0.5)
-            except queue.Empty:
-                if process.is_alive():
-                    continue
-                with self._lock:
-                    if self._running is not None:
-                        self._running[1].finish(None, RenderError(
-                            f"the viewer's re-simulation worker died (exit code {process.exitcode}) replaying episode "
-                            f"{self._running[1].episode.index}; ask again to restart it"
-                        ))  # fmt: skip
-                        self._running = None
-                    if process is self._process:
-                        self._process = None
-                    if not self._closed and self._pending:
-                        self._next()
-                return
-            with self._lock:
-                if self._running is None or self._running[0] != number:
-                    continue
-                track = self._running[1]
-                if kind != "steps":
-                    self._running = None
-            if kind == "steps":
-                track.add(payload)
-                continue
-            track.finish(payload if kind == "done" else None, payload if kind == "error" else None)
-            with self._lock:
-                self._next()
 
 
 # One overlay draws at a time, across players: the drawing code keeps caches shared between overlays (text,
@@ -283,7 +63,7 @@ class _Player:
     """One episode being watched with one overlay: an overlay of its own, and the PNGs of the steps around the
     playhead, drawn ahead in ``pool``."""
 
-    def __init__(self, track: _Track, scenes: EpisodeScenes, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, track: Track, scenes: EpisodeScenes, pool: ThreadPoolExecutor) -> None:
         self.track, self._pool = track, pool
         self._overlay: Overlay = scenes.overlay(track.episode)
         self._scene = track.scene(scenes)
@@ -357,9 +137,9 @@ class FrameCache:
                 raise ValueError(f"expected a positive {name}, got {value}")
         self.capacity, self.greenzone_bytes = capacity, greenzone_bytes
         self._scenes: OrderedDict[tuple[RenderSource, str], EpisodeScenes] = OrderedDict()
-        self._tracks: OrderedDict[tuple[Path, int], _Track] = OrderedDict()
+        self._tracks: OrderedDict[tuple[Path, int], Track] = OrderedDict()
         self._players: OrderedDict[tuple[RenderSource, int, str], _Player] = OrderedDict()
-        self._resimulator = _Resimulator()
+        self._resimulator = Resimulator()
         self._pool = ThreadPoolExecutor(encoders, thread_name_prefix="viewer-frames")
         self._lock = threading.Lock()
 
@@ -445,14 +225,14 @@ class FrameCache:
             old.close()
         return opened
 
-    def _track(self, log: Path, episode: EpisodeRecord) -> _Track:
+    def _track(self, log: Path, episode: EpisodeRecord) -> Track:
         key = (log, episode.index)
         with self._lock:
             track = self._tracks.get(key)
             if track is not None and track.error is None and same_steps(track.episode, episode):
                 self._tracks.move_to_end(key)
                 return track
-            track = self._tracks[key] = _Track(log, episode)
+            track = self._tracks[key] = Track(log, episode)
             self._tracks.move_to_end(key)
             evicted = self._over_budget()
         for old in evicted:
@@ -460,7 +240,7 @@ class FrameCache:
         self._resimulator.submit(track)
         return track
 
-    def _over_budget(self) -> list[_Track]:
+    def _over_budget(self) -> list[Track]:
         """Tracks leaving the greenzone, least recently used first, until it fits (called under the lock)."""
         in_use = {id(player.track) for player in self._players.values()}
         total = sum(track.bytes for track in self._tracks.values())
@@ -473,16 +253,3 @@ class FrameCache:
             total -= track.bytes
             evicted.append(self._tracks.pop(key))
         return evicted
-
-
-def _stripped(context: FrameContext) -> FrameContext:
-    """``context`` without its frame and observation (the greenzone holds them packed)."""
-    return dataclasses.replace(context, frame=_NO_FRAME, observation=None)
-
-
-def _context_bytes(context: FrameContext) -> int:
-    arrays: list[np.ndarray] = [a for a in (context.value_history, context.return_history) if a is not None]
-    analytics = context.analytics
-    if analytics is not None:
-        arrays += [analytics.probabilities, *analytics.levels, *analytics.feature_maps, *(analytics.saliency or ())]
-    return _CONTEXT_BYTES + sum(a.nbytes + 100 for a in arrays)

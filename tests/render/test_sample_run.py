@@ -12,11 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from helpers import decode_video
 
+import render
 from render.draw.compose import upscale_nearest
 from render.draw.overlays import FullLayout
 from replay import TrajectoryLog
+from replay.run_folder import RunFolder
+from replay.train import ledger
+from replay.train.checkpoints import checkpoint_path
+from replay.train.digests import weights_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample" / "breakout"
@@ -83,3 +89,26 @@ def test_progression_of_the_sample_run_shows_each_milestone_in_order(tmp_path: P
     sidecar = json.loads(output.with_name("progression.mp4.json").read_text())
     assert sidecar["frames"] == len(decode_video(output))
     assert all(lag == 0 for lag in sidecar["checkpoints"].values()), "milestone episodes use their own checkpoint"
+
+
+def test_a_training_episode_of_the_sample_is_explained_exactly_out_of_the_box(tmp_path: Path, capfd) -> None:
+    """``checkpoint="exact"`` on the shipped sample: a training episode played just after its resume point is
+    explained by the very versions that played it, each rebuilt from the resume point and verified against the
+    digest the trainer wrote (another process) in the run's ledger. Rebuilt on a copy: the checkout stays clean."""
+    run = tmp_path / "breakout"
+    shutil.copytree(SAMPLE, run, ignore=shutil.ignore_patterns("videos", "rebuilt", "tensorboard", "hydra"))
+    points = ledger.read(RunFolder(run).ledger).resume_points
+    assert points, "the sample run keeps a resume point"
+    start = max(points)
+    with TrajectoryLog(RunFolder(run).log) as log:
+        episode = next(e for e in log.episodes if e.tag == "train" and e.policy_versions[0] > start and e.length < 600)
+    frames = list(render.explain(run, episode.index, checkpoint="exact"))
+    assert len(frames) == episode.length + 1
+    assert all(f.checkpoint_version == f.policy_version for f in frames), "lag 0 on every frame"
+    assert "falling back" not in capfd.readouterr().err, "no fallback to a saved checkpoint"
+    recorded = ledger.read(RunFolder(run).ledger)
+    for version in sorted({f.policy_version for f in frames}):
+        weights = torch.load(checkpoint_path(RunFolder(run).rebuilt, version), weights_only=True)["state_dict"]
+        assert weights_digest(weights) == recorded.digest(version), version
+    nearest = list(render.explain(run, episode.index, stop=1))[0]
+    assert nearest.checkpoint_version < nearest.policy_version, "without exact, an older saved version explains it"
