@@ -20,15 +20,13 @@ encoder deletes its temporary file and the replay workers stop, as on Ctrl-C. If
 left under its video's name (the temporary files, or a video completed as the cancel came in): a job leaves a
 video only when it ends ``done``.
 
-Paths go to the child through environment variables that the overrides interpolate (``run=${oc.env:...}``),
-so no run folder name, however odd, needs quoting for Hydra's override grammar.
+The request itself (what to render, validated, and its command line) is :mod:`render.viewer.render_request`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
-import math
 import os
 import re
 import secrets
@@ -48,17 +46,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import render
-from render.config import LAYOUTS, OVERLAYS, OverlayConfig, ProgressionProductConfig, TimelapseProductConfig
 from render.viewer.errors import BadRequestError, NotFoundError, QueueFullError, UnreadableError
+from render.viewer.render_request import OUTPUT_ENV, RUN_ENV, RenderRequest
 from render.viewer.runs import RunCatalogue, RunEntry
 from render.viewer.videos import find_run, sidecar_path, video_routes, videos_folder
 
-PRODUCTS = ("episode", "timelapse", "progression")
-EPISODE_ALIASES = ("best", "worst", "last")
-MAX_DURATION = 600.0  # seconds of time-lapse a request may ask for: ten minutes already take long to render
 JOB_ID = re.compile(r"^[0-9a-f]{12}$")
-RUN_ENV, OUTPUT_ENV = "ALE_REPLAY_JOB_RUN", "ALE_REPLAY_JOB_OUTPUT"
-_FIELDS = {"episode": "episode", "timelapse": "duration", "progression": "layout"}  # each product's own field
 _TAIL = 40  # lines of the child's output kept for the error message
 
 
@@ -72,85 +65,6 @@ class JobState(enum.Enum):
     @property
     def finished(self) -> bool:
         return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
-
-
-@dataclass(frozen=True)
-class RenderRequest:
-    """What to render, as the ``POST /api/runs/{id}/jobs`` body gives it, validated: ``product``, ``overlay``,
-    and the product's own setting: ``episode`` (an index or best/worst/last), ``duration`` (the time-lapse's
-    target seconds) or ``layout`` (the progression's)."""
-
-    product: str
-    overlay: str
-    setting: int | float | str
-
-    @classmethod
-    def parse(cls, body: Any, entry: RunEntry) -> RenderRequest:
-        """The request ``body`` asks of run ``entry``; a :class:`BadRequestError` naming the field, the value and
-        what is valid."""
-        if not isinstance(body, dict):
-            raise BadRequestError(f'expected a JSON object such as {{"product": "episode"}}, got {body!r:.80}')
-        product = body.get("product")
-        if product not in PRODUCTS:
-            raise BadRequestError(f"product={product!r:.80} is not one of {', '.join(PRODUCTS)}")
-        own = _FIELDS[product]
-        unknown = sorted(set(body) - {"product", "overlay", own})
-        if unknown:
-            raise BadRequestError(
-                f"{', '.join(map(repr, unknown))} do not apply to product={product!r}; its fields are product, "
-                f"overlay and {own}"
-            )
-        overlay = body.get("overlay", OverlayConfig().kind)
-        if overlay not in OVERLAYS:
-            raise BadRequestError(f"overlay={overlay!r:.80} is not one of {', '.join(OVERLAYS)}")
-        parse_setting = {"episode": _episode, "timelapse": _duration, "progression": _layout}[product]
-        return cls(product, overlay, parse_setting(body.get(own), entry))
-
-    def params(self) -> dict[str, Any]:
-        return {"overlay": self.overlay, _FIELDS[self.product]: self.setting}
-
-    def overrides(self) -> list[str]:
-        """The command line's overrides (the run and the output come from the environment, see the module)."""
-        common = [f"run=${{oc.env:{RUN_ENV}}}", f"output=${{oc.env:{OUTPUT_ENV}}}", "video.progress=true"]
-        own = {
-            "episode": f"episode={self.setting}",
-            "timelapse": f"product.target_duration={self.setting!r}",
-            "progression": f"product.layout={self.setting}",
-        }[self.product]
-        return [*common, f"product={self.product}", f"overlay={self.overlay}", own]
-
-    def video_name(self, job_id: str, when: float) -> str:
-        detail = f"{self.setting:g}s" if self.product == "timelapse" else str(self.setting)
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(when))
-        return f"{self.product}-{detail.replace('_', '-')}-{self.overlay}-{stamp}-{job_id}.mp4"
-
-
-def _episode(value: Any, entry: RunEntry) -> int | str:
-    count = len(entry.episodes)
-    if value is None:
-        return "best"
-    if value in EPISODE_ALIASES or (type(value) is int and 0 <= value < count):
-        return value
-    raise BadRequestError(
-        f"run {entry.id!r} has no episode {value!r:.80}; give an index in 0..{count - 1} or one of "
-        f"{', '.join(EPISODE_ALIASES)}"
-    )
-
-
-def _duration(value: Any, entry: RunEntry) -> float:
-    if value is None:
-        return TimelapseProductConfig().target_duration
-    if type(value) in (int, float) and math.isfinite(value) and 1 <= value <= MAX_DURATION:
-        return float(value)
-    raise BadRequestError(f"duration={value!r:.80} is not a number of seconds in 1..{MAX_DURATION:g}")
-
-
-def _layout(value: Any, entry: RunEntry) -> str:
-    if value is None:
-        return ProgressionProductConfig().layout
-    if value in LAYOUTS:
-        return value
-    raise BadRequestError(f"layout={value!r:.80} is not one of {', '.join(LAYOUTS)}")
 
 
 @dataclass

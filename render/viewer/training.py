@@ -29,7 +29,6 @@ Routes (:func:`training_routes`), JSON in and out:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
 import json
 import os
@@ -39,35 +38,24 @@ import subprocess
 import sys
 import threading
 import time
-import typing
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import replay
+from render.viewer import training_request as valid
 from render.viewer.errors import BadRequestError, NotFoundError, UnreadableError, ViewerError
 from render.viewer.runs import RunCatalogue, is_live
 from replay.run_folder import RunFolder
-from replay.train.config import TrainConfig, validate
 
 TRAINER_DEFAULT = Path("data/runs")  # where python -m replay.train puts a run given no run_dir
-MAX_TOTAL_STEPS = 1_000_000_000  # 4 billion emulator frames; the ALE benchmarks' "200M frames" is 50M steps
-MAX_SEED = 2**32 - 1  # numpy's SeedSequence and gymnasium's reset take any non-negative int; torch takes 64 bits
-# Set by the viewer, never by a request: how the run is named, whether it records (the viewer shows the log)
-# and the progress bar (a terminal's, not a pipe's).
-RESERVED = ("total_steps", "seed", "run_dir", "resume", "record.enabled", "progress", "env.id")
-_PLAIN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # a string value Hydra takes literally: no sweep, no interpolation
-_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a word of letters, digits and _.:-"}
 _RUN_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 INTERRUPTED = (130, -signal.SIGINT)  # run_app's exit code on Ctrl-C; killed by the signal itself (during imports)
 
@@ -126,45 +114,6 @@ class _Trainer:
         self.watcher: threading.Thread | None = None
 
 
-def games() -> dict[str, str]:
-    """Every game ale-py registers, by display name: ``{"Breakout": "ALE/Breakout-v5", ...}``."""
-    ids = sorted(name for name in gym.registry if name.startswith("ALE/") and name.endswith("-v5"))
-    return {name.removeprefix("ALE/").removesuffix("-v5"): name for name in ids if "-ram" not in name}
-
-
-def env_id_of(game: str) -> str:
-    """The env id of ``game``, a display name (any case) or an id, e.g. ``"breakout"`` → ``"ALE/Breakout-v5"``."""
-    known = games()
-    by_name = {name.lower(): env_id for name, env_id in known.items()}
-    found = by_name.get(game.lower()) or (game if game in known.values() else None)
-    if found is None:
-        close = difflib.get_close_matches(game, list(known), n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise BadRequestError(
-            f"unknown game {game!r}; {hint}the {len(known)} games are: {', '.join(known)} (or their ids, "
-            "e.g. ALE/Breakout-v5; GET /api/training/games)"
-        )
-    return found
-
-
-def settings_allowed() -> dict[str, type]:
-    """The trainer's settings a request may give, by Hydra key, with their types (``ppo.num_envs``: int, ...)."""
-    allowed: dict[str, type] = {}
-
-    def walk(cls: type, prefix: str) -> None:
-        hints = typing.get_type_hints(cls)
-        for field in dataclasses.fields(cls):
-            hint = hints[field.name]
-            key = prefix + field.name
-            if dataclasses.is_dataclass(hint):
-                walk(hint, key + ".")
-            elif key not in RESERVED and hint in (int, float, bool, str):
-                allowed[key] = hint
-
-    walk(TrainConfig, "")
-    return allowed
-
-
 def choose_destination(folders: Sequence[Path]) -> Path | None:
     """Where new runs go: ``data/runs`` if it is among ``folders``, else the first of them that is writable (or
     can be made) and is not a run folder itself; ``None`` if none is."""
@@ -213,8 +162,13 @@ class TrainingManager:
         self, env_id: str, *, total_steps: int, seed: int, settings: Mapping[str, Any] | None = None
     ) -> TrainingRecord:
         """Start training ``env_id`` into a new run folder (named like the trainer's own: time, game, seed)."""
-        overrides = [f"env.id={env_id}", f"total_steps={total_steps}", f"seed={seed}", *_overrides(settings or {})]
-        _check_config(overrides)
+        overrides = [
+            f"env.id={env_id}",
+            f"total_steps={total_steps}",
+            f"seed={seed}",
+            *valid.overrides(settings or {}),
+        ]
+        valid.check_config(overrides)
         if self.destination is None:
             raise ConflictError(
                 "the viewer has no writable runs folder to train into; start it with --runs DIR (a folder you can "
@@ -234,7 +188,7 @@ class TrainingManager:
             )
         if is_live(folder.log) or self._running_in(folder.path):
             raise ConflictError(f"{folder.path} is being trained now; stop it first (POST /api/training/<id>/stop)")
-        extra = [] if total_steps is None else [f"total_steps={_total_steps(total_steps)}"]
+        extra = [] if total_steps is None else [f"total_steps={valid.total_steps(total_steps)}"]
         return self._launch(folder.path, [f"resume={folder.path}", *extra], resumed=True)
 
     def stop(self, trainer_id: str) -> TrainingRecord:
@@ -374,18 +328,18 @@ def training_routes(catalogue: RunCatalogue, manager: TrainingManager) -> list[R
 
     async def start(request: Request) -> Response:
         body = await _body(request, required=("game", "total_steps", "seed"), optional=("settings",))
-        env_id = _text(body["game"], "game")
-        steps, seed = _total_steps(body["total_steps"]), _seed(body["seed"])
+        env_id = valid.text(body["game"], "game")
+        steps, seed = valid.total_steps(body["total_steps"]), valid.seed(body["seed"])
         settings = body.get("settings", {})
         if not isinstance(settings, dict):
             raise BadRequestError(f"expected settings to be an object of trainer settings, got {settings!r}")
         record = await run_in_threadpool(
-            manager.start, env_id_of(env_id), total_steps=steps, seed=seed, settings=settings
+            manager.start, valid.env_id_of(env_id), total_steps=steps, seed=seed, settings=settings
         )
         return _json((await described([record]))[0], 202)
 
     async def list_games(request: Request) -> Response:
-        return _json([{"game": name, "env_id": env_id} for name, env_id in games().items()])
+        return _json([{"game": name, "env_id": env_id} for name, env_id in valid.games().items()])
 
     async def one(request: Request) -> Response:
         return _json((await described([manager.get(request.path_params["trainer_id"])]))[0])
@@ -395,7 +349,7 @@ def training_routes(catalogue: RunCatalogue, manager: TrainingManager) -> list[R
 
     async def resume(request: Request) -> Response:
         body = await _body(request, required=(), optional=("total_steps",))
-        steps = None if body.get("total_steps") is None else _total_steps(body["total_steps"])
+        steps = None if body.get("total_steps") is None else valid.total_steps(body["total_steps"])
         run_id = request.path_params["run_id"]
         entry = await run_in_threadpool(catalogue.get, run_id)
         if entry is None:
@@ -435,56 +389,6 @@ async def _body(request: Request, *, required: Sequence[str], optional: Sequence
         expected = ", ".join([*required, *(f"{k} (optional)" for k in optional)]) or "none"
         raise BadRequestError(f"{'; '.join(wrong)}; the keys are: {expected}")
     return body
-
-
-def _text(value: Any, key: str) -> str:
-    if not isinstance(value, str):
-        raise BadRequestError(f'expected {key} to be a string such as "Breakout", got {value!r}')
-    return value
-
-
-def _integer(value: Any, key: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise BadRequestError(f"expected {key} to be an integer in {low:,}..{high:,}, got {value!r}")
-    return value
-
-
-def _total_steps(value: Any) -> int:
-    return _integer(value, "total_steps", 1, MAX_TOTAL_STEPS)
-
-
-def _seed(value: Any) -> int:
-    return _integer(value, "seed", 0, MAX_SEED)
-
-
-def _overrides(settings: Mapping[str, Any]) -> list[str]:
-    """``key=value`` overrides for the trainer, each key a known setting and each value of its type, written so
-    that Hydra takes it literally."""
-    allowed = settings_allowed()
-    overrides = []
-    for key, value in settings.items():
-        kind = allowed.get(key)
-        if kind is None:
-            raise BadRequestError(f"unknown setting {key!r}; the settings a run may set are: {', '.join(allowed)}")
-        fits = {
-            bool: isinstance(value, bool),
-            int: isinstance(value, int) and not isinstance(value, bool),
-            float: isinstance(value, (int, float)) and not isinstance(value, bool),
-            str: isinstance(value, str) and bool(_PLAIN.match(value)),
-        }[kind]
-        if not fits:
-            raise BadRequestError(f"expected setting {key} to be {_KINDS[kind]}, got {value!r}")
-        overrides.append(f"{key}={json.dumps(value) if kind is not str else value}")
-    return overrides
-
-
-def _check_config(overrides: list[str]) -> None:
-    """Refuse what the trainer would refuse, with its own message, before starting it."""
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.from_dotlist(overrides))
-        validate(OmegaConf.to_object(merged))
-    except (ValueError, OmegaConfBaseException) as error:
-        raise BadRequestError(f"the trainer would refuse this run: {str(error).splitlines()[0]}") from None
 
 
 def _interrupt(process: subprocess.Popen[str]) -> None:

@@ -17,7 +17,8 @@ from helpers import ROOT, decode_video
 
 from render.viewer import RunCatalogue
 from render.viewer.errors import QueueFullError
-from render.viewer.jobs import JobQueue, RenderRequest
+from render.viewer.jobs import JobQueue
+from render.viewer.render_request import RenderRequest
 
 SAMPLE = ROOT / "data" / "sample" / "breakout"
 EPISODE = 114  # a short finished training episode of the sample run: 117 steps,
