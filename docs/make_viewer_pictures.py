@@ -57,7 +57,7 @@ def main() -> None:
                 browser = playwright.chromium.launch(executable_path=str(args.chromium), args=ARGS)
                 page = browser.new_page(viewport={"width": 1400, "height": 900})
 
-                page.goto(f"{server.url}/runs/{run}/episodes/983?step=400&overlay=full")
+                page.goto(f"{server.url}/runs/{run}/episodes/1662?step=400&overlay=full")
                 page.wait_for_selector("canvas[data-step='400'][data-overlay='full']", timeout=120_000)
                 page.wait_for_selector("#policy", timeout=120_000)
                 shoot(page, "viewer-episode.png")

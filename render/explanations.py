@@ -83,9 +83,9 @@ def explain(
         start, stop: The steps to explain, as ``TrajectoryLog.replay`` takes them.
 
     Example:
-        >>> frames = list(explain("data/sample/breakout", 983, start=0, stop=3))  # doctest: +SKIP
+        >>> frames = list(explain("data/sample/breakout", 1662, start=0, stop=3))  # doctest: +SKIP
         >>> frames[0].step, frames[0].action, round(float(frames[0].probabilities.sum()), 3)  # doctest: +SKIP
-        (0, 1, 1.0)
+        (0, 2, 1.0)
     """
     path = Path(run_or_log)
     folder = RunFolder(path) if path.is_dir() else None

@@ -32,7 +32,8 @@ def chronological(
 
 def pick_episode(episodes: Sequence[EpisodeRecord], which: str | int, tag: str = "any") -> EpisodeRecord:
     """One episode: an index into the log (``"12"``, ``-1``), or the ``best``, ``worst`` or ``last``
-    finished one among ``tag``."""
+    finished one among ``tag``. Among episodes of equal return, ``best`` and ``worst`` take the first recorded, as
+    ``python -m replay.show``, the viewer and a time-lapse's highlights do."""
     text = str(which).strip().lower()
     if text.lstrip("-").isdigit():
         index = int(text)
@@ -49,7 +50,7 @@ def pick_episode(episodes: Sequence[EpisodeRecord], which: str | int, tag: str =
             "(episode=0 for the first recorded, episode=-1 for the last)"
         )
     if text == "best":
-        return max(pool, key=lambda e: (e.total_reward, e.index))
+        return max(pool, key=lambda e: (e.total_reward, -e.index))
     if text == "worst":
         return min(pool, key=lambda e: (e.total_reward, e.index))
     if text == "last":
@@ -119,7 +120,8 @@ def progress_range(
 
 def highlights(count: int, schedule: TrainingSchedule, tag: str = "train") -> Selector:
     """The best finished episode of each of ``count`` equal stretches of training progress, in training order:
-    a time-lapse of them shows the learning arc, and the run's best episode is always among them.
+    a time-lapse of them shows the learning arc, and the run's best episode (``best``: of equal returns, the first
+    recorded) is always among them.
 
     An episode belongs to the stretch its first policy version falls in (the last stretch includes its end); a
     stretch in which no episode started is skipped. Without a training config in the log, the stretches divide
@@ -138,7 +140,7 @@ def highlights(count: int, schedule: TrainingSchedule, tag: str = "train") -> Se
         best: dict[int, EpisodeRecord] = {}
         for episode in pool:
             k = stretch(episode)
-            if k not in best or (episode.total_reward, episode.index) > (best[k].total_reward, best[k].index):
+            if k not in best or episode.total_reward > best[k].total_reward:  # ties: the first recorded
                 best[k] = episode
         return [best[k] for k in sorted(best)]
 

@@ -92,7 +92,7 @@ def test_the_python_blocks_run_as_written(root: Path) -> None:
     script = "\n\n".join(block for block in blocks("python") if "stable_baselines3" not in block)
     done = run([sys.executable, "-c", script], root)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "983 1031 339.0 (326, 327)" in done.stdout  # the value the reading block's comment shows
+    assert "1662 850 35.0 (658, 659)" in done.stdout  # the value the reading block's comment shows
     assert "all episodes replay exactly" in done.stdout
 
 

@@ -1,4 +1,4 @@
-"""How soon the viewer's pages answer in a real browser: the runs page and the sample run's page (2,079
+"""How soon the viewer's pages answer in a real browser: the runs page and the sample run's page (2,194
 episodes on the learning curve), in Debian's Chromium driven by Playwright.
 
 Each round opens each page in a fresh browser context (cold: nothing cached, Plotly's 4.8 MB bundle fetched and

@@ -58,10 +58,10 @@ def test_start_and_stop_select_frames_as_replay_does(evaluation) -> None:
 
 
 def test_a_training_episode_names_the_checkpoint_that_explains_it_and_a_given_file_wins(tmp_path: Path) -> None:
-    frames = list(render.explain(SAMPLE, 983, start=0, stop=3))
-    assert [f.policy_version for f in frames] == [326, 326, 326] and {f.checkpoint_version for f in frames} == {294}
+    frames = list(render.explain(SAMPLE, 1662, start=0, stop=3))
+    assert [f.policy_version for f in frames] == [658, 658, 658] and {f.checkpoint_version for f in frames} == {587}
     one = CheckpointIndex(SAMPLE / "checkpoints").ref(977).path
-    assert {f.checkpoint_version for f in render.explain(SAMPLE, 983, checkpoint=one, start=0, stop=3)} == {977}
+    assert {f.checkpoint_version for f in render.explain(SAMPLE, 1662, checkpoint=one, start=0, stop=3)} == {977}
 
 
 def test_a_log_without_checkpoints_gives_frames_without_network_outputs() -> None:

@@ -114,8 +114,8 @@ def test_an_overlay_frame_is_what_render_still_draws(viewer: Server, overlay: st
     ("path", "status", "names"),
     [
         ("/api/runs/nope/episodes", 404, ["'nope'", RUN]),
-        (f"/api/runs/{RUN}/episodes/2079/frames/0.png", 404, ["episode '2079'", "0..2078"]),
-        (f"/api/runs/{RUN}/episodes/-1/frames/0.png", 404, ["episode '-1'", "0..2078"]),
+        (f"/api/runs/{RUN}/episodes/2194/frames/0.png", 404, ["episode '2194'", "0..2193"]),
+        (f"/api/runs/{RUN}/episodes/-1/frames/0.png", 404, ["episode '-1'", "0..2193"]),
         (f"/api/runs/{RUN}/episodes/{EPISODE}/frames/120.png", 404, ["episode 1", "step '120'", "0..119"]),
         (f"/api/runs/{RUN}/episodes/{EPISODE}/frames/x.png", 404, ["step 'x'", "0..119"]),
         (f"/api/runs/{RUN}/episodes/{EPISODE}/frames/0.png?overlay=neon", 400, ["'neon'", "raw, minimal, full"]),

@@ -101,7 +101,7 @@ def test_the_runs_page_lists_the_sample_and_the_unreadable_folder(viewer: Server
     page.goto(viewer.url + "/")
     page.wait_for_selector("body[data-ready='1']")
     sample = page.locator(f"tr[data-run='{RUN}']")
-    assert "Breakout" in sample.inner_text() and "339" in sample.inner_text()
+    assert "Breakout" in sample.inner_text() and "35" in sample.inner_text()
     garbage = page.locator("tr[data-run$='garbage']")
     assert "unreadable" in garbage.inner_text()
     sample.locator("a").first.click()
@@ -179,7 +179,7 @@ def test_screenshots_of_the_pages(viewer: Server, page: object, tmp_path: Path) 
     for name, path, ready in [
         ("runs", "/", "body[data-ready='1']"),
         ("run", f"/runs/{RUN}", "body[data-ready='1']"),
-        ("episode", f"/runs/{RUN}/episodes/983?step=400&overlay=full", "canvas[data-step='400']"),
+        ("episode", f"/runs/{RUN}/episodes/1662?step=400&overlay=full", "canvas[data-step='400']"),
     ]:
         page.goto(viewer.url + path)
         page.wait_for_selector(ready, timeout=60_000)

@@ -94,11 +94,11 @@ def test_the_sample_runs_summary_names_its_parts() -> None:
     result = show(str(SAMPLE), "--episodes", "--sort", "return", "--limit", "3")
     assert result.returncode == 0, result.stderr
     text = result.stdout
-    assert "Breakout (ALE/Breakout-v5)" in text and "train episodes  2,041 finished, 16 unfinished" in text
-    assert "best episode    983 (return 339)" in text
-    assert "versions 0, 98, 196" in text and "checkpoints 37.2 MB" in text
+    assert "Breakout (ALE/Breakout-v5)" in text and "train episodes  2,164 finished, 8 unfinished" in text
+    assert "best episode    1662 (return 35)" in text
+    assert "versions 0, 98, 196" in text and "checkpoints 57.4 MB" in text
     table = text.split("\n\n", 1)[1].splitlines()
-    assert table[0].split()[:2] == ["index", "tag"] and table[1].split()[0] == "983" and len(table) == 4
+    assert table[0].split()[:2] == ["index", "tag"] and table[1].split()[0] == "1662" and len(table) == 4
 
 
 @pytest.mark.parametrize("path", ["no/such/run", "README.md", "tests"])
