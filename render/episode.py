@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 
 import numpy as np
 
@@ -145,10 +146,10 @@ class EpisodeScenes:
             return self._session.build_overlay(episode.policy_versions[0])
 
     def scene(
-        self, episode: EpisodeRecord, steps: Iterable[KeptStep], rewards: np.ndarray | None = None
+        self, episode: EpisodeRecord, steps: Iterable[KeptStep], rewards: np.ndarray | Future[np.ndarray] | None = None
     ) -> Iterator[FrameContext]:
         """``episode``'s frame contexts from all its kept ``steps`` (stride 1, in order) and, unless the overlay is
-        ``raw``, every step's ``rewards``."""
+        ``raw``, every step's ``rewards`` (or a future of them: see :func:`render.scenes.episode_scene`)."""
         if self.needs_rewards and rewards is None:
             raise ValueError(f"overlay={self.kind} needs episode {episode.index}'s rewards")
         with self._lock:

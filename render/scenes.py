@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,7 +75,7 @@ def episode_scene(
     settings: SceneSettings,
     policies: PolicyLibrary | None = None,
     used: dict[str, int] | None = None,
-    rewards: np.ndarray | None = None,
+    rewards: np.ndarray | Future[np.ndarray] | None = None,
 ) -> Iterator[FrameContext]:
     """The contexts of ``episode``'s kept ``steps``; with ``policies`` each carries the network's analytics.
 
@@ -83,28 +84,52 @@ def episode_scene(
     gives each frame the return that followed it, discounted with the trainer's gamma (0.99 when the log does not
     say) and clipped as the trainer clipped.
 
+    ``rewards`` may be a future, set once the whole episode is re-simulated while ``steps`` still arrive (the
+    viewer's worker): until it is done the network analyzes each batch as its steps arrive, and the contexts,
+    whose value axis spans the returns, come out once it is. The batches and their order are the same either way,
+    so are the contexts.
+
     With ``policies`` the probes are recalibrated at the episode's start, so the levels' scales, the feature maps
     and the hidden units shown are chosen for this episode.
     """
     if policies is not None:
         policies.recalibrate()
     state = _SceneState(settings.value_history, settings.saliency)
-    if rewards is not None:
-        gamma = schedule.gamma if schedule.gamma is not None else DEFAULT_GAMMA
-        state.rewards = rewards
-        state.returns = returns_that_followed(rewards, gamma, clip=schedule.clip_reward)
-        state.low, state.high = float(state.returns.min()), float(state.returns.max())
+    later = rewards if isinstance(rewards, Future) else None
+    if later is None and rewards is not None:
+        state.follow(rewards, schedule)
+    waiting: list[tuple[list[KeptStep], _Analyzed]] = []  # analyzed while the rewards are not known yet
+
+    def batch(pending: list[KeptStep]) -> Iterator[FrameContext]:
+        nonlocal later
+        waiting.append((pending, _analyze(pending, policies, state, used)))
+        if later is not None and not later.done() and sum(len(kept) for kept, _ in waiting) < AHEAD_STEPS:
+            return
+        if later is not None:
+            state.follow(later.result(), schedule)
+            later = None
+        for kept, analyzed in waiting:
+            yield from _contexts(kept, analyzed, episode, schedule, state)
+        waiting.clear()
+
     pending: list[KeptStep] = []
     for step in steps:
         pending.append(step)
         if len(pending) == settings.batch_size:
-            yield from _contexts(pending, episode, schedule, policies, state, used)
+            yield from batch(pending)
             pending = []
     if pending:
-        yield from _contexts(pending, episode, schedule, policies, state, used)
+        yield from batch(pending)
+    if waiting:  # the steps ended before the rewards came: wait for them
+        state.follow(later.result(), schedule)
+        for kept, analyzed in waiting:
+            yield from _contexts(kept, analyzed, episode, schedule, state)
 
 
 DEFAULT_GAMMA = 0.99  # the return that followed, for logs that do not record the trainer's gamma
+# Steps analyzed ahead while the rewards are not known, at most: their observations wait with them (~28 KB a step
+# for 4 stacked 84x84 frames), so a long episode waits for its rewards past this.
+AHEAD_STEPS = 2048
 
 
 class _SceneState:
@@ -121,6 +146,13 @@ class _SceneState:
         self.low, self.high = 0.0, 0.0
         self._axis: tuple[tuple[float, float], tuple[float, float]] | None = None  # (low, high) -> value axis
 
+    def follow(self, rewards: np.ndarray, schedule: TrainingSchedule) -> None:
+        """Every step's reward known: the return that followed each frame, and the value axis spanning them."""
+        gamma = schedule.gamma if schedule.gamma is not None else DEFAULT_GAMMA
+        self.rewards = rewards
+        self.returns = returns_that_followed(rewards, gamma, clip=schedule.clip_reward)
+        self.low, self.high = float(self.returns.min()), float(self.returns.max())
+
     def axis(self) -> tuple[float, float]:
         """The value chart's axis for the span seen so far (recomputed only when the span widens)."""
         if self._axis is None or self._axis[0] != (self.low, self.high):
@@ -128,14 +160,13 @@ class _SceneState:
         return self._axis[1]
 
 
-def _contexts(
-    pending: list[KeptStep],
-    episode: EpisodeRecord,
-    schedule: TrainingSchedule,
-    policies: PolicyLibrary | None,
-    state: _SceneState,
-    used: dict[str, int] | None,
-) -> Iterator[FrameContext]:
+_Analyzed = tuple[list["FrameAnalytics | None"], list["CheckpointUse | None"], list["NetworkWiring | None"]]
+
+
+def _analyze(
+    pending: list[KeptStep], policies: PolicyLibrary | None, state: _SceneState, used: dict[str, int] | None
+) -> _Analyzed:
+    """The network's analytics of a batch of steps, the checkpoint and wiring of each (``None`` without one)."""
     analytics: list[FrameAnalytics | None] = [None] * len(pending)
     checkpoints: list[CheckpointUse | None] = [None] * len(pending)
     wiring: list[NetworkWiring | None] = [None] * len(pending)
@@ -153,6 +184,17 @@ def _contexts(
                 analytics[i], checkpoints[i], wiring[i] = result, use, network
             if used is not None:
                 used[use.name] = max(use.lag, used.get(use.name, use.lag), key=abs)
+    return analytics, checkpoints, wiring
+
+
+def _contexts(
+    pending: list[KeptStep],
+    analyzed: _Analyzed,
+    episode: EpisodeRecord,
+    schedule: TrainingSchedule,
+    state: _SceneState,
+) -> Iterator[FrameContext]:
+    analytics, checkpoints, wiring = analyzed
     phase = phase_of(episode)
     for step, result, use, network in zip(pending, analytics, checkpoints, wiring, strict=True):
         followed = None if state.returns is None else float(state.returns[step.step])

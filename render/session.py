@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,11 @@ class Session:
         return self.scene_of(clip, feed.steps(order), rewards, self.policies)
 
     def scene_of(
-        self, clip: Clip, steps: Iterable[KeptStep], rewards: np.ndarray | None, policies: PolicyLibrary | None
+        self,
+        clip: Clip,
+        steps: Iterable[KeptStep],
+        rewards: np.ndarray | Future[np.ndarray] | None,
+        policies: PolicyLibrary | None,
     ) -> Iterator[FrameContext]:
         """The frame contexts of ``clip`` from its kept ``steps`` (re-simulated anywhere), explained by
         ``policies`` (``None``: no analytics), with ``rewards`` (every step's) for the return that followed."""

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import torch
 
 from render.episode import EpisodeScenes
 from render.errors import RenderError
-from render.feed import KeptStep, unpack
+from render.feed import KeptStep
 from render.frame import FrameContext
 from replay import EpisodeRecord
 
@@ -79,6 +80,7 @@ class Track:
         self.log, self.episode = log, episode
         self.steps: list[KeptStep] = []
         self.rewards: np.ndarray | None = None
+        self.rewards_later: Future[np.ndarray] = Future()  # the same, for scenes made while the worker runs
         self.error: BaseException | None = None
         self.scenes: dict[str, Scene] = {}
         self._bytes = 0
@@ -102,6 +104,11 @@ class Track:
         with self._changed:
             self.rewards, self.error = rewards, error
             self._changed.notify_all()
+        if not self.rewards_later.done():
+            if error is not None:
+                self.rewards_later.set_exception(error)
+            else:
+                self.rewards_later.set_result(rewards)
 
     def step(self, index: int) -> KeptStep:
         """Kept step ``index``, waiting for the worker to re-simulate it."""
@@ -112,24 +119,20 @@ class Track:
             self._raise()
             raise RenderError(f"episode {self.episode.index} was re-simulated without step {index}")
 
-    def whole(self) -> np.ndarray:
-        """Every step's reward, once the worker has re-simulated the whole episode."""
-        with self._changed:
-            self._changed.wait_for(lambda: self.done)
-            self._raise()
-            assert self.rewards is not None
-            return self.rewards
-
     def kept_steps(self) -> Iterator[KeptStep]:
-        """The episode's kept steps unpacked, in order, as the worker re-simulates them."""
+        """The episode's kept steps for its scenes, in order, as the worker re-simulates them: observations
+        unpacked, frames left out (a player draws each step's frame from the track)."""
         for index in range(self.episode.length + 1):
-            yield unpack(self.step(index))
+            kept = self.step(index)
+            observation = None if kept.observation is None else kept.observation.array()
+            yield dataclasses.replace(kept, frame=_NO_FRAME, observation=observation)
 
     def scene(self, scenes: EpisodeScenes) -> Scene:
         with self._changed:
             if scenes.kind not in self.scenes:
-                rewards = self.whole if scenes.needs_rewards else lambda: None
-                self.scenes[scenes.kind] = Scene(lambda: scenes.scene(self.episode, self.kept_steps(), rewards()))
+                # the rewards as a future: a full scene's network runs on the steps while the worker replays
+                rewards = self.rewards_later if scenes.needs_rewards else None
+                self.scenes[scenes.kind] = Scene(lambda: scenes.scene(self.episode, self.kept_steps(), rewards))
             return self.scenes[scenes.kind]
 
     def _raise(self) -> None:

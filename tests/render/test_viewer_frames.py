@@ -7,7 +7,9 @@ tiny logs of Breakout and Pong, full on two episodes of the sample run, which ha
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import cv2
@@ -17,8 +19,9 @@ from helpers import STICKY, record_single
 
 from render import EpisodeFrames, RenderSource
 from render.config import OverlayConfig
+from render.episode import EpisodeScenes
 from render.errors import RenderError
-from render.feed import Packed
+from render.feed import KeptStep, Packed, kept_steps
 from render.viewer import FrameCache, encode_png
 from replay import TrajectoryLog
 
@@ -117,3 +120,40 @@ def test_the_greenzone_keeps_to_its_budget_and_replays_what_left_it(logs: dict[s
             cache.png(source, 0, len(reference), "raw")
     finally:
         cache.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rewards_after", [100, None])
+def test_contexts_made_before_the_rewards_come_are_those_made_with_them(rewards_after: int | None) -> None:
+    """The viewer's full scene runs the network on the steps as the worker sends them, the rewards (the value axis
+    spans the returns) coming once the episode is replayed: the frames drawn are those of a scene given every
+    reward up front, and nothing is drawn before the rewards come."""
+    with TrajectoryLog(SAMPLE.log) as log:
+        record = next(e for e in log.episodes if e.finished and 150 <= e.length <= 200)
+        rewards = np.zeros(record.length)
+        steps = list(kept_steps(log, record, 1, observations=True, rewards=rewards))
+    scenes = EpisodeScenes(SAMPLE, OverlayConfig(kind="full"))
+    later: Future[np.ndarray] = Future()
+    pulled = []
+
+    def arriving() -> Iterator[KeptStep]:
+        for step in steps:
+            if step.step == rewards_after:
+                later.set_result(rewards)
+            pulled.append(step.step)
+            yield step
+        if rewards_after is None:  # the rewards come a little after the last step
+            threading.Timer(0.2, later.set_result, [rewards]).start()
+
+    try:
+        known, pending = list(scenes.scene(record, steps, rewards)), scenes.scene(record, arriving(), later)
+        first = next(pending)
+        ahead = len(pulled)
+        pending = [first, *pending]
+        drawn = [[scenes.overlay(record).render(c).copy() for c in contexts] for contexts in (known, pending)]
+    finally:
+        scenes.close()
+    assert ahead == (len(steps) if rewards_after is None else 128), "the network ran ahead of the rewards"
+    assert len(drawn[0]) == len(drawn[1]) == len(steps)
+    for step, (a, b) in enumerate(zip(*drawn, strict=True)):
+        assert np.array_equal(a, b), step
