@@ -100,30 +100,28 @@ def episode_scene(
         state.follow(rewards, schedule)
     waiting: list[tuple[list[KeptStep], _Analyzed]] = []  # analyzed while the rewards are not known yet
 
-    def batch(pending: list[KeptStep]) -> Iterator[FrameContext]:
+    def analyzed(pending: list[KeptStep], last: bool) -> Iterator[FrameContext]:
+        """Analyze ``pending``; the contexts of every batch analyzed, once the rewards are known (the ``last``
+        batch waits for them)."""
         nonlocal later
-        waiting.append((pending, _analyze(pending, policies, state, used)))
-        if later is not None and not later.done() and sum(len(kept) for kept, _ in waiting) < AHEAD_STEPS:
-            return
+        if pending:
+            waiting.append((pending, _analyze(pending, policies, state, used)))
         if later is not None:
+            if not last and not later.done() and sum(len(kept) for kept, _ in waiting) < AHEAD_STEPS:
+                return
             state.follow(later.result(), schedule)
             later = None
-        for kept, analyzed in waiting:
-            yield from _contexts(kept, analyzed, episode, schedule, state)
+        for kept, outputs in waiting:
+            yield from _contexts(kept, outputs, episode, schedule, state)
         waiting.clear()
 
     pending: list[KeptStep] = []
     for step in steps:
         pending.append(step)
         if len(pending) == settings.batch_size:
-            yield from batch(pending)
+            yield from analyzed(pending, last=False)
             pending = []
-    if pending:
-        yield from batch(pending)
-    if waiting:  # the steps ended before the rewards came: wait for them
-        state.follow(later.result(), schedule)
-        for kept, analyzed in waiting:
-            yield from _contexts(kept, analyzed, episode, schedule, state)
+    yield from analyzed(pending, last=True)
 
 
 DEFAULT_GAMMA = 0.99  # the return that followed, for logs that do not record the trainer's gamma
