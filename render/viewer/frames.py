@@ -3,7 +3,7 @@
 - **Re-simulation** (:mod:`render.viewer.resimulator`): one worker process replays an episode once, whole, from its
   reset: ``minimal`` and ``full`` need every step's reward before any frame (the return that followed). Its kept
   steps come back in chunks as they are emulated, frame and observation zlib-compressed (~2 KB a step), so ``raw``
-  shows step k as soon as the worker passes it.
+  shows step k as soon as the worker passes it, and ``full``'s network analyzes them meanwhile.
 - **The greenzone** (:mod:`render.viewer.greenzone`, a track per episode, at most ``greenzone_bytes`` of them,
   least recently used out) keeps those steps, the rewards, and per overlay the frame contexts made of them.
 - **Drawing**: each (run, episode, overlay) being watched has a :class:`_Player` with an overlay of its own. Its

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -130,10 +131,17 @@ class Track:
     def scene(self, scenes: EpisodeScenes) -> Scene:
         with self._changed:
             if scenes.kind not in self.scenes:
-                # the rewards as a future: a full scene's network runs on the steps while the worker replays
-                rewards = self.rewards_later if scenes.needs_rewards else None
-                self.scenes[scenes.kind] = Scene(lambda: scenes.scene(self.episode, self.kept_steps(), rewards))
+                self.scenes[scenes.kind] = Scene(functools.partial(self._contexts, scenes))
             return self.scenes[scenes.kind]
+
+    def _contexts(self, scenes: EpisodeScenes) -> Iterator[FrameContext]:
+        """The episode's contexts with ``scenes``' overlay. ``full`` gets the rewards as a future, so its network
+        runs on the steps while the worker replays; ``minimal`` waits for them (it has nothing to run meanwhile)."""
+        if scenes.kind == "full":
+            rewards: np.ndarray | Future[np.ndarray] | None = self.rewards_later
+        else:
+            rewards = self.rewards_later.result() if scenes.needs_rewards else None
+        return scenes.scene(self.episode, self.kept_steps(), rewards)
 
     def _raise(self) -> None:
         if self.error is not None:
