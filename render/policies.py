@@ -81,6 +81,7 @@ class PolicyLibrary:
             self._say(exact)
         self._unverified: dict[int, int] = {}  # a rebuild's start -> the first version that failed from it
         self._impossible: set[int] = set()  # versions the run's files cannot rebuild
+        self._announced: set[int] = set()  # the versions last prepared at once: kept on disk while they are used
         self._env_id, self._n_actions = env_id, n_actions
         self._settings = settings or ProbeSettings()
         self._keep = keep
@@ -100,9 +101,14 @@ class PolicyLibrary:
             self._single = self._load(Path(checkpoint))[1]
 
     def prepare(self, versions: Iterable[int]) -> None:
-        """Rebuild (``exact``) the versions about to be explained at once: one replay per resume point."""
+        """Rebuild (``exact``) the versions about to be explained at once: one replay per resume point. They stay
+        on disk until the next call, however many there are (a time-lapse's may be more than the rebuilder keeps)."""
         if self._rebuilder is None:
             return
+        self._announced = set(versions)
+        self._prepare(self._announced)
+
+    def _prepare(self, versions: Iterable[int]) -> None:
         pending = set()
         for version in versions:
             try:
@@ -113,7 +119,7 @@ class PolicyLibrary:
                 self._say(str(error))
         while pending:
             try:
-                self._rebuilder.prepare(pending)
+                self._rebuilder.prepare(pending, keeping=self._announced)
                 return
             except UnverifiedRebuildError as error:
                 start = self._rebuilder.start_of(error.version)
@@ -161,7 +167,7 @@ class PolicyLibrary:
         try:
             if self._known_unverified(policy_version):
                 return None
-            self.prepare([policy_version])
+            self._prepare([policy_version])
             if self._known_unverified(policy_version):
                 return None
             path = self._rebuilder.path(policy_version)

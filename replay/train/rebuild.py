@@ -126,13 +126,14 @@ class Rebuilder:
     def threads_for(self, segment: Segment) -> int:
         return self.threads or self.ledger.session_of(segment.start).threads
 
-    def prepare(self, versions: Iterable[int]) -> None:
+    def prepare(self, versions: Iterable[int], *, keeping: Iterable[int] = ()) -> None:
         """Rebuild the ``versions`` not on disk yet; raises the first :class:`RebuildError` met (what was rebuilt
-        and verified before it stays on disk)."""
+        and verified before it stays on disk). Pruning to ``keep`` spares them and the versions in ``keeping``
+        (others about to be used)."""
         wanted = set(versions)
         for segment in self.plan(wanted):
             run_segment(self.folder.path, segment, self.threads_for(segment), self.progress)
-        self._prune(wanted)
+        self._prune(wanted | set(keeping))
 
     def policy(self, version: int) -> Path:
         """The file of ``version``, rebuilt first if needed."""

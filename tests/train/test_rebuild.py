@@ -97,6 +97,27 @@ def test_a_rebuild_under_another_thread_count_fails_its_digest_and_falls_back(
 
 
 @pytest.mark.slow
+def test_versions_prepared_together_stay_while_used_even_past_the_cache_bound(
+    runs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A time-lapse prepares every version it will show, then looks each up in turn: more versions than the
+    rebuilder keeps must not be pruned by the lookups and rebuilt again, one replay per frame's version."""
+    _, sparse = runs
+    run = _copy(sparse, tmp_path)
+    library = PolicyLibrary(checkpoints=RunFolder(run).checkpoints, exact=Rebuilder(run, keep=2, progress=False))
+    library.prepare(range(1, 7))
+    rebuilt = RunFolder(run).rebuilt
+    files = {p.name: p.stat().st_ino for p in rebuilt.glob("v*.pt")}
+    assert sorted(files) == [f"v00000{v}.pt" for v in range(1, 7)]
+    for version in range(1, 7):
+        _, use = library.lookup(version)
+        assert use.lag == 0 and use.name == f"rebuilt/v00000{version}.pt"
+    assert {p.name: p.stat().st_ino for p in rebuilt.glob("v*.pt")} == files, "nothing pruned, nothing rebuilt"
+    library.prepare([6])  # the next product's versions: now the bound applies to the rest
+    assert len(list(rebuilt.glob("v*.pt"))) == 2
+
+
+@pytest.mark.slow
 def test_a_damaged_resume_point_or_ledger_digest_is_a_clear_error(runs: tuple[Path, Path], tmp_path: Path) -> None:
     _, sparse = runs
     run = _copy(sparse, tmp_path)
