@@ -32,6 +32,13 @@ TINY = {
     "python -m replay.train env.id=ALE/Pong-v5 total_steps=20000 seed=1 run_dir=data/runs/pong-1": (
         f"python -m replay.train env.id=ALE/Pong-v5 total_steps=512 seed=1 run_dir=data/runs/pong-1 {SMALL_RUN}"
     ),
+    (
+        "python -m replay.train env.id=ALE/Breakout-v5 total_steps=1000000 seed=1 torch_threads=2 "
+        "checkpoint.dtype=float16 checkpoint.resume_point_every=500 run_dir=data/runs/breakout-sample"
+    ): (
+        "python -m replay.train env.id=ALE/Breakout-v5 total_steps=1536 seed=1 torch_threads=2 "
+        f"checkpoint.dtype=float16 checkpoint.resume_point_every=2 run_dir=data/runs/breakout-sample {SMALL_RUN}"
+    ),
     "python -m replay.train resume=data/runs/pong-1 total_steps=30000": (
         "python -m replay.train resume=data/runs/pong-1 total_steps=1024"
     ),
