@@ -111,7 +111,7 @@ def test_the_runs_page_lists_the_sample_and_the_unreadable_folder(viewer: Server
 def test_clicking_a_point_of_the_curve_opens_that_episode(viewer: Server, page: object) -> None:
     page.goto(f"{viewer.url}/runs/{RUN}")
     page.wait_for_selector("body[data-ready='1']")
-    assert int(page.get_attribute("#curve", "data-points")) == 2063  # the finished episodes
+    assert int(page.get_attribute("#curve", "data-points")) == 2186  # the finished episodes
     # the evaluation episode drawn farthest from any training episode's point, so the click cannot be another's
     chosen, nth = page.evaluate(FARTHEST_EVALUATION)
     expected = page.evaluate(f"document.querySelector('#curve').data[{nth}].customdata[{chosen}][0]")

@@ -21,8 +21,8 @@ from render.viewer.jobs import JobQueue
 from render.viewer.render_request import RenderRequest
 
 SAMPLE = ROOT / "data" / "sample" / "breakout"
-EPISODE = 114  # a short finished training episode of the sample run: 117 steps,
-EPISODE_FRAMES = 118  # so 118 frames, the reset frame first
+EPISODE = 15  # a short finished training episode of the sample run: 118 steps,
+EPISODE_FRAMES = 119  # so 119 frames, the reset frame first
 
 
 class Server(served.Server):
