@@ -80,8 +80,7 @@ class Track:
     def __init__(self, log: Path, episode: EpisodeRecord) -> None:
         self.log, self.episode = log, episode
         self.steps: list[KeptStep] = []
-        self.rewards: np.ndarray | None = None
-        self.rewards_later: Future[np.ndarray] = Future()  # the same, for scenes made while the worker runs
+        self.rewards: Future[np.ndarray] = Future()  # set once the worker has replayed the whole episode
         self.error: BaseException | None = None
         self.scenes: dict[str, Scene] = {}
         self._bytes = 0
@@ -89,7 +88,7 @@ class Track:
 
     @property
     def done(self) -> bool:
-        return self.rewards is not None or self.error is not None
+        return self.rewards.done()
 
     @property
     def bytes(self) -> int:
@@ -103,13 +102,13 @@ class Track:
 
     def finish(self, rewards: np.ndarray | None, error: BaseException | None = None) -> None:
         with self._changed:
-            self.rewards, self.error = rewards, error
+            if not self.rewards.done():
+                self.error = error
+                if error is not None:
+                    self.rewards.set_exception(error)
+                else:
+                    self.rewards.set_result(rewards)
             self._changed.notify_all()
-        if not self.rewards_later.done():
-            if error is not None:
-                self.rewards_later.set_exception(error)
-            else:
-                self.rewards_later.set_result(rewards)
 
     def step(self, index: int) -> KeptStep:
         """Kept step ``index``, waiting for the worker to re-simulate it."""
@@ -138,9 +137,9 @@ class Track:
         """The episode's contexts with ``scenes``' overlay. ``full`` gets the rewards as a future, so its network
         runs on the steps while the worker replays; ``minimal`` waits for them (it has nothing to run meanwhile)."""
         if scenes.kind == "full":
-            rewards: np.ndarray | Future[np.ndarray] | None = self.rewards_later
+            rewards: np.ndarray | Future[np.ndarray] | None = self.rewards
         else:
-            rewards = self.rewards_later.result() if scenes.needs_rewards else None
+            rewards = self.rewards.result() if scenes.needs_rewards else None
         return scenes.scene(self.episode, self.kept_steps(), rewards)
 
     def _raise(self) -> None:
