@@ -28,7 +28,7 @@ from render.analytics import NetworkProbe, ProbeSettings
 from render.errors import MissingCheckpointError
 from render.foreign import is_foreign, load_foreign_policy
 from render.frame import CheckpointUse
-from replay.errors import CheckpointError, NotRebuildableError, ReplayError, UnverifiedRebuildError
+from replay.errors import CheckpointError, NotRebuildableError, RebuildError, ReplayError, UnverifiedRebuildError
 from replay.run_folder import SB3_CHECKPOINT_FILE
 from replay.train.checkpoints import CheckpointIndex, CheckpointRef, load_policy
 from replay.train.rebuild import Rebuilder
@@ -36,13 +36,13 @@ from replay.train.rebuild import Rebuilder
 EXACT = "exact"  # checkpoint=exact
 
 
-def exact_source(run: Path) -> Rebuilder | str:
+def exact_source(run: Path) -> Rebuilder | NotRebuildableError:
     """What explains a run's frames exactly: its :class:`Rebuilder`, or why there is none (a run recorded before
     exact rebuilds). A damaged ledger raises :class:`~replay.errors.DamagedRecordError`."""
     try:
         return Rebuilder(run)
     except NotRebuildableError as error:
-        return str(error)
+        return error
 
 
 class PolicyLibrary:
@@ -68,7 +68,7 @@ class PolicyLibrary:
         n_actions: int | None = None,
         settings: ProbeSettings | None = None,
         keep: int = 4,
-        exact: Rebuilder | str | None = None,
+        exact: Rebuilder | RebuildError | None = None,
     ) -> None:
         if (checkpoints is None) == (checkpoint is None):
             raise ValueError("pass exactly one of checkpoints (a folder) or checkpoint (a file)")
@@ -77,7 +77,8 @@ class PolicyLibrary:
         self._rebuilder = exact if isinstance(exact, Rebuilder) else None
         self.exact = exact is not None
         self.exact_problem: str | None = None
-        if isinstance(exact, str):
+        self.exact_brief: str | None = None  # the problem in a few words, for the overlay
+        if isinstance(exact, RebuildError):
             self._say(exact)
         self._unverified: dict[int, int] = {}  # a rebuild's start -> the first version that failed from it
         self._impossible: set[int] = set()  # versions the run's files cannot rebuild
@@ -116,7 +117,7 @@ class PolicyLibrary:
                     pending.add(version)
             except NotRebuildableError as error:  # e.g. before the first resume point of a run resumed into one
                 self._impossible.add(version)
-                self._say(str(error))
+                self._say(error)
         while pending:
             try:
                 self._rebuilder.prepare(pending, keeping=self._announced)
@@ -124,11 +125,11 @@ class PolicyLibrary:
             except UnverifiedRebuildError as error:
                 start = self._rebuilder.start_of(error.version)
                 self._unverified[start] = min(error.version, self._unverified.get(start, error.version))
-                self._say(str(error))
+                self._say(error)
                 pending = {v for v in pending if not self._known_unverified(v)}
             except NotRebuildableError as error:  # the log lacks a rollout: a kill before it was flushed
                 self._impossible.update(pending)
-                self._say(str(error))
+                self._say(error)
                 return
 
     @property
@@ -150,7 +151,7 @@ class PolicyLibrary:
         else:
             path = self._nearest(policy_version)
         probe, ref = self._load(path)
-        note = "not exact: see the sidecar" if self.exact and self.exact_problem else None
+        note = f"not exact ({self.exact_brief})" if self.exact and self.exact_brief else None
         use = CheckpointUse(ref.path.name, ref.policy_version, policy_version - ref.policy_version, note)
         return probe, use
 
@@ -172,16 +173,16 @@ class PolicyLibrary:
                 return None
             path = self._rebuilder.path(policy_version)
         except NotRebuildableError as error:
-            self._say(str(error))
+            self._say(error)
             return None
         probe, ref = self._load(path)
         return probe, CheckpointUse(f"{path.parent.name}/{path.name}", ref.policy_version, 0)
 
-    def _say(self, reason: str) -> None:
+    def _say(self, error: RebuildError) -> None:
         """Keep the first reason exact rebuilds fell back, and print it once."""
         if self.exact_problem is None:
-            self.exact_problem = reason
-            print(f"checkpoint=exact: falling back to the nearest saved checkpoints: {reason}", file=sys.stderr)
+            self.exact_problem, self.exact_brief = str(error), error.brief
+            print(f"checkpoint=exact: falling back to the nearest saved checkpoints: {error}", file=sys.stderr)
 
     def _nearest(self, policy_version: int) -> Path:
         candidates: list[tuple[int, Path]] = []

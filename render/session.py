@@ -210,10 +210,10 @@ class Session:
             "checkpoint_dir": self._checkpoint_dir(),
             "checkpoints": self.used,
             # checkpoint=exact: rebuilt networks (names rebuilt/v<version>.pt, in the run folder) and, if some frames
-            # fell back to saved checkpoints, why
+            # fell back to saved checkpoints, why: in full, and in the few words the overlay showed
             "exact": None
             if self.policies is None or not self.policies.exact
-            else {"fallback": self.policies.exact_problem},
+            else {"fallback": self.policies.exact_problem, "brief": self.policies.exact_brief},
             "config": dict(config or {}),
         }
         video = self.video

@@ -52,25 +52,41 @@ class CheckpointError(ReplayError):
 
 
 class RebuildError(ReplayError):
-    """A policy version cannot be rebuilt exactly from a run's files (``replay.train.rebuild``)."""
+    """A policy version cannot be rebuilt exactly from a run's files (``replay.train.rebuild``).
+
+    ``brief`` says why in a few words, for an overlay's one line; the message says it in full.
+    """
+
+    brief = "this version cannot be rebuilt"
+
+    def __init__(self, message: str, *, brief: str | None = None) -> None:
+        super().__init__(message)
+        if brief is not None:
+            self.brief = brief
 
 
 class NotRebuildableError(RebuildError):
     """The run's files do not hold what a rebuild needs: a run recorded before exact rebuilds, without a log, or
     a version whose rollouts the log does not hold."""
 
+    brief = "the run's files cannot rebuild this version"
+
 
 class UnverifiedRebuildError(RebuildError):
     """A rebuild ran but does not reproduce the recorded digests or actions: another thread count, machine or
     torch. ``version`` is the first version that differs."""
 
-    def __init__(self, message: str, *, version: int) -> None:
-        super().__init__(message)
+    brief = "its rebuild differs from the recorded one"
+
+    def __init__(self, message: str, *, version: int, brief: str | None = None) -> None:
+        super().__init__(message, brief=brief)
         self.version = version
 
 
 class DamagedRecordError(RebuildError):
     """A record a rebuild relies on (the learning ledger, a resume point) is damaged: never drawn as exact."""
+
+    brief = "a rebuild record is damaged"
 
 
 def describe_os_error(error: BaseException) -> str:

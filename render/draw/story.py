@@ -60,13 +60,6 @@ def tick_step(span: float, ticks: int = 4) -> float:
     return next(m * power for m in (1, 2, 5, 10) if span / (m * power) <= ticks + 0.5)
 
 
-def fit_text(painter: TextPainter, text: str, size: float, room: int, weight: int = 400) -> float:
-    """``size``, or smaller until ``text`` fits ``room`` pixels."""
-    while size > 6 and painter.width(text, size, weight) > room:
-        size -= 1.0
-    return size
-
-
 @dataclass(frozen=True)
 class Mark:
     """A point marked on the learning curve: an episode shown (its place in the run and its return)."""
@@ -133,14 +126,14 @@ def learning_curve_card(
     image = blank(width, height, palette.background)
     px = painter.pixels
     margin = max(4, width // 40)
-    size = fit_text(painter, title, 30.0, width - 2 * margin, 700)
+    size = painter.fit(title, 30.0, width - 2 * margin, 700)
     painter.draw(image, title, (margin, margin + px(size)), size, palette.text, 700)
     legend = (
         f"dots: the {len(curve.returns)} training episodes' returns - line: the mean of the last {curve.window} - "
         "marked: the episodes shown, with their return"
     )
     legend_y = margin + px(size) + round(px(16) * 1.8)
-    legend_size = fit_text(painter, legend, 16.0, width - 2 * margin)
+    legend_size = painter.fit(legend, 16.0, width - 2 * margin)
     painter.draw(image, legend, (margin, legend_y), legend_size, palette.muted)
     label = px(14)
     plot = Rect(
@@ -251,7 +244,7 @@ class CaptionedOverlay:
         palette, painter = self.style.palette, self._painter
         if canvas.changed("caption", (caption.text, caption.finished), (self.text,)):
             colour = palette.highlight if caption.finished else palette.text
-            size = fit_text(painter, caption.text, self._text_size, self.text.w, 600)
+            size = painter.fit(caption.text, self._text_size, self.text.w, 600)
             baseline = (self.text.h + painter.pixels(size) * 7 // 10) // 2
             painter.draw(image[self.text.slices], caption.text, (0, baseline), size, colour, 600)
         chart, band = self._chart, self.band
@@ -412,7 +405,7 @@ class CellScreen:
         for i, (text, colour, weight) in enumerate(zip(caption.lines(), colours, weights, strict=True)):
             rect = layout.lines[i]
             if canvas.changed(f"cell{k}.line{i}", (text, colour), (rect,)):
-                size = fit_text(painter, text, self.sizes[i], rect.w, weight)
+                size = painter.fit(text, self.sizes[i], rect.w, weight)
                 baseline = (rect.h + painter.pixels(size) * 7 // 10) // 2
                 painter.draw(image[rect.slices], text, (0, baseline), size, colour, weight)
         rect = layout.lines[3]

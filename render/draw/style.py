@@ -142,6 +142,12 @@ class TextPainter:
         (w, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
         return int(w)
 
+    def fit(self, text: str, size: float, room: int, weight: int = 400) -> float:
+        """``size``, or smaller until ``text`` fits ``room`` pixels."""
+        while size > 6 and self.width(text, size, weight) > room:
+            size -= 1.0
+        return size
+
     @staticmethod
     def _hershey(px: int, weight: int) -> tuple[float, int]:
         # Hershey simplex capitals are ~22 units high at scale 1; size here is the em size, capitals ~0.7 em.

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -51,19 +52,40 @@ class Session:
     machine: str
     device: str
     digest: str  # the weights it started from
+    cpu_model: str = ""  # the processor's name; not recorded by the first ledgers
 
     @property
     def ppo_config(self) -> PPOConfig:
         return PPOConfig(**self.ppo)
 
+    def brief(self, threads: int) -> str:
+        """Why a rebuild here with ``threads`` torch threads may differ, in a few words."""
+        if threads != self.threads:
+            return f"{threads} torch thread{'s' * (threads != 1)} here, {self.threads} in training"
+        here = current_setup()
+        named = [("cpu", "CPU"), ("torch", "torch"), ("machine", "machine")] + [("cpu_model", "CPU")] * bool(
+            self.cpu_model
+        )
+        for key, name in named:
+            if here[key] != getattr(self, key):
+                return f"{name} {here[key]} here, {getattr(self, key)} in training"
+        return "its rebuild differs from the recorded one"
+
     def differences(self) -> list[str]:
-        """What differs between this machine and the one that trained this session (threads aside)."""
+        """What differs between this machine and the one that trained this session (threads aside): torch, the
+        CPU capability torch dispatches to and the architecture, which decide an update's bits."""
         here = current_setup()
         return [
             f"{key} {getattr(self, key)!r} here {here[key]!r}"
             for key in ("torch", "cpu", "machine")
             if here[key] != getattr(self, key)
         ]
+
+    def other_processor(self) -> str | None:
+        """The processor that trained this session where it is not this one's (the same capability may still
+        run other code: a BLAS picks its kernels by processor too); ``None`` where it is or was not recorded."""
+        here = current_setup()["cpu_model"]
+        return None if not self.cpu_model or self.cpu_model == here else f"processor {self.cpu_model!r} here {here!r}"
 
 
 @dataclass(frozen=True)
@@ -82,7 +104,21 @@ class ResumePoint:
 
 def current_setup() -> dict[str, str]:
     """What decides an update's bits on this machine, besides the thread count and device."""
-    return {"torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability(), "machine": platform.machine()}
+    return {
+        "torch": torch.__version__,
+        "cpu": torch.backends.cpu.get_cpu_capability(),
+        "machine": platform.machine(),
+        "cpu_model": cpu_model(),
+    }
+
+
+def cpu_model() -> str:
+    """The processor's name (``model name`` in ``/proc/cpuinfo``, else what :mod:`platform` says)."""
+    try:
+        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+    except OSError:
+        found = None
+    return found[1].strip() if found else platform.processor()
 
 
 class LedgerWriter:
@@ -184,7 +220,8 @@ def read(path: Path) -> Ledger:
     if not path.is_file():
         raise NotRebuildableError(
             f"{path} does not exist: the run was trained before exact rebuilds were recorded (or by another "
-            "trainer); its frames are explained by the nearest saved checkpoints"
+            "trainer); its frames are explained by the nearest saved checkpoints",
+            brief="the run was recorded before exact rebuilds",
         )
     text = path.read_text(encoding="utf-8", errors="replace")
     lines = text.split("\n")[:-1]  # the last piece is empty, or a line a kill cut short

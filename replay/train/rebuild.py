@@ -161,24 +161,25 @@ def run_segment(run: Path, segment: Segment, threads: int, progress: bool) -> No
     _raise(failure)
 
 
-def _worker(run: str, segment: Segment, threads: int, progress: bool) -> tuple[str, str, int] | None:
-    """A worker's replay; a failure comes back as ``(kind, message, version)`` (errors with keyword arguments do
-    not survive pickling)."""
+def _worker(run: str, segment: Segment, threads: int, progress: bool) -> tuple[str, str, int, str] | None:
+    """A worker's replay; a failure comes back as ``(kind, message, version, brief)`` (errors with keyword
+    arguments do not survive pickling)."""
     torch.set_num_threads(threads)
     try:
         replay_segment(Path(run), segment, progress=progress)
     except RebuildError as error:
-        return type(error).__name__, str(error), getattr(error, "version", -1)
+        return type(error).__name__, str(error), getattr(error, "version", -1), error.brief
     return None
 
 
-def _raise(failure: tuple[str, str, int] | None) -> None:
+def _raise(failure: tuple[str, str, int, str] | None) -> None:
     if failure is None:
         return
-    kind, message, version = failure
+    kind, message, version, brief = failure
     if kind == UnverifiedRebuildError.__name__:
-        raise UnverifiedRebuildError(message, version=version)
-    raise {cls.__name__: cls for cls in (DamagedRecordError, NotRebuildableError)}.get(kind, RebuildError)(message)
+        raise UnverifiedRebuildError(message, version=version, brief=brief)
+    kinds = {cls.__name__: cls for cls in (DamagedRecordError, NotRebuildableError)}
+    raise kinds.get(kind, RebuildError)(message, brief=brief)
 
 
 def replay_segment(
@@ -236,7 +237,7 @@ def _start(
         optimizer = ppo.make_optimizer(model, session.ppo_config)
         found, expected = digests.weights_digest(model), records.digest(0)
         if found != expected:
-            raise UnverifiedRebuildError(_differs(folder, session, 0, found, expected), version=0)
+            raise _unverified(_differs(folder, session, 0, found, expected), session, version=0)
         return model, optimizer, 0
     point = records.resume_points[start]
     path = resume_point_path(folder.resume_points, start)
@@ -277,9 +278,10 @@ def _replay_update(
         recorded = logged[t] >= 0
         if not torch.equal(action[recorded], logged[t][recorded]):
             lane = int(torch.nonzero((action != logged[t]) & recorded)[0, 0])
-            raise UnverifiedRebuildError(
+            raise _unverified(
                 f"{folder.log}: the rebuilt version {update} draws action {int(action[lane])} in env {lane} at step "
                 f"{t} of its rollout, the log holds {int(logged[t, lane])}; {_setup(session)}",
+                session,
                 version=update,
             )
         rollout.actions[t] = action
@@ -290,13 +292,23 @@ def _replay_update(
     ppo.learn(model, optimizer, rollout, data.next_obs, data.next_done, config, entry.learning_rate, generator)
     found = digests.weights_digest(model)
     if found != entry.digest:
-        raise UnverifiedRebuildError(_differs(folder, session, update + 1, found, entry.digest), version=update + 1)
+        raise _unverified(_differs(folder, session, update + 1, found, entry.digest), session, version=update + 1)
+
+
+def _unverified(message: str, session: Session, *, version: int) -> UnverifiedRebuildError:
+    return UnverifiedRebuildError(message, version=version, brief=session.brief(torch.get_num_threads()))
 
 
 def _setup(session: Session) -> str:
     here = torch.get_num_threads()
     threads = f"rebuilt with {here} torch threads, trained with {session.threads}"
-    return "; ".join([threads, *(f"{d}" for d in session.differences())]) + (
+    differences = session.differences() or [p for p in [session.other_processor()] if p]
+    if here == session.threads and not differences:
+        return (
+            f"{threads}, and nothing else the ledger records differs (the processor, or a library torch loads, may): "
+            "this version cannot be rebuilt exactly here"
+        )
+    return "; ".join([threads, *differences]) + (
         ": an update's bits depend on them, so this version cannot be rebuilt exactly here"
     )
 

@@ -264,6 +264,20 @@ def test_phase_line_says_the_learning_rate_legibly_and_not_on_evaluation_frames(
     assert [short_number(v) for v in (1.7e-4, 0.5, 3e-5, 0.0025)] == ["1.7e-4", "0.5", "3.0e-5", "0.0025"]
 
 
+@pytest.mark.parametrize("size", [(1280, 720), (854, 480)])
+def test_a_long_checkpoint_note_leaves_the_phase_line_untouched(size: tuple[int, int]) -> None:
+    # a fallback's reason lengthens the right-hand line: it shrinks into the room the phase line leaves
+    overlay = FullOverlay("Breakout", ACTIONS, LAYERS, ROWS, width=size[0], height=size[1])
+    note = "not exact (CPU AVX2 here, AVX512 in training)"
+    noted = _context(np.random.default_rng(11), checkpoint=CheckpointUse("v000038.pt", 38, 2, note))
+    bare = _context(np.random.default_rng(11), checkpoint=None)
+    subtitle = overlay.layout.subtitle
+    with_note, without = (overlay.render(c)[subtitle.slices].astype(int) for c in (noted, bare))
+    phase = overlay.painter.width(phase_line(bare), 16)
+    assert np.array_equal(with_note[:, : phase + 4], without[:, : phase + 4]), "the note runs over the phase line"
+    assert np.abs(with_note - without)[:, phase + 4 :].sum() > 0, "the note is drawn"
+
+
 def test_title_card_is_centred_text_on_background() -> None:
     card = title_card(640, 360, ["10% - 100k steps - return 7", "Breakout"])
     background = np.array(Style().palette.background, np.uint8)

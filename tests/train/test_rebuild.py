@@ -90,7 +90,7 @@ def test_a_rebuild_under_another_thread_count_fails_its_digest_and_falls_back(
     library = PolicyLibrary(checkpoints=RunFolder(run).checkpoints, exact=Rebuilder(run, threads=2, progress=False))
     _, use = library.lookup(2)
     assert (use.name, use.policy_version, use.lag) == ("v000000.pt", 0, 2)
-    assert use.note == "not exact: see the sidecar"
+    assert use.note == "not exact (2 torch threads here, 1 in training)"
     assert "digest" in library.exact_problem and "2 torch threads" in library.exact_problem
     library.lookup(1)
     assert capsys.readouterr().err.count("checkpoint=exact: falling back") == 1  # said once
