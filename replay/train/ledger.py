@@ -2,7 +2,8 @@
 
 - ``session``: written at each launch and resume, before its first update: the version it starts from, the log
   stream its rollouts go to, the seed, the PPO settings, and what decides the bits of an update besides its inputs
-  (torch's version, thread count, CPU capability, machine, device), with the digest of the starting weights.
+  (torch's version, thread count, CPU capability, machine, device), the processor's name (a hint for messages),
+  with the digest of the starting weights.
 - ``update``: after each update: the version it made, the learning rate it used, the digest of the weights.
 - ``resume_point``: after a resume point is written: its version, file and the digest of its whole state.
 
