@@ -9,8 +9,9 @@ and at most ``max_waiting`` wait; one more is refused with 503 rather than queue
 Progress: the encoder's tqdm bar, which the renderer prints to stderr whether or not it is a terminal. The job
 reads the child's output and matches the bar of its own video (tqdm's description is ``"<product> <file
 name>"``; its default format has held ``n/total`` since long before the ``tqdm>=4.60`` the project asks for),
-so no change to the renderer was needed, other bars (none today) would not be mistaken for it, and ``TQDM_*``
-variables that could change the format are removed from the child's environment. Everything else the child
+so no change to the renderer was needed, other bars would not be mistaken for it, and ``TQDM_*`` variables that
+could change the format are removed from the child's environment. With ``checkpoint=exact`` the rebuild's bars
+(``rebuilding v<a>..v<b>``) come first, and the job keeps the last one read as ``rebuilding``. Everything else the child
 prints is kept (its last lines) for the error message: the renderer's own ``error: ...`` line when it refuses
 (e.g. ``overlay=full`` on a run without checkpoints), else its last line and exit status.
 
@@ -81,6 +82,7 @@ class Job:
     state: JobState = JobState.QUEUED
     frames: int = 0
     total: int | None = None
+    rebuilding: dict[str, Any] | None = None  # checkpoint=exact: the last rebuild bar read (versions, updates, total)
     error: str | None = None
     started: float | None = None
     ended: float | None = None
@@ -106,6 +108,7 @@ class Job:
             "progress": progress,
             "frames": self.frames,
             "total": self.total,
+            "rebuilding": self.rebuilding,
             "error": self.error,
             "video": self.video if done else None,
             "created": self.created,
@@ -294,6 +297,7 @@ def _follow(job: Job, lock: threading.Lock) -> deque[str]:
     returned."""
     tail: deque[str] = deque(maxlen=_TAIL)
     bar = re.compile(rf"{re.escape(f'{job.request.product} {job.video}')}: *\d+%\|[^|]*\| *(\d+)/(\d+) ")
+    rebuild = re.compile(r"rebuilding (v\d+\.\.v\d+): *\d+%\|[^|]*\| *(\d+)/(\d+) ")
     assert job.process is not None and job.process.stdout is not None
     pending = b""
     while chunk := job.process.stdout.read1(65536):
@@ -301,9 +305,13 @@ def _follow(job: Job, lock: threading.Lock) -> deque[str]:
         for line in lines:
             text = line.decode("utf-8", "replace").strip()
             progress = bar.search(text)
+            rebuilt = None if progress else rebuild.search(text)
             if progress:
                 with lock:
                     job.frames, job.total = int(progress[1]), int(progress[2])
+            elif rebuilt:
+                with lock:
+                    job.rebuilding = {"versions": rebuilt[1], "updates": int(rebuilt[2]), "total": int(rebuilt[3])}
             elif text:
                 tail.append(text)
     if pending.strip():
@@ -337,9 +345,10 @@ def job_routes(catalogue: RunCatalogue, jobs: JobQueue) -> list[Route]:
 
     - ``POST /api/runs/{run_id}/jobs``, body ``{"product": "episode"|"timelapse"|"progression", "overlay":
       "raw"|"minimal"|"full", "episode": <index>|"best"|"worst"|"last", "duration": <seconds>, "layout":
-      "sequential"|"side_by_side"|"grid"}`` (only the product's own field; defaults: overlay full, episode best,
-      duration 60, layout sequential): 202 and the job's record, 400 for a bad field, 404 an unknown run, 422 a
-      run whose log does not read, 503 when the queue is full.
+      "sequential"|"side_by_side"|"grid", "checkpoint": "nearest"|"exact"}`` (only the product's own field;
+      defaults: overlay full, episode best, duration 60, layout sequential, checkpoint nearest; exact only with
+      overlay full): 202 and the job's record, 400 for a bad field, 404 an unknown run, 422 a run whose log does
+      not read, 503 when the queue is full.
     - ``GET /api/jobs`` (newest first; ``?run=<id>`` for one run's), ``GET /api/jobs/{job_id}``.
     - ``DELETE /api/jobs/{job_id}``: a job not finished is cancelled (the answer comes once its renderer has
       stopped: state ``cancelled``, and it stays listed); a finished one is removed from the list (its video

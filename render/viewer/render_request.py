@@ -18,6 +18,7 @@ from render.viewer.errors import BadRequestError
 from render.viewer.runs import RunEntry
 
 PRODUCTS = ("episode", "timelapse", "progression")
+CHECKPOINTS = ("nearest", "exact")  # checkpoint=exact, or the nearest saved checkpoints (the renderer's default)
 EPISODE_ALIASES = ("best", "worst", "last")
 MAX_DURATION = 600.0  # seconds of time-lapse a request may ask for: ten minutes already take long to render
 RUN_ENV, OUTPUT_ENV = "ALE_REPLAY_JOB_RUN", "ALE_REPLAY_JOB_OUTPUT"
@@ -27,12 +28,14 @@ _FIELDS = {"episode": "episode", "timelapse": "duration", "progression": "layout
 @dataclass(frozen=True)
 class RenderRequest:
     """What to render, as the ``POST /api/runs/{id}/jobs`` body gives it, validated: ``product``, ``overlay``,
-    and the product's own setting: ``episode`` (an index or best/worst/last), ``duration`` (the time-lapse's
-    target seconds) or ``layout`` (the progression's)."""
+    the product's own setting: ``episode`` (an index or best/worst/last), ``duration`` (the time-lapse's target
+    seconds) or ``layout`` (the progression's), and ``checkpoint`` (``exact``: the full overlay's network is the
+    very version that played each frame, rebuilt the first time; ``nearest``, the default)."""
 
     product: str
     overlay: str
     setting: int | float | str
+    checkpoint: str = "nearest"
 
     @classmethod
     def parse(cls, body: Any, entry: RunEntry) -> RenderRequest:
@@ -44,20 +47,29 @@ class RenderRequest:
         if product not in PRODUCTS:
             raise BadRequestError(f"product={product!r:.80} is not one of {', '.join(PRODUCTS)}")
         own = _FIELDS[product]
-        unknown = sorted(set(body) - {"product", "overlay", own})
+        unknown = sorted(set(body) - {"product", "overlay", own, "checkpoint"})
         if unknown:
             raise BadRequestError(
                 f"{', '.join(map(repr, unknown))} do not apply to product={product!r}; its fields are product, "
-                f"overlay and {own}"
+                f"overlay, {own} and checkpoint"
             )
         overlay = body.get("overlay", OverlayConfig().kind)
         if overlay not in OVERLAYS:
             raise BadRequestError(f"overlay={overlay!r:.80} is not one of {', '.join(OVERLAYS)}")
+        checkpoint = body.get("checkpoint", "nearest")
+        if checkpoint not in CHECKPOINTS:
+            raise BadRequestError(f"checkpoint={checkpoint!r:.80} is not one of {', '.join(CHECKPOINTS)}")
+        if checkpoint == "exact" and overlay != "full":
+            raise BadRequestError(
+                f"checkpoint='exact' chooses the network the full overlay shows; overlay={overlay!r} shows none: "
+                "ask for overlay='full', or leave checkpoint out"
+            )
         parse_setting = {"episode": _episode, "timelapse": _duration, "progression": _layout}[product]
-        return cls(product, overlay, parse_setting(body.get(own), entry))
+        return cls(product, overlay, parse_setting(body.get(own), entry), checkpoint)
 
     def params(self) -> dict[str, Any]:
-        return {"overlay": self.overlay, _FIELDS[self.product]: self.setting}
+        exact = {"checkpoint": "exact"} if self.checkpoint == "exact" else {}
+        return {"overlay": self.overlay, _FIELDS[self.product]: self.setting, **exact}
 
     def overrides(self) -> list[str]:
         """The command line's overrides (the run and the output come from the environment, see the module)."""
@@ -67,12 +79,14 @@ class RenderRequest:
             "timelapse": f"product.target_duration={self.setting!r}",
             "progression": f"product.layout={self.setting}",
         }[self.product]
-        return [*common, f"product={self.product}", f"overlay={self.overlay}", own]
+        exact = ["checkpoint=exact"] if self.checkpoint == "exact" else []
+        return [*common, f"product={self.product}", f"overlay={self.overlay}", own, *exact]
 
     def video_name(self, job_id: str, when: float) -> str:
         detail = f"{self.setting:g}s" if self.product == "timelapse" else str(self.setting)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(when))
-        return f"{self.product}-{detail.replace('_', '-')}-{self.overlay}-{stamp}-{job_id}.mp4"
+        overlay = f"{self.overlay}-exact" if self.checkpoint == "exact" else self.overlay
+        return f"{self.product}-{detail.replace('_', '-')}-{overlay}-{stamp}-{job_id}.mp4"
 
 
 def _episode(value: Any, entry: RunEntry) -> int | str:

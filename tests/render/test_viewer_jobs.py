@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 import served
-from helpers import ROOT, decode_video
+from helpers import FAST, ROOT, compose_config, decode_video
 
 from render.viewer import RunCatalogue
 from render.viewer.errors import QueueFullError
 from render.viewer.jobs import JobQueue
 from render.viewer.render_request import RenderRequest
+from replay import TrajectoryLog
+from replay.train import train
 
 SAMPLE = ROOT / "data" / "sample" / "breakout"
 EPISODE = 15  # a short finished training episode of the sample run: 118 steps,
@@ -91,7 +93,9 @@ def _videos(runs: Path) -> list[str]:
         ({"product": "episode", "episode": -1}, ["episode -1", "0..2193"]),
         ({"product": "episode", "episode": "12"}, ["episode '12'", "0..2193"]),
         ({"product": "episode", "episode": True}, ["episode True"]),
-        ({"product": "episode", "duration": 10}, ["'duration'", "product, overlay and episode"]),
+        ({"product": "episode", "duration": 10}, ["'duration'", "product, overlay, episode and checkpoint"]),
+        ({"product": "episode", "overlay": "raw", "checkpoint": "exact"}, ["checkpoint='exact'", "overlay='full'"]),
+        ({"product": "episode", "overlay": "full", "checkpoint": "latest"}, ["'latest'", "nearest, exact"]),
         ({"product": "timelapse", "duration": 0}, ["duration=0", "1..600"]),
         ({"product": "timelapse", "duration": 1e9}, ["duration=1000000000.0", "1..600"]),
         ({"product": "timelapse", "duration": "60"}, ["duration='60'"]),
@@ -233,6 +237,37 @@ def test_a_full_overlay_without_checkpoints_fails_with_the_renderers_message(
     job = viewer.wait(job["id"], {"done", "failed", "cancelled"})
     assert job["state"] == "failed" and "overlay=full needs the network that played" in job["error"], job
     assert job["video"] is None and _videos(runs) == []
+
+
+@pytest.fixture(scope="module")
+def tiny(runs: Path) -> str:
+    """A short run trained here, in the viewer's runs folder: its learning rebuilds exactly on this machine."""
+    train(compose_config([*FAST, "total_steps=1536", "seed=5", f"run_dir={runs / 'tiny'}"]))
+    return _run_id(runs, "tiny")
+
+
+@pytest.mark.slow
+def test_an_exact_job_rebuilds_the_versions_that_played_and_shows_the_rebuild(
+    viewer: Server, runs: Path, tiny: str
+) -> None:
+    with TrajectoryLog(runs / "tiny" / "trajectories.h5") as log:
+        saved = {int(p.stem[1:]) for p in (runs / "tiny" / "checkpoints").glob("v*.pt")}
+        episode = next(
+            e for e in log.episodes if e.tag == "train" and e.finished and not set(e.policy_versions) & saved
+        )
+    body = {"product": "episode", "overlay": "full", "episode": episode.index, "checkpoint": "exact"}
+    job = viewer.submit(tiny, body)
+    assert job["params"] == {"overlay": "full", "episode": episode.index, "checkpoint": "exact"}
+    job = viewer.wait(job["id"], {"done", "failed", "cancelled"}, timeout=600)
+    assert job["state"] == "done", job
+    rebuilt = job["rebuilding"]
+    assert rebuilt["updates"] == rebuilt["total"] > 0 and rebuilt["versions"].startswith("v0.."), rebuilt
+    assert "-full-exact-" in job["video"]
+    sidecar = json.loads((runs / "tiny" / "videos" / f"{job['video']}.json").read_text())
+    assert sidecar["exact"] == {"fallback": None, "brief": None}
+    played = set(episode.policy_versions)
+    assert {name: lag for name, lag in sidecar["checkpoints"].items()} == {f"rebuilt/v{v:06d}.pt": 0 for v in played}
+    assert len(decode_video(runs / "tiny" / "videos" / job["video"])) == episode.length + 1
 
 
 @pytest.mark.slow

@@ -4,13 +4,14 @@ import { bytes, getJSON, h, pathParts, poll, postJSON, runLink, showError } from
 
 const runId = pathParts().run;
 const ui = Object.fromEntries(["title", "run-link", "make", "product", "episode", "duration", "layout", "overlays",
-  "problem", "jobs", "gallery"].map((id) => [id, document.getElementById(id)]));
+  "exact", "problem", "jobs", "gallery"].map((id) => [id, document.getElementById(id)]));
 const kinds = [...document.querySelectorAll("input[name=kind]")];
 let galleryKey = null;
 
 function fields() {
   for (const label of document.querySelectorAll("label[data-for]")) label.hidden = label.dataset.for !== ui.product.value;
   kinds.forEach((k) => { k.disabled = !ui.overlays.checked; });
+  ui.exact.disabled = !ui.overlays.checked || kinds.find((k) => k.checked).value !== "full";
 }
 
 function when(seconds) {
@@ -27,7 +28,10 @@ function jobRow(job) {
     h("td", {}, job.product, h("div", { class: "muted" }, describe(job.params))),
     h("td", {}, job.state),
     h("td", {}, h("progress", { max: 1, value: job.progress ?? 0 }),
-      " ", job.total ? `${job.frames} / ${job.total} frames` : ""),
+      " ", job.total ? `${job.frames} / ${job.total} frames` : "",
+      open && !job.frames && job.rebuilding && job.rebuilding.updates < job.rebuilding.total  // rebuilt before encoding
+        ? h("div", { class: "muted" }, `rebuilding the networks ${job.rebuilding.versions}: `
+          + `${job.rebuilding.updates} / ${job.rebuilding.total} updates`) : ""),
     h("td", {}, job.error ? h("span", { class: "error" }, job.error) : job.video ? job.video : ""),
     h("td", {}, open ? h("button", { class: "cancel", onclick: () => cancel(job.id) }, "Cancel") : ""));
 }
@@ -47,6 +51,7 @@ function videoCard(video) {
   const lines = [
     `${p.product || "video"} · overlay ${p.overlay || "?"} · ${p.fps || "?"} fps`,
     episodes.length ? `episode${episodes.length > 1 ? "s" : ""} ${episodes.length > 6 ? `${episodes.slice(0, 6).join(", ")}… (${episodes.length})` : episodes.join(", ")}` : "",
+    p.exact ? (p.exact.fallback ? `not exact (${p.exact.brief || "see the sidecar"}): nearest checkpoints` : "exact networks: each frame explained by the version that played it") : "",
     `${bytes(video.size)} · made ${when(video.created)}`,
   ];
   return h("div", { class: "card", "data-video": video.name },
@@ -97,6 +102,7 @@ ui.make.addEventListener("submit", async (event) => {
   if (product === "episode") body.episode = /^\d+$/.test(ui.episode.value.trim()) ? Number(ui.episode.value) : ui.episode.value.trim();
   if (product === "timelapse") body.duration = Number(ui.duration.value);
   if (product === "progression") body.layout = ui.layout.value;
+  if (!ui.exact.disabled && ui.exact.checked) body.checkpoint = "exact";
   try {
     await postJSON(`/api/runs/${encodeURIComponent(runId)}/jobs`, body);
     ui.problem.replaceChildren();
@@ -107,6 +113,7 @@ ui.make.addEventListener("submit", async (event) => {
 });
 ui.product.addEventListener("change", fields);
 ui.overlays.addEventListener("change", fields);
+kinds.forEach((k) => k.addEventListener("change", fields));
 ui.title.textContent = `Videos · ${runId}`;
 document.title = `Videos · ${runId} · ale-replay viewer`;
 ui["run-link"].href = runLink(runId);
