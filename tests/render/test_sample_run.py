@@ -141,7 +141,7 @@ def test_on_another_machine_kind_the_sample_falls_back_to_its_checkpoints_and_sa
     frames = list(render.explain(run, index, checkpoint="exact"))
     said = capfd.readouterr().err
     assert said.count("checkpoint=exact: falling back to the nearest saved checkpoints") == 1
-    assert "digest" in said and all(d in said for d in differences), said
+    assert ("digest" in said or "draws action" in said) and all(d in said for d in differences), said
     nearest = list(render.explain(run, index))
     assert len(frames) == len(nearest) == length + 1
     for a, b in zip(frames, nearest, strict=True):
