@@ -94,6 +94,7 @@ def test_the_readme_has_its_blocks_and_every_tiny_command_stands_for_one_of_its_
     assert set(TINY) <= set(commands()), set(TINY) - set(commands())
 
 
+@pytest.mark.slow  # in the slow suite, for the fast suite's 5 minutes on the slower machines
 def test_the_python_blocks_run_as_written(root: Path) -> None:
     """Every Python block but the Stable-Baselines3 recipe (real training: the slow case below)."""
     script = "\n\n".join(block for block in blocks("python") if "stable_baselines3" not in block)

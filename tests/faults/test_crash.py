@@ -94,6 +94,7 @@ def _episode_rows(path):
         return handle[fmt.DATASET_EPISODES][:].tobytes()
 
 
+@pytest.mark.slow  # in the slow suite, for the fast suite's 5 minutes on the slower machines
 def test_a_killed_writers_log_takes_new_recordings_and_keeps_every_byte(tmp_path):
     path = tmp_path / "killed.h5"
     _record_then_kill(path, 2.0)
@@ -126,6 +127,7 @@ def test_a_second_writer_on_a_live_log_is_refused(tmp_path):
         assert len(log.episodes) == 1
 
 
+@pytest.mark.slow  # in the slow suite, for the fast suite's 5 minutes on the slower machines
 def test_a_closed_log_is_compacted_and_its_lock_file_removed(tmp_path):
     path = tmp_path / "flushy.h5"
     env = RecordTrajectory(gym.make("ALE/Breakout-v5"), path, flush_seconds=0.001, sync_interval=4)

@@ -483,7 +483,10 @@ CASES: dict[str, tuple[Damage, object]] = {
 }
 
 
-@pytest.mark.parametrize("name", list(CASES))
+SLOW_CASES = {"another game, consistently labelled"}  # replays a whole game: in the slow suite, for the fast 5 min
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CASES else n for n in CASES])
 def test_damaged_log_gives_a_clear_error_or_an_exact_replay(name, base_log, reader, reference, tmp_path):
     damage, expect = CASES[name]
     path = tmp_path / "trajectories.h5"

@@ -360,6 +360,7 @@ def _multirun(run_dir: Path, cwd: Path, *extra: str) -> list[Path]:
     return sorted(cwd.glob("multirun/render/*/*/*/episode.mp4"))
 
 
+@pytest.mark.slow  # in the slow suite, for the fast suite's 5 minutes on the slower machines
 def test_multirun_writes_one_video_per_job_into_its_own_folder(run_dir: Path, tmp_path: Path) -> None:
     videos = _multirun(run_dir, tmp_path)
     assert [v.parent.name for v in videos] == [
@@ -371,6 +372,7 @@ def test_multirun_writes_one_video_per_job_into_its_own_folder(run_dir: Path, tm
     assert all(v.with_name("episode.mp4.json").is_file() for v in videos)
 
 
+@pytest.mark.slow  # in the slow suite, for the fast suite's 5 minutes on the slower machines
 def test_a_sweep_job_with_bad_input_is_one_line_after_the_others_ran(run_dir: Path, tmp_path: Path) -> None:
     command = [sys.executable, "-m", "render", "-m", f"run={run_dir}", "episode=5000,3", "overlay=raw"]
     command += ["video=preview", "product.frame_stride=10", "video.progress=false"]
@@ -496,13 +498,20 @@ def test_the_command_line_reports_a_bad_input_in_one_line_and_exits_2(run_dir: P
     assert line.startswith(f"error: {run_dir / 'trajectories.h5'}: episode 5000 is out of range"), line
 
 
+def slow(*values: str) -> object:
+    """A case in the slow suite, for the fast suite's 5 minutes on the slower machines."""
+    return pytest.param(*values, marks=pytest.mark.slow)
+
+
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
         ("overlay=fancy", r"Could not find 'overlay/fancy'; the options of overlay are: full, minimal, raw$"),
-        ("product=movie", r"Could not find 'product/movie'; the options of product are: episode, progression, "),
+        slow("product=movie", r"Could not find 'product/movie'; the options of product are: episode, progression, "),
         ("episod=3", r"Could not override 'episod': no such setting; `python -m render --cfg job` lists every"),
-        ("video.fps=abc", r"Error merging override video.fps=abc: Value 'abc' of type 'str' could not be converted"),
+        slow(
+            "video.fps=abc", r"Error merging override video.fps=abc: Value 'abc' of type 'str' could not be converted"
+        ),
         ("episode=null", r"Error merging override episode=null: field 'episode' is not Optional"),
     ],
 )
@@ -620,6 +629,7 @@ def test_a_palette_colour_is_set_by_its_key_on_the_command_line(run_dir: Path) -
         OmegaConf.to_object(cfg).overlay.style()
 
 
+@pytest.mark.slow  # in the slow suite, for the fast suite's 5 minutes on the slower machines
 def test_a_render_without_output_goes_to_the_runs_videos_and_leaves_the_launch_folder_untouched(
     run_dir: Path, tmp_path: Path
 ) -> None:

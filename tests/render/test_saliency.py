@@ -184,6 +184,7 @@ def test_the_scale_is_a_high_percentile_of_the_maps_and_never_zero() -> None:
     assert saliency_scale(np.zeros((2, 84, 84), np.float32)) == 1.0
 
 
+@pytest.mark.slow  # in the slow suite, for the fast suite's 5 minutes on the slower machines
 def test_the_full_overlay_blends_the_saliency_over_the_game_and_nothing_else() -> None:
     from render import RenderSource, render_still
     from render.config import OverlayConfig

@@ -55,8 +55,8 @@ def test_a_random_frameskip_replays_bit_exactly_in_fresh_process(tmp_path):
     ("game", "setting", "asynchronous"),
     [
         ("Breakout", STICKY, False),
-        ("Breakout", PREPROCESSED, False),
-        ("MsPacman", STICKY, True),
+        pytest.param("Breakout", PREPROCESSED, False, marks=pytest.mark.slow),  # slow: the fast suite's 5 minutes
+        pytest.param("MsPacman", STICKY, True, marks=pytest.mark.slow),
         ("Seaquest", PREPROCESSED, True),
     ],
 )

@@ -416,6 +416,7 @@ def test_a_milestone_whose_evaluation_a_kill_cut_short_is_evaluated_on_resume(
     assert verify(log_path, progress=False).ok
 
 
+@pytest.mark.slow  # in the slow suite, for the fast suite's 5 minutes on the slower machines
 def test_a_stop_right_after_the_final_resume_state_keeps_every_update_row(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
