@@ -11,9 +11,9 @@ reads the child's output and matches the bar of its own video (tqdm's descriptio
 name>"``; its default format has held ``n/total`` since long before the ``tqdm>=4.60`` the project asks for),
 so no change to the renderer was needed, other bars would not be mistaken for it, and ``TQDM_*`` variables that
 could change the format are removed from the child's environment. With ``checkpoint=exact`` the rebuild's bars
-(``rebuilding v<a>..v<b>``) come first, and the job keeps the last one read as ``rebuilding``. Everything else the child
-prints is kept (its last lines) for the error message: the renderer's own ``error: ...`` line when it refuses
-(e.g. ``overlay=full`` on a run without checkpoints), else its last line and exit status.
+(``rebuilding v<a>..v<b>``) come first, and the job keeps the last one read as ``rebuilding``. Everything else
+the child prints is kept (its last lines) for the error message: the renderer's own ``error: ...`` line when it
+refuses (e.g. ``overlay=full`` on a run without checkpoints), else its last line and exit status.
 
 Cancel: SIGTERM to the renderer, which it turns into ``SystemExit`` (:func:`render.cli._terminate_as_exit`): the
 encoder deletes its temporary file and the replay workers stop, as on Ctrl-C. If it has not ended after
