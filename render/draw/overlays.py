@@ -65,11 +65,9 @@ def update_name(version: int) -> str:
     return "the initial network" if version == 0 else f"update {version}"
 
 
-PLAYED_BY = " (played by "
-
-
-def lag_line(context: FrameContext) -> str:
-    """Which network explains the frame, in words: ``network from update 294, 36 updates before this play``."""
+def lag_line(context: FrameContext, *, played_by: bool = True) -> str:
+    """Which network explains the frame, in words: ``network from update 294, 36 updates before this play``,
+    with ``played_by`` followed by ``(played by update 330)``."""
     use = context.checkpoint
     if use is None:
         return ""
@@ -81,7 +79,9 @@ def lag_line(context: FrameContext) -> str:
     count = abs(use.lag)
     noun = "update" if count == 1 else "updates"
     name = "the initial network" if source == 0 else f"network from update {source}"
-    line = f"{name}, {count} {noun} {when} this play{PLAYED_BY}{update_name(played)})"
+    line = f"{name}, {count} {noun} {when} this play"
+    if played_by:
+        line += f" (played by {update_name(played)})"
     return line if use.note is None else f"{use.note}: {line}"
 
 
@@ -477,8 +477,8 @@ class FullOverlay:
                 lagging = context.checkpoint is not None and context.checkpoint.lag != 0
                 weight, colour = (600, palette.highlight) if lagging else (400, palette.muted)
                 room = layout.subtitle.w - painter.width(phase, 16) - painter.pixels(24)
-                if painter.width(lag, 16, weight) > room and PLAYED_BY in lag:
-                    lag = lag[: lag.index(PLAYED_BY)]  # the statistics name the version that played
+                if painter.width(lag, 16, weight) > room:
+                    lag = lag_line(context, played_by=False)  # the statistics name the version that played
                 size = painter.fit(lag, 16, room, weight)
                 x = layout.subtitle.w - painter.width(lag, size, weight) - 2
                 painter.draw(area, lag, (max(0, x), baseline), size, colour, weight)

@@ -63,30 +63,33 @@ class Session:
         """Why a rebuild here with ``threads`` torch threads may differ, in a few words."""
         if threads != self.threads:
             return f"{threads} torch thread{'s' * (threads != 1)} here, {self.threads} in training"
-        here = current_setup()
-        named = [("cpu", "CPU"), ("torch", "torch"), ("machine", "machine")] + [("cpu_model", "CPU")] * bool(
-            self.cpu_model
-        )
-        for key, name in named:
-            if here[key] != getattr(self, key):
-                return f"{name} {here[key]} here, {getattr(self, key)} in training"
+        for key, recorded, here in self._differing()[:1]:
+            return f"{_NAMES[key]} {here} here, {recorded} in training"
         return "its rebuild differs from the recorded one"
 
     def differences(self) -> list[str]:
         """What differs between this machine and the one that trained this session (threads aside): torch, the
         CPU capability torch dispatches to and the architecture, which decide an update's bits."""
-        here = current_setup()
-        return [
-            f"{key} {getattr(self, key)!r} here {here[key]!r}"
-            for key in ("torch", "cpu", "machine")
-            if here[key] != getattr(self, key)
-        ]
+        return [f"{key} {recorded!r} here {here!r}" for key, recorded, here in self._differing() if key in DECISIVE]
 
     def other_processor(self) -> str | None:
         """The processor that trained this session where it is not this one's (the same capability may still
         run other code: a BLAS picks its kernels by processor too); ``None`` where it is or was not recorded."""
-        here = current_setup()["cpu_model"]
-        return None if not self.cpu_model or self.cpu_model == here else f"processor {self.cpu_model!r} here {here!r}"
+        found = [
+            f"processor {recorded!r} here {here!r}" for key, recorded, here in self._differing() if key == "cpu_model"
+        ]
+        return found[0] if found else None
+
+    def _differing(self) -> list[tuple[str, str, str]]:
+        """``(key, recorded, here)`` for each decisive setting that differs, then the processor's name (where the
+        ledger recorded one)."""
+        here = current_setup()
+        keys = [*DECISIVE, *(["cpu_model"] if self.cpu_model else [])]
+        return [(key, getattr(self, key), here[key]) for key in keys if here[key] != getattr(self, key)]
+
+
+DECISIVE = ("cpu", "torch", "machine")  # what decides an update's bits, besides the thread count and device
+_NAMES = {"cpu": "CPU", "torch": "torch", "machine": "machine", "cpu_model": "CPU"}
 
 
 @dataclass(frozen=True)

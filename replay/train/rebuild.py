@@ -302,7 +302,9 @@ def _unverified(message: str, session: Session, *, version: int) -> UnverifiedRe
 def _setup(session: Session) -> str:
     here = torch.get_num_threads()
     threads = f"rebuilt with {here} torch threads, trained with {session.threads}"
-    differences = session.differences() or [p for p in [session.other_processor()] if p]
+    differences = session.differences()
+    if not differences and (other := session.other_processor()):
+        differences = [other]
     if here == session.threads and not differences:
         return (
             f"{threads}, and nothing else the ledger records differs (the processor, or a library torch loads, may): "
