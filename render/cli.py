@@ -28,7 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from render.config import RenderConfig, register_configs
 from render.errors import RenderConfigError, RenderError
-from render.policies import EXACT
+from render.policies import EXACT, REBUILT
 from render.products import render_episode, render_progression, render_timelapse
 from render.source import RenderResult, RenderSource
 from replay.command import refuse, register_help, run_app
@@ -64,7 +64,9 @@ def run_product(cfg: DictConfig, sweep_dir: Path | None = None) -> RenderResult:
     # Paths absolute once, for the product and its sidecar alike (not resolved: an output that is a symlink is
     # replaced, not followed); no run when a log= replaced it.
     for key in ("run", "log", "checkpoint", "output"):
-        if config.get(key) and not (key == "checkpoint" and config[key] == EXACT):  # empty output=: default place
+        if config.get(key) and not (
+            key == "checkpoint" and config[key] in (EXACT, REBUILT)
+        ):  # empty output=: default place
             config[key] = os.path.abspath(to_absolute_path(config[key]))
     if config.get("log") is not None:
         config["run"] = None

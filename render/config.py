@@ -317,7 +317,8 @@ class RenderConfig:
         log: Any trajectory log; overrides ``run`` (``raw``/``minimal`` need nothing else).
         checkpoint: One checkpoint file explaining every frame (``full`` with ``log=`` needs it); ``exact``: each
             frame by the very version that played it, rebuilt from the run's learning (``run=`` only; where a
-            rebuild cannot be verified, the nearest checkpoint, and the overlay and sidecar say why).
+            rebuild cannot be verified, the nearest checkpoint, and the overlay and sidecar say why); ``rebuilt``:
+            the versions rebuilt already (``run=`` only), the nearest checkpoint for the rest, never rebuilding.
         output: The video file; ``null`` writes ``<product>-<time>.mp4`` into the run's ``videos/`` folder (in a
             sweep, ``<product>.mp4`` into each job's folder).
         episode: For ``product=episode``: an index, ``best``, ``worst`` or ``last``.

@@ -19,7 +19,7 @@ import numpy as np
 from render.agent_view import Decision, decisions, view_for
 from render.analytics import ProbeSettings
 from render.errors import RenderConfigError
-from render.policies import EXACT, PolicyLibrary, exact_source
+from render.policies import EXACT, REBUILT, PolicyLibrary, exact_source, rebuilt_source
 from render.selection import pick_episode
 from replay import TrajectoryLog
 from replay.reader import ReplayStep
@@ -77,9 +77,10 @@ def explain(
         checkpoint: ``None``: each frame is explained by the run's checkpoint that the renderer would pick for
             the policy that acted; ``"exact"``: by the very version that acted, rebuilt from the run's learning
             (``replay.train.rebuild``; where it cannot be verified, the nearest checkpoint, with a line on stderr
-            saying why); a file (this project's ``.pt``, an SB3 ``.zip``, a CleanRL model file): that checkpoint
-            explains every frame. A log without a run folder and without ``checkpoint`` gives frames without
-            network outputs.
+            saying why); ``"rebuilt"``: by the versions already rebuilt (lag 0), the nearest checkpoint for the
+            rest, never rebuilding (what the viewer shows); a file (this project's ``.pt``, an SB3 ``.zip``, a
+            CleanRL model file): that checkpoint explains every frame. A log without a run folder and without
+            ``checkpoint`` gives frames without network outputs.
         start, stop: The steps to explain, as ``TrajectoryLog.replay`` takes them.
 
     Example:
@@ -132,12 +133,15 @@ def _recorded_frames(log: TrajectoryLog, index: int, start: int, stop: int, last
 
 def _policies(log: TrajectoryLog, folder: RunFolder | None, checkpoint: str | Path | None) -> PolicyLibrary | None:
     common = {"env_id": log.env_id, "n_actions": len(log.action_meanings), "settings": ProbeSettings(BATCH)}
-    if checkpoint == EXACT:
+    if checkpoint in (EXACT, REBUILT):
         if folder is None or not folder.checkpoints.is_dir():
             raise RenderConfigError(
-                f"checkpoint=exact rebuilds the networks of a run: pass its folder, not {log.path} "
+                f"checkpoint={checkpoint} uses the rebuilt networks of a run: pass its folder, not {log.path} "
                 "(a run folder with checkpoints/)"
             )
+        if checkpoint == REBUILT:
+            rebuilt = rebuilt_source(folder.path)
+            return PolicyLibrary(checkpoints=folder.checkpoints, exact=rebuilt, rebuild=False, **common)
         return PolicyLibrary(checkpoints=folder.checkpoints, exact=exact_source(folder.path), **common)
     if checkpoint is not None:
         return PolicyLibrary(checkpoint=Path(checkpoint), **common)

@@ -11,6 +11,10 @@ the ledger, another thread count, machine or torch) the frame falls back to the 
 :class:`CheckpointUse` carries the reason, and the library says it once (:attr:`PolicyLibrary.exact_problem`, a
 line on stderr). A damaged ledger or resume point is an error, never a network drawn as exact.
 
+With ``rebuilt`` (``checkpoint=rebuilt``), the versions already in the run's ``rebuilt/`` folder explain their
+frames (each checked against the ledger's digest when loaded: lag 0), and the nearest saved checkpoint the rest;
+nothing is rebuilt, so it costs what the nearest checkpoints cost. The viewer's episode player uses it.
+
 Checkpoints are this project's ``v<version>.pt``, or those of another trainer (:mod:`render.foreign`): a
 Stable-Baselines3 run's ``v<version>.zip`` and SB3 ``CheckpointCallback`` files, resolved to the version they
 hold by :func:`replay.sb3.checkpoint_versions`; an SB3 zip or a CleanRL model file given by hand.
@@ -29,11 +33,12 @@ from render.errors import MissingCheckpointError
 from render.foreign import is_foreign, load_foreign_policy
 from render.frame import CheckpointUse
 from replay.errors import CheckpointError, NotRebuildableError, RebuildError, ReplayError, UnverifiedRebuildError
-from replay.run_folder import SB3_CHECKPOINT_FILE
-from replay.train.checkpoints import CheckpointIndex, CheckpointRef, load_policy
+from replay.run_folder import SB3_CHECKPOINT_FILE, RunFolder
+from replay.train.checkpoints import CheckpointIndex, CheckpointRef, checkpoint_path, load_policy
 from replay.train.rebuild import Rebuilder
 
 EXACT = "exact"  # checkpoint=exact
+REBUILT = "rebuilt"  # checkpoint=rebuilt
 
 
 def exact_source(run: Path) -> Rebuilder | NotRebuildableError:
@@ -43,6 +48,35 @@ def exact_source(run: Path) -> Rebuilder | NotRebuildableError:
         return Rebuilder(run)
     except NotRebuildableError as error:
         return error
+
+
+def rebuilt_source(run: Path) -> Rebuilder | None:
+    """The :class:`Rebuilder` whose verified versions on disk may explain a run's frames (``checkpoint=rebuilt``),
+    or ``None`` where there are none to use: no ``rebuilt/`` folder, or no ledger to check them against (a run
+    recorded before exact rebuilds; a damaged ledger, which ``checkpoint=exact`` reports)."""
+    if not RunFolder(run).rebuilt.is_dir():
+        return None
+    try:
+        return Rebuilder(run, progress=False)
+    except ReplayError:  # nothing rebuilt can be verified: the nearest checkpoints explain every frame
+        return None
+
+
+def rebuilt_stamp(run: Path | None) -> int | None:
+    """What changes when a version is rebuilt into (or removed from) ``run``'s ``rebuilt/`` folder: its
+    modification time (files land there by rename). ``None`` where there is no such folder."""
+    if run is None:
+        return None
+    try:
+        return RunFolder(run).rebuilt.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def rebuilt_versions(run: Path, versions: Iterable[int]) -> frozenset[int]:
+    """Which of ``versions`` have a file in ``run``'s ``rebuilt/`` folder (verified only when loaded)."""
+    folder = RunFolder(run).rebuilt
+    return frozenset(v for v in set(versions) if checkpoint_path(folder, v).is_file())
 
 
 class PolicyLibrary:
@@ -57,6 +91,8 @@ class PolicyLibrary:
         exact: with ``checkpoints``, explain each version by itself, rebuilt by this :class:`Rebuilder` or, if it
             cannot be made (an old run: pass the run folder's ``NotRebuildableError`` message as a string), by
             the nearest checkpoint with the reason.
+        rebuild: ``False``: use only the versions ``exact`` has rebuilt already (verified), never rebuilding;
+            the rest are explained by the nearest checkpoint, without a reason, since none was asked to be exact.
     """
 
     def __init__(
@@ -69,13 +105,17 @@ class PolicyLibrary:
         settings: ProbeSettings | None = None,
         keep: int = 4,
         exact: Rebuilder | RebuildError | None = None,
+        rebuild: bool = True,
     ) -> None:
         if (checkpoints is None) == (checkpoint is None):
             raise ValueError("pass exactly one of checkpoints (a folder) or checkpoint (a file)")
         if exact is not None and checkpoints is None:
             raise ValueError("exact rebuilds fall back to a run's checkpoints: pass checkpoints with exact")
+        if not rebuild and not isinstance(exact, Rebuilder | None):
+            raise ValueError("rebuild=False uses the versions a Rebuilder made already: pass exact=<Rebuilder>")
         self._rebuilder = exact if isinstance(exact, Rebuilder) else None
-        self.exact = exact is not None
+        self._rebuild = rebuild
+        self.exact = exact is not None and rebuild  # every frame by the version that played it was asked for
         self.exact_problem: str | None = None
         self.exact_brief: str | None = None  # the problem in a few words, for the overlay
         if isinstance(exact, RebuildError):
@@ -104,7 +144,7 @@ class PolicyLibrary:
     def prepare(self, versions: Iterable[int]) -> None:
         """Rebuild (``exact``) the versions about to be explained at once: one replay per resume point. They stay
         on disk until the next call, however many there are (a time-lapse's may be more than the rebuilder keeps)."""
-        if self._rebuilder is None:
+        if self._rebuilder is None or not self._rebuild:
             return
         self._announced = set(versions)
         self._prepare(self._announced)
@@ -142,7 +182,11 @@ class PolicyLibrary:
 
     def lookup(self, policy_version: int) -> tuple[NetworkProbe, CheckpointUse]:
         """The probe for the network that best explains ``policy_version`` and how it was chosen."""
-        if self.exact:
+        if self._rebuilder is not None and not self._rebuild:
+            rebuilt = self._on_disk(policy_version)
+            if rebuilt is not None:
+                return rebuilt
+        elif self.exact:
             rebuilt = self._rebuilt(policy_version)
             if rebuilt is not None:
                 return rebuilt
@@ -176,6 +220,22 @@ class PolicyLibrary:
             self._say(error)
             return None
         probe, ref = self._load(path)
+        return probe, CheckpointUse(f"{path.parent.name}/{path.name}", ref.policy_version, 0)
+
+    def _on_disk(self, policy_version: int) -> tuple[NetworkProbe, CheckpointUse] | None:
+        """The probe of ``policy_version`` if it is rebuilt on disk with the recorded digest (``rebuild=False``)."""
+        assert self._rebuilder is not None
+        path = self._rebuilder.path(policy_version)
+        if path not in self._probes:
+            try:
+                if not self._rebuilder.cached(policy_version):  # a copy that differs is removed, never used
+                    return None
+            except ReplayError:  # a version past the ledger's end (a live run's newest): not rebuilt
+                return None
+        try:
+            probe, ref = self._load(path)
+        except CheckpointError:  # removed meanwhile (another process pruned its rebuilt versions)
+            return None
         return probe, CheckpointUse(f"{path.parent.name}/{path.name}", ref.policy_version, 0)
 
     def _say(self, error: RebuildError) -> None:

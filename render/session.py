@@ -25,7 +25,7 @@ from render.feed import KeptStep, ReplayFeed, auto_workers
 from render.frame import FrameContext
 from render.overlay_choice import make_overlay, return_note
 from render.pipeline import Rendered, encode_frames
-from render.policies import PolicyLibrary, exact_source
+from render.policies import PolicyLibrary, exact_source, rebuilt_source
 from render.saliency import SaliencySettings
 from render.scenes import SceneSettings, episode_scene
 from render.schedule import TrainingSchedule
@@ -98,6 +98,9 @@ class Session:
             return PolicyLibrary(checkpoint=source.checkpoint, **common)
         if source.checkpoints is not None and source.exact:
             return PolicyLibrary(checkpoints=source.checkpoints, exact=exact_source(source.run), **common)
+        if source.checkpoints is not None and source.rebuilt:
+            rebuilt = rebuilt_source(source.run)
+            return PolicyLibrary(checkpoints=source.checkpoints, exact=rebuilt, rebuild=False, **common)
         if source.checkpoints is not None:
             return PolicyLibrary(checkpoints=source.checkpoints, **common)
         where = f"run {source.run}" if source.run is not None else f"log {source.log}"

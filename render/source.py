@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from render.errors import RenderConfigError
-from render.policies import EXACT
+from render.policies import EXACT, REBUILT
 from replay.run_folder import RunFolder
 
 
@@ -22,15 +22,17 @@ class RenderSource:
     run: Path | None = None
     checkpoint: Path | None = None
     exact: bool = False  # checkpoint=exact: each frame by the version that played it, rebuilt
+    rebuilt: bool = False  # checkpoint=rebuilt: the versions rebuilt already, the nearest checkpoints for the rest
 
     @classmethod
     def resolve(cls, *, run: str | Path | None, log: str | Path | None, checkpoint: str | Path | None) -> RenderSource:
         """``log`` wins over ``run``; a run folder must hold ``trajectories.h5``."""
-        exact = checkpoint == EXACT
-        file = None if checkpoint is None or exact else Path(checkpoint)
-        if exact and (log is not None or run is None):
+        exact, rebuilt = checkpoint == EXACT, checkpoint == REBUILT
+        file = None if checkpoint is None or exact or rebuilt else Path(checkpoint)
+        if (exact or rebuilt) and (log is not None or run is None):
             raise RenderConfigError(
-                "checkpoint=exact rebuilds the networks of a training run: pass run=<run_dir>, not log=<file>"
+                f"checkpoint={checkpoint} uses the rebuilt networks of a training run: pass run=<run_dir>, not "
+                "log=<file>"
             )
         if log is not None:
             if Path(log).is_dir():
@@ -53,7 +55,7 @@ class RenderSource:
                 f"{folder} holds no {RunFolder(folder).log.name}; pass run=<a folder made by python -m replay.train> "
                 "or log=<file.h5>"
             )
-        return cls(RunFolder(folder).log, folder, file, exact)
+        return cls(RunFolder(folder).log, folder, file, exact, rebuilt)
 
     @property
     def checkpoints(self) -> Path | None:

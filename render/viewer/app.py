@@ -29,6 +29,7 @@ from starlette.staticfiles import StaticFiles
 
 from render.config import OVERLAYS
 from render.errors import RenderError
+from render.policies import REBUILT
 from render.source import RenderSource
 from render.viewer.errors import BadRequestError, NotFoundError, UnreadableError, ViewerError
 from render.viewer.frames import FrameCache
@@ -81,7 +82,7 @@ def create_app(
         overlay = request.query_params.get("overlay", "full")
         if overlay not in OVERLAYS:
             raise BadRequestError(f"overlay={overlay!r} is not one of {', '.join(OVERLAYS)}")
-        source = RenderSource.resolve(run=entry.path, log=None, checkpoint=None)
+        source = RenderSource.resolve(run=entry.path, log=None, checkpoint=REBUILT)
         try:
             png = cache.png(source, index, step, overlay)
         except (RenderError, ReplayError) as error:

@@ -31,6 +31,7 @@ from render.draw.overlays import Overlay
 from render.episode import EpisodeScenes
 from render.errors import RenderError
 from render.feed import same_steps
+from render.policies import rebuilt_versions
 from render.source import RenderSource
 from render.viewer.greenzone import GREENZONE_BYTES, Track
 from render.viewer.resimulator import Resimulator
@@ -63,10 +64,12 @@ class _Player:
     """One episode being watched with one overlay: an overlay of its own, and the PNGs of the steps around the
     playhead, drawn ahead in ``pool``."""
 
-    def __init__(self, track: Track, scenes: EpisodeScenes, pool: ThreadPoolExecutor) -> None:
-        self.track, self._pool = track, pool
+    def __init__(
+        self, track: Track, scenes: EpisodeScenes, pool: ThreadPoolExecutor, networks: frozenset[int] | None
+    ) -> None:
+        self.track, self._pool, self.networks = track, pool, networks
         self._overlay: Overlay = scenes.overlay(track.episode)
-        self._scene = track.scene(scenes)
+        self._scene = track.scene(scenes, networks)
         self._lock = threading.Lock()
         self._ready: dict[int, Future[bytes]] = {}
         self._last: int | None = None
@@ -184,23 +187,31 @@ class FrameCache:
             # an unfinished episode of a live run may have grown (or moved to another index): looked up again
             if player is not None and player.track.error is None and player.track.episode.finished:
                 self._players.move_to_end(key)
-                return player
+            else:
+                player = None
+        # a version of the episode rebuilt (or removed) since the player opened changes its networks
+        if player is not None and player.networks == _networks(source, overlay, player.track.episode):
+            return player
         scenes = self._episode_scenes(source, overlay, episode)
         record = scenes.episode(episode)
         track = self._track(source.log, record)
-        opened = _Player(track, scenes, self._pool)  # outside the lock: an overlay takes ~50 ms to lay out
+        networks = _networks(source, overlay, record)
+        opened = _Player(track, scenes, self._pool, networks)  # outside the lock: an overlay takes ~50 ms to lay out
         evicted = []
         with self._lock:
-            if key in self._players:  # another request opened it meanwhile
-                evicted.append(opened)
-                opened = self._players[key]
+            current = self._players.get(key)
+            if current is not None and (current is not player or current.networks == networks):
+                evicted.append(opened)  # another request opened it meanwhile
+                opened = current
             else:
+                if current is not None:
+                    evicted.append(current)
                 self._players[key] = opened
             while len(self._players) > self.capacity:
                 evicted.append(self._players.popitem(last=False)[1])
             left = self._over_budget()
-        for player in evicted:
-            player.close()
+        for old_player in evicted:
+            old_player.close()
         for old in left:
             self._resimulator.withdraw(old)
         return opened
@@ -253,3 +264,11 @@ class FrameCache:
             total -= track.bytes
             evicted.append(self._tracks.pop(key))
         return evicted
+
+
+def _networks(source: RenderSource, overlay: str, episode: EpisodeRecord) -> frozenset[int] | None:
+    """What decides which networks explain ``episode``'s frames beside its checkpoints: the versions it played
+    that are rebuilt on disk (``checkpoint=rebuilt``, the full overlay only)."""
+    if not source.rebuilt or overlay != "full" or source.run is None:
+        return None
+    return rebuilt_versions(source.run, episode.policy_versions)

@@ -83,6 +83,7 @@ class Track:
         self.rewards: Future[np.ndarray] = Future()  # set once the worker has replayed the whole episode
         self.error: BaseException | None = None
         self.scenes: dict[str, Scene] = {}
+        self._networks: dict[str, object] = {}  # what each kind's scene was made with (Track.scene)
         self._bytes = 0
         self._changed = threading.Condition()
 
@@ -127,11 +128,16 @@ class Track:
             observation = None if kept.observation is None else kept.observation.array()
             yield dataclasses.replace(kept, frame=_NO_FRAME, observation=observation)
 
-    def scene(self, scenes: EpisodeScenes) -> Scene:
+    def scene(self, scenes: EpisodeScenes, networks: object = None) -> Scene:
+        """The episode's scene with ``scenes``' overlay, made once per overlay kind and ``networks`` (what decides
+        which network explains each frame, such as the rebuilt versions on disk): a new value replaces the
+        kind's scene, whose contexts that network's outputs no longer describe."""
         with self._changed:
-            if scenes.kind not in self.scenes:
-                self.scenes[scenes.kind] = Scene(functools.partial(self._contexts, scenes))
-            return self.scenes[scenes.kind]
+            scene = self.scenes.get(scenes.kind)
+            if scene is None or self._networks.get(scenes.kind) != networks:
+                scene = self.scenes[scenes.kind] = Scene(functools.partial(self._contexts, scenes))
+                self._networks[scenes.kind] = networks
+            return scene
 
     def _contexts(self, scenes: EpisodeScenes) -> Iterator[FrameContext]:
         """The episode's contexts with ``scenes``' overlay. ``full`` gets the rewards as a future, so its network

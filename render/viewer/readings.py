@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from render.explanations import explain
+from render.policies import REBUILT, rebuilt_stamp
 from replay.reader import TrajectoryLog
 from replay.run_folder import RunFolder
 
@@ -84,9 +85,9 @@ def _cell(text: str | None) -> float | int | str | None:
 
 
 class Readings:
-    """Network readings of episodes, computed once per (log, size, mtime, episode) and kept for the ``capacity``
-    most recently asked; computing one replays the episode with its networks (about a second per thousand steps
-    here). Safe across threads: one computation per episode at a time."""
+    """Network readings of episodes, computed once per (log, size, mtime, rebuilt versions, episode) and kept for
+    the ``capacity`` most recently asked; computing one replays the episode with its networks (about a second per
+    thousand steps here). Safe across threads: one computation per episode at a time."""
 
     def __init__(self, capacity: int = 16) -> None:
         self.capacity = capacity
@@ -100,7 +101,7 @@ class Readings:
         ``value`` (``None`` where the run has no network to explain the frame)."""
         log = RunFolder(run).log
         stat = log.stat()
-        key = (str(log.resolve()), stat.st_size, stat.st_mtime_ns, index)
+        key = (str(log.resolve()), stat.st_size, stat.st_mtime_ns, rebuilt_stamp(run), index)
         with self._lock:
             if key in self._done:
                 self._done.move_to_end(key)
@@ -124,7 +125,8 @@ def _read(run: Path, log: Path, index: int) -> dict[str, Any]:
         actions = list(opened.action_meanings)
     has_networks = RunFolder(run).checkpoints.is_dir()
     frames = []
-    for frame in explain(run, index):
+    # the versions rebuilt already explain their frames exactly, as in the episode player
+    for frame in explain(run, index, checkpoint=REBUILT if has_networks else None):
         frames.append(
             {
                 "step": frame.step,

@@ -165,6 +165,8 @@ def test_play_seek_and_toggle_the_overlay_show_the_apis_exact_frames(viewer: Ser
     actions = viewer.json(f"/api/runs/{RUN}/episodes/{EPISODE}/readings")["actions"]
     assert taken == actions[reading["action"]]
     assert page.inner_text("#value") == f"{reading['value']:.3f}"
+    assert reading["checkpoint_version"] == reading["policy_version"]  # an evaluation episode: its checkpoint played
+    assert page.inner_text("#explained") == f"v{reading['policy_version']}, the version that played"
 
 
 def test_a_link_opens_the_same_frame(viewer: Server, page: object) -> None:

@@ -11,16 +11,23 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import served
 from helpers import FAST, ROOT, compose_config, decode_video
 
+import render
+from render import RenderSource, render_still
+from render.config import OverlayConfig
 from render.viewer import RunCatalogue
 from render.viewer.errors import QueueFullError
 from render.viewer.jobs import JobQueue
 from render.viewer.render_request import RenderRequest
 from replay import TrajectoryLog
+from replay.run_folder import RunFolder
 from replay.train import train
+from replay.train.rebuild import Rebuilder
 
 SAMPLE = ROOT / "data" / "sample" / "breakout"
 EPISODE = 15  # a short finished training episode of the sample run: 118 steps,
@@ -268,6 +275,46 @@ def test_an_exact_job_rebuilds_the_versions_that_played_and_shows_the_rebuild(
     played = set(episode.policy_versions)
     assert {name: lag for name, lag in sidecar["checkpoints"].items()} == {f"rebuilt/v{v:06d}.pt": 0 for v in played}
     assert len(decode_video(runs / "tiny" / "videos" / job["video"])) == episode.length + 1
+
+
+@pytest.mark.slow
+def test_the_episode_player_shows_the_versions_rebuilt_already(viewer: Server, runs: Path, tiny: str) -> None:
+    """Frames and readings come from the rebuilt versions once they are on disk (an exact job made them), from
+    the nearest checkpoints before, and the player notices the change while the viewer runs."""
+    run = runs / "tiny"
+    shutil.rmtree(RunFolder(run).rebuilt, ignore_errors=True)  # as before any exact render
+    with TrajectoryLog(RunFolder(run).log) as log:
+        saved = set(RunFolder(run).checkpoint_versions())
+        episode = next(
+            e for e in log.episodes if e.tag == "train" and e.finished and not set(e.policy_versions) & saved
+        )
+    step, full = episode.length // 2, OverlayConfig(kind="full")
+    path = f"/api/runs/{tiny}/episodes/{episode.index}"
+
+    def shown() -> tuple[list[dict], np.ndarray]:
+        status, _, body = viewer.get(f"{path}/frames/{step}.png?overlay=full")
+        assert status == 200, body[:500]
+        image = cv2.cvtColor(cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB)
+        return viewer.call("GET", f"{path}/readings")["frames"], image
+
+    frames, image = shown()
+    nearest = render_still(
+        RenderSource.resolve(run=run, log=None, checkpoint=None), episode=episode.index, step=step, overlay=full
+    )
+    assert np.array_equal(image, nearest)
+    assert all(f["checkpoint_version"] < f["policy_version"] for f in frames)
+
+    Rebuilder(run, progress=False).prepare(episode.policy_versions)
+    frames, image = shown()
+    exact = render_still(
+        RenderSource.resolve(run=run, log=None, checkpoint="exact"), episode=episode.index, step=step, overlay=full
+    )
+    assert np.array_equal(image, exact) and not np.array_equal(exact, nearest)
+    explained = list(render.explain(run, episode.index, checkpoint="exact"))
+    for frame, want in zip(frames, explained, strict=True):
+        assert frame["checkpoint_version"] == frame["policy_version"] == want.checkpoint_version
+        assert frame["probabilities"] == [float(p) for p in want.probabilities]
+        assert frame["value"] == float(want.value)
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ import torch
 from helpers import FAST, compose_config
 
 import render
+from render.errors import RenderConfigError
 from render.policies import PolicyLibrary
 from replay.errors import DamagedRecordError, UnverifiedRebuildError
 from replay.reader import TrajectoryLog
@@ -115,6 +116,58 @@ def test_versions_prepared_together_stay_while_used_even_past_the_cache_bound(
     assert {p.name: p.stat().st_ino for p in rebuilt.glob("v*.pt")} == files, "nothing pruned, nothing rebuilt"
     library.prepare([6])  # the next product's versions: now the bound applies to the rest
     assert len(list(rebuilt.glob("v*.pt"))) == 2
+
+
+@pytest.mark.slow
+def test_checkpoint_rebuilt_uses_the_verified_versions_on_disk_and_never_rebuilds(
+    runs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """What the viewer's episode player shows: the versions rebuilt already, exactly; the nearest checkpoints for
+    the rest, without a note (nothing was asked to be exact); a rebuilt file that differs is dropped, not drawn."""
+    truth, sparse = runs
+    run = _copy(sparse, tmp_path)
+    episode = _training_episodes(run)[-1]
+    nearest = list(render.explain(run, episode))
+    assert [f.checkpoint_version for f in render.explain(run, episode, checkpoint="rebuilt")] == [
+        f.checkpoint_version for f in nearest
+    ]  # no rebuilt/ folder yet: the nearest checkpoints
+    saved_versions = RunFolder(run).checkpoint_versions()
+    played = {f.policy_version for f in nearest if f.policy_version is not None}
+    shown = max(v for v in played if v not in saved_versions)  # rebuilt, and shown exactly
+    other = min(v for v in range(7) if v not in saved_versions and v != shown)  # never rebuilt
+    Rebuilder(run, progress=False).prepare([shown])
+    rebuilt = RunFolder(run).rebuilt
+    files = sorted(p.name for p in rebuilt.iterdir())
+
+    saved = list(render.explain(truth, episode))
+    for mine, near, true in zip(render.explain(run, episode, checkpoint="rebuilt"), nearest, saved, strict=True):
+        if mine.policy_version == shown:
+            assert mine.checkpoint_version == mine.policy_version
+            assert mine.probabilities.tobytes() == true.probabilities.tobytes()
+            assert np.float32(mine.value).tobytes() == np.float32(true.value).tobytes()
+        else:
+            assert mine.checkpoint_version == near.checkpoint_version
+            assert mine.probabilities.tobytes() == near.probabilities.tobytes()
+    assert sorted(p.name for p in rebuilt.iterdir()) == files, "nothing rebuilt"
+    output = tmp_path / "rebuilt.mp4"
+    done = subprocess.run(
+        [sys.executable, "-m", "render", f"run={run}", f"episode={episode}", "checkpoint=rebuilt", "video=preview",
+         "video.progress=false", f"output={output}"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    sidecar = json.loads(output.with_name("rebuilt.mp4.json").read_text())
+    assert sidecar["checkpoints"][f"rebuilt/v{shown:06d}.pt"] == 0 and sidecar["exact"] is None
+    assert sorted(p.name for p in rebuilt.iterdir()) == files
+
+    library = PolicyLibrary(checkpoints=RunFolder(run).checkpoints, exact=Rebuilder(run, progress=False), rebuild=False)
+    _, use = library.lookup(other)
+    assert use.lag > 0 and use.note is None and not library.exact and library.exact_problem is None
+    shutil.copy(checkpoint_path(rebuilt, shown), checkpoint_path(rebuilt, other))  # another's weights
+    _, use = library.lookup(other)
+    assert use.lag > 0 and not checkpoint_path(rebuilt, other).exists()
+    with pytest.raises(RenderConfigError, match="checkpoint=rebuilt uses the rebuilt networks of a run"):
+        list(render.explain(RunFolder(run).log, episode, checkpoint="rebuilt"))
 
 
 @pytest.mark.slow

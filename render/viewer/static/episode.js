@@ -144,8 +144,9 @@ function reading(step) {
     h("dt", {}, "action taken"), h("dd", {}, frame.action === null ? "– (last frame)" : state.actions[frame.action]),
     h("dt", {}, "value"), h("dd", { id: "value" }, frame.value === null ? "–" : number(frame.value, 3)),
     h("dt", {}, "played by"), h("dd", {}, `policy v${frame.policy_version}`),
-    h("dt", {}, "explained by"), h("dd", {}, frame.checkpoint_version === null ? "no checkpoint"
-      : `checkpoint v${frame.checkpoint_version}${lag ? ` (${lag} updates older)` : ""}`)));
+    h("dt", {}, "explained by"), h("dd", { id: "explained" }, frame.checkpoint_version === null ? "no checkpoint"
+      : lag ? `checkpoint v${frame.checkpoint_version} (${lag} updates older)`
+        : `v${frame.checkpoint_version}, the version that played`)));
   ui.reading.classList.remove("muted");
   ui.reading.replaceChildren(...rows);
 }
