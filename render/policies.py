@@ -34,6 +34,7 @@ from render.foreign import is_foreign, load_foreign_policy
 from render.frame import CheckpointUse
 from replay.errors import CheckpointError, NotRebuildableError, RebuildError, ReplayError, UnverifiedRebuildError
 from replay.run_folder import SB3_CHECKPOINT_FILE, RunFolder
+from replay.train import digests
 from replay.train.checkpoints import CheckpointIndex, CheckpointRef, checkpoint_path, load_policy
 from replay.train.rebuild import Rebuilder
 
@@ -58,18 +59,7 @@ def rebuilt_source(run: Path) -> Rebuilder | None:
         return None
     try:
         return Rebuilder(run, progress=False)
-    except ReplayError:  # nothing rebuilt can be verified: the nearest checkpoints explain every frame
-        return None
-
-
-def rebuilt_stamp(run: Path | None) -> int | None:
-    """What changes when a version is rebuilt into (or removed from) ``run``'s ``rebuilt/`` folder: its
-    modification time (files land there by rename). ``None`` where there is no such folder."""
-    if run is None:
-        return None
-    try:
-        return RunFolder(run).rebuilt.stat().st_mtime_ns
-    except FileNotFoundError:
+    except (ReplayError, OSError):  # nothing rebuilt can be verified: the nearest checkpoints explain every frame
         return None
 
 
@@ -123,6 +113,7 @@ class PolicyLibrary:
         self._unverified: dict[int, int] = {}  # a rebuild's start -> the first version that failed from it
         self._impossible: set[int] = set()  # versions the run's files cannot rebuild
         self._announced: set[int] = set()  # the versions last prepared at once: kept on disk while they are used
+        self._verified: dict[Path, tuple[int, int]] = {}  # rebuilt files checked (rebuild=False): mtime, size
         self._env_id, self._n_actions = env_id, n_actions
         self._settings = settings or ProbeSettings()
         self._keep = keep
@@ -223,19 +214,23 @@ class PolicyLibrary:
         return probe, CheckpointUse(f"{path.parent.name}/{path.name}", ref.policy_version, 0)
 
     def _on_disk(self, policy_version: int) -> tuple[NetworkProbe, CheckpointUse] | None:
-        """The probe of ``policy_version`` if it is rebuilt on disk with the recorded digest (``rebuild=False``)."""
+        """The probe of ``policy_version`` if it is rebuilt on disk with the recorded digest (``rebuild=False``).
+        Reads only: a file that differs is not used and stays (the viewer may serve a folder it cannot write)."""
         assert self._rebuilder is not None
         path = self._rebuilder.path(policy_version)
-        if path not in self._probes:
-            try:
-                if not self._rebuilder.cached(policy_version):  # a copy that differs is removed, never used
-                    return None
-            except ReplayError:  # a version past the ledger's end (a live run's newest): not rebuilt
-                return None
         try:
-            probe, ref = self._load(path)
-        except CheckpointError:  # removed meanwhile (another process pruned its rebuilt versions)
+            found = path.stat()
+            seen = (found.st_mtime_ns, found.st_size)
+            if path not in self._probes or self._verified.get(path) != seen:
+                self._probes.pop(path, None)
+                model, ref = load_policy(path, env_id=self._env_id, n_actions=self._n_actions)
+                if digests.weights_digest(model) != self._rebuilder.ledger.digest(policy_version):
+                    return None
+                self._verified[path] = seen
+                self._keep_probe(path, model, ref)
+        except (ReplayError, OSError):  # not rebuilt, removed meanwhile, past the ledger's end, unreadable
             return None
+        probe, ref = self._load(path)
         return probe, CheckpointUse(f"{path.parent.name}/{path.name}", ref.policy_version, 0)
 
     def _say(self, error: RebuildError) -> None:
@@ -286,11 +281,14 @@ class PolicyLibrary:
                 model, ref = self._load_foreign(path)
             else:
                 model, ref = load_policy(path, env_id=self._env_id, n_actions=self._n_actions)
-            self._probes[path] = (NetworkProbe(model, self._settings), ref)
-            while len(self._probes) > self._keep:
-                self._probes.popitem(last=False)
+            self._keep_probe(path, model, ref)
         self._probes.move_to_end(path)
         return self._probes[path]
+
+    def _keep_probe(self, path: Path, model: object, ref: CheckpointRef) -> None:
+        self._probes[path] = (NetworkProbe(model, self._settings), ref)
+        while len(self._probes) > self._keep:
+            self._probes.popitem(last=False)
 
     def _load_foreign(self, path: Path) -> tuple[object, CheckpointRef]:
         model, found = load_foreign_policy(path, n_actions=self._n_actions)

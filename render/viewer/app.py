@@ -34,7 +34,7 @@ from render.source import RenderSource
 from render.viewer.errors import BadRequestError, NotFoundError, UnreadableError, ViewerError
 from render.viewer.frames import FrameCache
 from render.viewer.jobs import JobQueue, job_routes
-from render.viewer.readings import Metrics, Readings
+from render.viewer.readings import REBUILT_HEADER, Metrics, Readings
 from render.viewer.runs import RunCatalogue, RunEntry
 from render.viewer.training import TrainingManager, training_routes
 from replay.errors import ReplayError
@@ -84,10 +84,13 @@ def create_app(
             raise BadRequestError(f"overlay={overlay!r} is not one of {', '.join(OVERLAYS)}")
         source = RenderSource.resolve(run=entry.path, log=None, checkpoint=REBUILT)
         try:
-            png = cache.png(source, index, step, overlay)
+            png, rebuilt = cache.frame(source, index, step, overlay)
         except (RenderError, ReplayError) as error:
             return _error(UnreadableError.status, f"run {entry.id!r}, episode {index}, step {step}: {error}")
-        return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})
+        headers = {"Cache-Control": "no-cache"}
+        if rebuilt is not None:  # the page reads the networks again when this differs from its readings' "rebuilt"
+            headers[REBUILT_HEADER] = ",".join(str(v) for v in sorted(rebuilt))
+        return Response(png, media_type="image/png", headers=headers)
 
     def metrics(request: Request) -> Response:
         entry = _readable(catalogue, request.path_params["run_id"])

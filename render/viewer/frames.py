@@ -152,15 +152,20 @@ class FrameCache:
 
     def png(self, source: RenderSource, episode: int, step: int, overlay: str) -> bytes:
         """Step ``step`` of episode ``episode`` of ``source`` drawn with the ``overlay`` kind, as PNG bytes."""
+        return self.frame(source, episode, step, overlay)[0]
+
+    def frame(self, source: RenderSource, episode: int, step: int, overlay: str) -> tuple[bytes, frozenset[int] | None]:
+        """:meth:`png`, and the episode's versions on disk in ``rebuilt/`` that the drawing used where they
+        verified (``None`` unless ``source`` asks for them and the overlay shows a network)."""
         player = self._player(source, episode, overlay)
         if not 0 <= step <= player.track.episode.length:
             raise RenderError(
                 f"{source.log}: episode {episode} has steps 0..{player.track.episode.length}, not step {step}"
             )
         try:
-            return player.png(step)
+            return player.png(step), player.networks
         except CancelledError:  # another request moved the window past it meanwhile: draw it anyway
-            return player.png(step)
+            return player.png(step), player.networks
 
     def greenzone(self) -> dict[str, int]:
         """What the greenzone holds: ``episodes`` (tracks), ``bytes`` and ``budget``."""

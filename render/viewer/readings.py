@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 from render.explanations import explain
-from render.policies import REBUILT, rebuilt_stamp
+from render.policies import REBUILT, rebuilt_versions
 from replay.reader import TrajectoryLog
 from replay.run_folder import RunFolder
 
+# on a frame of the full overlay: its episode's versions in rebuilt/ when it was drawn ("501,502"), to compare
+# with the readings' "rebuilt"
+REBUILT_HEADER = "X-Rebuilt-Versions"
 METRIC_FILES = {"episodes": "episodes.csv", "updates": "updates.csv"}
 
 
@@ -85,7 +89,7 @@ def _cell(text: str | None) -> float | int | str | None:
 
 
 class Readings:
-    """Network readings of episodes, computed once per (log, size, mtime, rebuilt versions, episode) and kept for
+    """Network readings of episodes, computed once per (log, size, mtime, files in ``rebuilt/``, episode) and kept for
     the ``capacity`` most recently asked; computing one replays the episode with its networks (about a second per
     thousand steps here). Safe across threads: one computation per episode at a time."""
 
@@ -96,12 +100,13 @@ class Readings:
         self._lock = threading.Lock()
 
     def episode(self, run: Path, index: int) -> dict[str, Any]:
-        """``{"episode", "actions", "explained", "frames": [...]}``, one frame per step ``0..length`` with
-        ``step``, ``action``, ``policy_version``, ``checkpoint_version``, ``probabilities``, ``q_values`` and
-        ``value`` (``None`` where the run has no network to explain the frame)."""
+        """``{"episode", "actions", "explained", "rebuilt", "frames": [...]}``, one frame per step ``0..length``
+        with ``step``, ``action``, ``policy_version``, ``checkpoint_version``, ``probabilities``, ``q_values`` and
+        ``value`` (``None`` where the run has no network to explain the frame). ``rebuilt``: the episode's versions
+        on disk in ``rebuilt/``, which explain their frames where they verify (``checkpoint=rebuilt``)."""
         log = RunFolder(run).log
         stat = log.stat()
-        key = (str(log.resolve()), stat.st_size, stat.st_mtime_ns, rebuilt_stamp(run), index)
+        key = (str(log.resolve()), stat.st_size, stat.st_mtime_ns, _rebuilt_files(run), index)
         with self._lock:
             if key in self._done:
                 self._done.move_to_end(key)
@@ -121,9 +126,11 @@ class Readings:
 
 
 def _read(run: Path, log: Path, index: int) -> dict[str, Any]:
+    has_networks = RunFolder(run).checkpoints.is_dir()
     with TrajectoryLog(log, check_environment=False) as opened:
         actions = list(opened.action_meanings)
-    has_networks = RunFolder(run).checkpoints.is_dir()
+        played = opened.episodes[index].policy_versions
+    rebuilt = sorted(rebuilt_versions(run, played)) if has_networks else []
     frames = []
     # the versions rebuilt already explain their frames exactly, as in the episode player
     for frame in explain(run, index, checkpoint=REBUILT if has_networks else None):
@@ -138,4 +145,12 @@ def _read(run: Path, log: Path, index: int) -> dict[str, Any]:
                 "value": None if frame.value is None or not math.isfinite(frame.value) else float(frame.value),
             }
         )
-    return {"episode": index, "actions": actions, "explained": has_networks, "frames": frames}
+    return {"episode": index, "actions": actions, "explained": has_networks, "rebuilt": rebuilt, "frames": frames}
+
+
+def _rebuilt_files(run: Path) -> frozenset[str]:
+    """The versions in ``run``'s ``rebuilt/`` folder, as file names (files land there by rename)."""
+    try:
+        return frozenset(name for name in os.listdir(RunFolder(run).rebuilt) if name.endswith(".pt"))
+    except OSError:
+        return frozenset()

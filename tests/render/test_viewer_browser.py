@@ -12,7 +12,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import FAST, compose_config
 from served import Server
+
+from replay import TrajectoryLog
+from replay.run_folder import RunFolder
+from replay.train import train
+from replay.train.rebuild import Rebuilder
 
 pytestmark = pytest.mark.slow
 
@@ -21,6 +27,7 @@ SAMPLE = ROOT / "data" / "sample"
 RUN = "sample-breakout"
 EPISODE = 1  # a short evaluation episode of the sample run (119 steps)
 CHROMIUM = Path("/usr/bin/chromium")
+EXPLAINED_OLDER, EXPLAINED_EXACT = "updates older", "the version that played"  # the panel's "explained by"
 ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run",
@@ -284,3 +291,39 @@ def test_a_run_started_from_the_training_page_shows_live_and_stops(copied: Serve
     page.wait_for_selector("tr[data-trainer][data-state='stopped']", timeout=120_000)
     assert not next(r for r in copied.json("/api/runs") if r["id"] == run)["live"]
     assert page.locator("tr[data-trainer] button.resume").count() == 1
+
+
+def test_the_player_follows_versions_rebuilt_while_it_is_open(browser: object, tmp_path: Path) -> None:
+    """An episode open with the full overlay while its versions are rebuilt (by a render job, say): the next frame
+    fetched is drawn by the versions that played, and the panel beside it says so."""
+    run = tmp_path / "runs" / "tiny"
+    train(compose_config([*FAST, "total_steps=1536", "seed=5", f"run_dir={run}"]))
+    saved = set(RunFolder(run).checkpoint_versions())
+    with TrajectoryLog(RunFolder(run).log) as log:
+        episode = next(
+            e for e in log.episodes if e.tag == "train" and e.finished and not set(e.policy_versions) & saved
+        )
+    server = Server([run.parent])
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        [listed] = server.json("/api/runs")
+        url = f"{server.url}/runs/{listed['id']}/episodes/{episode.index}"
+        page.goto(f"{url}?step=5&overlay=full")
+        page.wait_for_selector("canvas[data-step='5'][data-overlay='full']", timeout=60_000)
+        page.wait_for_function(f"document.querySelector('#explained')?.textContent.includes('{EXPLAINED_OLDER}')")
+
+        Rebuilder(run, progress=False).prepare(episode.policy_versions)
+        step = episode.length // 2
+        page.eval_on_selector("#scrubber", f"s => {{ s.value = '{step}'; s.dispatchEvent(new Event('input')); }}")
+        page.wait_for_selector(f"canvas[data-step='{step}'][data-overlay='full']", timeout=60_000)
+        page.wait_for_function(f"document.querySelector('#explained')?.textContent.endsWith('{EXPLAINED_EXACT}')")
+        status, _, body = server.get(
+            f"/api/runs/{listed['id']}/episodes/{episode.index}/frames/{step}.png?overlay=full"
+        )
+        assert status == 200 and np.array_equal(canvas_pixels(page), _png(body))
+        reading = server.json(f"/api/runs/{listed['id']}/episodes/{episode.index}/readings")["frames"][step]
+        assert page.inner_text("#explained") == f"v{reading['policy_version']}, the version that played"
+        assert reading["checkpoint_version"] == reading["policy_version"]
+    finally:
+        page.close()
+        server.stop()

@@ -291,13 +291,17 @@ def test_the_episode_player_shows_the_versions_rebuilt_already(viewer: Server, r
     step, full = episode.length // 2, OverlayConfig(kind="full")
     path = f"/api/runs/{tiny}/episodes/{episode.index}"
 
-    def shown() -> tuple[list[dict], np.ndarray]:
-        status, _, body = viewer.get(f"{path}/frames/{step}.png?overlay=full")
-        assert status == 200, body[:500]
-        image = cv2.cvtColor(cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB)
-        return viewer.call("GET", f"{path}/readings")["frames"], image
+    def shown(rebuilt: str) -> tuple[list[dict], np.ndarray]:
+        response = viewer.request("GET", f"{path}/frames/{step}.png?overlay=full")
+        assert response.status == 200, response.body[:500]
+        assert response.getheader("X-Rebuilt-Versions") == rebuilt  # what the page compares with the readings'
+        raw = np.frombuffer(response.body, np.uint8)
+        image = cv2.cvtColor(cv2.imdecode(raw, cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB)
+        readings = viewer.call("GET", f"{path}/readings")
+        assert ",".join(map(str, readings["rebuilt"])) == rebuilt
+        return readings["frames"], image
 
-    frames, image = shown()
+    frames, image = shown("")
     nearest = render_still(
         RenderSource.resolve(run=run, log=None, checkpoint=None), episode=episode.index, step=step, overlay=full
     )
@@ -305,7 +309,7 @@ def test_the_episode_player_shows_the_versions_rebuilt_already(viewer: Server, r
     assert all(f["checkpoint_version"] < f["policy_version"] for f in frames)
 
     Rebuilder(run, progress=False).prepare(episode.policy_versions)
-    frames, image = shown()
+    frames, image = shown(",".join(map(str, sorted(set(episode.policy_versions)))))
     exact = render_still(
         RenderSource.resolve(run=run, log=None, checkpoint="exact"), episode=episode.index, step=step, overlay=full
     )

@@ -123,7 +123,7 @@ def test_checkpoint_rebuilt_uses_the_verified_versions_on_disk_and_never_rebuild
     runs: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """What the viewer's episode player shows: the versions rebuilt already, exactly; the nearest checkpoints for
-    the rest, without a note (nothing was asked to be exact); a rebuilt file that differs is dropped, not drawn."""
+    the rest, without a note (nothing was asked to be exact); a rebuilt file that differs is not drawn."""
     truth, sparse = runs
     run = _copy(sparse, tmp_path)
     episode = _training_episodes(run)[-1]
@@ -165,7 +165,9 @@ def test_checkpoint_rebuilt_uses_the_verified_versions_on_disk_and_never_rebuild
     assert use.lag > 0 and use.note is None and not library.exact and library.exact_problem is None
     shutil.copy(checkpoint_path(rebuilt, shown), checkpoint_path(rebuilt, other))  # another's weights
     _, use = library.lookup(other)
-    assert use.lag > 0 and not checkpoint_path(rebuilt, other).exists()
+    assert use.lag > 0 and checkpoint_path(rebuilt, other).exists()  # not used, and left alone: it only reads
+    _, use = library.lookup(shown)
+    assert (use.name, use.lag) == (f"rebuilt/v{shown:06d}.pt", 0)
     with pytest.raises(RenderConfigError, match="checkpoint=rebuilt uses the rebuilt networks of a run"):
         list(render.explain(RunFolder(run).log, episode, checkpoint="rebuilt"))
 

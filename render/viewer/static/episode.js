@@ -35,6 +35,7 @@ function load(step, kind) {
         const body = await response.json().catch(() => ({}));
         throw new Error(body.error || `frame ${step}: ${response.status}`);
       }
+      followRebuilt(response.headers.get("X-Rebuilt-Versions"));
       return createImageBitmap(await response.blob(), { colorSpaceConversion: "none", premultiplyAlpha: "none" });
     });
     promise.catch(() => frames.delete(key));
@@ -175,12 +176,27 @@ async function start() {
   const step = Math.max(0, Math.min(episode.length, Number(query.get("step")) || 0));
   await seek(step);
   document.body.dataset.ready = "1";
-  getJSON(`/api/runs/${encodeURIComponent(runId)}/episodes/${index}/readings`).then((body) => {
+  loadReadings();
+}
+
+let readingsLoading = null;
+function loadReadings() {
+  readingsLoading = getJSON(`/api/runs/${encodeURIComponent(runId)}/episodes/${index}/readings`).then((body) => {
     state.readings = body;
     state.actions = body.actions;
     if (!body.explained) ui.reading.textContent = "This run has no checkpoints: no network to read.";
     else reading(state.shown ?? state.step);
-  }).catch((error) => { ui.reading.textContent = String(error.message || error); });
+  }).catch((error) => { ui.reading.textContent = String(error.message || error); })
+    .finally(() => { readingsLoading = null; });
+}
+
+// A frame drawn with other rebuilt versions than the readings were (a render job rebuilt some meanwhile): the
+// frames kept here are dropped and the readings asked for again, so the panel names the network the frame shows.
+function followRebuilt(header) {
+  if (header === null || !state.readings || readingsLoading) return;
+  if (header === (state.readings.rebuilt || []).join(",")) return;
+  for (const key of [...frames.keys()]) if (key.startsWith("full:")) frames.delete(key);
+  loadReadings();
 }
 
 ui.play.addEventListener("click", () => setPlaying(!state.playing));
