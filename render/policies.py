@@ -13,7 +13,8 @@ line on stderr). A damaged ledger or resume point is an error, never a network d
 
 With ``rebuilt`` (``checkpoint=rebuilt``), the versions already in the run's ``rebuilt/`` folder explain their
 frames (each checked against the ledger's digest when loaded: lag 0), and the nearest saved checkpoint the rest;
-nothing is rebuilt, so it costs what the nearest checkpoints cost. The viewer's episode player uses it.
+nothing is rebuilt, so it costs about what the nearest checkpoints cost (one digest per rebuilt file loaded). The
+viewer's episode player uses it.
 
 Checkpoints are this project's ``v<version>.pt``, or those of another trainer (:mod:`render.foreign`): a
 Stable-Baselines3 run's ``v<version>.zip`` and SB3 ``CheckpointCallback`` files, resolved to the version they
@@ -113,7 +114,8 @@ class PolicyLibrary:
         self._unverified: dict[int, int] = {}  # a rebuild's start -> the first version that failed from it
         self._impossible: set[int] = set()  # versions the run's files cannot rebuild
         self._announced: set[int] = set()  # the versions last prepared at once: kept on disk while they are used
-        self._verified: dict[Path, tuple[int, int]] = {}  # rebuilt files checked (rebuild=False): mtime, size
+        # rebuilt files checked against their digests (rebuild=False): (mtime, size) then, and whether they matched
+        self._checked: dict[Path, tuple[tuple[int, int], bool]] = {}
         self._env_id, self._n_actions = env_id, n_actions
         self._settings = settings or ProbeSettings()
         self._keep = keep
@@ -221,12 +223,16 @@ class PolicyLibrary:
         try:
             found = path.stat()
             seen = (found.st_mtime_ns, found.st_size)
-            if path not in self._probes or self._verified.get(path) != seen:
+            checked = self._checked.get(path)
+            if checked == (seen, False):  # this very file failed its digest already
+                return None
+            if path not in self._probes or checked != (seen, True):
                 self._probes.pop(path, None)
                 model, ref = load_policy(path, env_id=self._env_id, n_actions=self._n_actions)
-                if digests.weights_digest(model) != self._rebuilder.ledger.digest(policy_version):
+                good = digests.weights_digest(model) == self._rebuilder.ledger.digest(policy_version)
+                self._checked[path] = (seen, good)
+                if not good:
                     return None
-                self._verified[path] = seen
                 self._keep_probe(path, model, ref)
         except (ReplayError, OSError):  # not rebuilt, removed meanwhile, past the ledger's end, unreadable
             return None

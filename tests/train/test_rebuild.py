@@ -166,6 +166,7 @@ def test_checkpoint_rebuilt_uses_the_verified_versions_on_disk_and_never_rebuild
     shutil.copy(checkpoint_path(rebuilt, shown), checkpoint_path(rebuilt, other))  # another's weights
     _, use = library.lookup(other)
     assert use.lag > 0 and checkpoint_path(rebuilt, other).exists()  # not used, and left alone: it only reads
+    assert library.lookup(other)[1].lag > 0  # nor on the next look
     _, use = library.lookup(shown)
     assert (use.name, use.lag) == (f"rebuilt/v{shown:06d}.pt", 0)
     with pytest.raises(RenderConfigError, match="checkpoint=rebuilt uses the rebuilt networks of a run"):
