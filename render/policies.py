@@ -13,8 +13,8 @@ line on stderr). A damaged ledger or resume point is an error, never a network d
 
 With ``rebuilt`` (``checkpoint=rebuilt``), the versions already in the run's ``rebuilt/`` folder explain their
 frames (each checked against the ledger's digest when loaded: lag 0), and the nearest saved checkpoint the rest;
-nothing is rebuilt, so it costs about what the nearest checkpoints cost (one digest per rebuilt file loaded). The
-viewer's episode player uses it.
+nothing is rebuilt, so it costs a little more than the nearest checkpoints (one load and digest per rebuilt file).
+The viewer's episode player uses it.
 
 Checkpoints are this project's ``v<version>.pt``, or those of another trainer (:mod:`render.foreign`): a
 Stable-Baselines3 run's ``v<version>.zip`` and SB3 ``CheckpointCallback`` files, resolved to the version they
