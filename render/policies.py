@@ -35,7 +35,6 @@ from render.foreign import is_foreign, load_foreign_policy
 from render.frame import CheckpointUse
 from replay.errors import CheckpointError, NotRebuildableError, RebuildError, ReplayError, UnverifiedRebuildError
 from replay.run_folder import SB3_CHECKPOINT_FILE, RunFolder
-from replay.train import digests
 from replay.train.checkpoints import CheckpointIndex, CheckpointRef, checkpoint_path, load_policy
 from replay.train.rebuild import Rebuilder
 
@@ -212,6 +211,10 @@ class PolicyLibrary:
         except NotRebuildableError as error:
             self._say(error)
             return None
+        return self._exactly(path)
+
+    def _exactly(self, path: Path) -> tuple[NetworkProbe, CheckpointUse]:
+        """The probe of a rebuilt file, which explains its own version: lag 0."""
         probe, ref = self._load(path)
         return probe, CheckpointUse(f"{path.parent.name}/{path.name}", ref.policy_version, 0)
 
@@ -228,16 +231,14 @@ class PolicyLibrary:
                 return None
             if path not in self._probes or checked != (seen, True):
                 self._probes.pop(path, None)
-                model, ref = load_policy(path, env_id=self._env_id, n_actions=self._n_actions)
-                good = digests.weights_digest(model) == self._rebuilder.ledger.digest(policy_version)
-                self._checked[path] = (seen, good)
-                if not good:
+                loaded = self._rebuilder.verified(policy_version)
+                self._checked[path] = (seen, loaded is not None)
+                if loaded is None:
                     return None
-                self._keep_probe(path, model, ref)
+                self._keep_probe(path, *loaded)
         except (ReplayError, OSError):  # not rebuilt, removed meanwhile, past the ledger's end, unreadable
             return None
-        probe, ref = self._load(path)
-        return probe, CheckpointUse(f"{path.parent.name}/{path.name}", ref.policy_version, 0)
+        return self._exactly(path)
 
     def _say(self, error: RebuildError) -> None:
         """Keep the first reason exact rebuilds fell back, and print it once."""

@@ -36,7 +36,14 @@ from replay.errors import CheckpointError, DamagedRecordError, NotRebuildableErr
 from replay.reader import TrajectoryLog
 from replay.run_folder import RunFolder
 from replay.train import digests, ledger, ppo
-from replay.train.checkpoints import checkpoint_path, load_policy, read_resume_state, resume_point_path, save_checkpoint
+from replay.train.checkpoints import (
+    CheckpointRef,
+    checkpoint_path,
+    load_policy,
+    read_resume_state,
+    resume_point_path,
+    save_checkpoint,
+)
 from replay.train.ledger import Ledger, Session
 from replay.train.network import ActorCritic
 from replay.train.randomness import ROLLOUT, SHUFFLE, update_generator
@@ -82,16 +89,20 @@ class Rebuilder:
         path = self.path(version)
         if not path.is_file():
             return False
-        try:
-            model, _ = load_policy(path, env_id=self.env_id, n_actions=self.n_actions)
-            good = digests.weights_digest(model) == self.ledger.digest(version)
-        except CheckpointError:
-            good = False
-        if not good:  # derived data: a damaged copy is rebuilt, not trusted
+        if self.verified(version) is None:  # derived data: a damaged copy is rebuilt, not trusted
             path.unlink(missing_ok=True)
             return False
         os.utime(path)  # recently used
         return True
+
+    def verified(self, version: int) -> tuple[ActorCritic, CheckpointRef] | None:
+        """``version``'s rebuilt file loaded, if it holds the recorded digest; ``None`` if it is missing, damaged
+        or differs. Reads only."""
+        try:
+            model, ref = load_policy(self.path(version), env_id=self.env_id, n_actions=self.n_actions)
+        except CheckpointError:
+            return None
+        return (model, ref) if digests.weights_digest(model) == self.ledger.digest(version) else None
 
     def start_of(self, version: int) -> int:
         """The version a rebuild of ``version`` starts from."""
